@@ -1,0 +1,83 @@
+//! Test harness: real servers on free loopback ports, started per test and removed on drop.
+//!
+//! - [`NatsServer`]: a `nats-server -js` with its own store directory.
+//! - [`Postgres`]: a throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) in a temp directory.
+//! - [`wait_for`]: poll a condition until it holds or a deadline passes, instead of sleeping.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), saga_testkit::Error> {
+//! let nats = saga_testkit::NatsServer::start()?;
+//! let client_url = nats.url();
+//! # Ok(()) }
+//! ```
+//!
+//! The end-to-end scenarios live in `tests/e2e/`.
+
+mod nats;
+mod postgres;
+mod wait;
+
+pub use nats::{NatsServer, nats_server_bin};
+pub use postgres::Postgres;
+pub use wait::wait_for;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// Why a test server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found: {hint}")]
+    NotFound { what: &'static str, hint: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("`{command}` failed: {output}")]
+    Command { command: String, output: String },
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+/// Path of the `saga` binary, built once per test process if it is not there yet.
+///
+/// Test binaries live in `target/<profile>/deps/`; the binary is in `target/<profile>/`.
+pub fn saga_bin() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .ok_or("test binary has no profile directory")?
+                .to_path_buf();
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "saga-orchestrator", "--bin", "saga"])
+                .current_dir(workspace_root())
+                .status()
+                .map_err(|e| format!("cargo build: {e}"))?;
+            if !status.success() {
+                return Err(format!("cargo build of the saga binary failed: {status}"));
+            }
+            Ok(profile_dir.join("saga"))
+        })
+        .clone()
+        .map_err(|hint| Error::NotFound {
+            what: "saga binary",
+            hint,
+        })
+}
