@@ -1,1 +1,2 @@
 //! Participants.
+pub mod db;

@@ -66,7 +66,14 @@ pub fn saga_bin() -> Result<PathBuf> {
                 .ok_or("test binary has no profile directory")?
                 .to_path_buf();
             let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "saga-orchestrator", "--bin", "saga"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "saga-orchestrator",
+                    "--bin",
+                    "saga",
+                ])
                 .current_dir(workspace_root())
                 .status()
                 .map_err(|e| format!("cargo build: {e}"))?;

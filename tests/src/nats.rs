@@ -74,7 +74,14 @@ impl NatsServer {
     fn spawn(&mut self) -> Result<()> {
         let store = self.dir.path().join("js");
         let child = Command::new(nats_server_bin()?)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -23,7 +23,9 @@ impl Postgres {
         let dir = tempfile::Builder::new().prefix("saga-pg-").tempdir()?;
         let as_postgres_user = is_root();
         if as_postgres_user {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()))?;
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()))?;
         }
         let pg = Postgres {
             bin,
@@ -51,7 +53,10 @@ impl Postgres {
             pg.dir.path().display()
         );
         let log = format!("{}/log", pg.dir.path().display());
-        pg.run_pg("pg_ctl", &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"])?;
+        pg.run_pg(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"],
+        )?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", pg.port)).is_err() {
             if Instant::now() > deadline {
@@ -75,7 +80,10 @@ impl Postgres {
     /// Creates database `name` and returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String> {
         let port = self.port.to_string();
-        self.run_pg("createdb", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name])?;
+        self.run_pg(
+            "createdb",
+            &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name],
+        )?;
         Ok(self.database_url(name))
     }
 
@@ -132,10 +140,17 @@ fn pg_bin_dir() -> Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    if let Some(dir) = versions.into_iter().rev().find(|d| d.join("pg_ctl").exists()) {
+    if let Some(dir) = versions
+        .into_iter()
+        .rev()
+        .find(|d| d.join("pg_ctl").exists())
+    {
         return Ok(dir);
     }
     if let Some(path) = std::env::var_os("PATH") {

@@ -16,7 +16,9 @@ where
             return Ok(v);
         }
         if Instant::now() >= end {
-            return Err(crate::Error::Timeout(format!("{what} (after {deadline:?})")));
+            return Err(crate::Error::Timeout(format!(
+                "{what} (after {deadline:?})"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
