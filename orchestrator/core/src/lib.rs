@@ -1,1 +1,38 @@
-//! Saga core.
+//! The pure saga core: definitions, events, state, decide and evolve.
+//!
+//! Given the state and an input (start, reply) with the time as a value, [`decide`] returns
+//! the events that happen; [`evolve`] folds an event into the state; [`actions`] turns new
+//! events into effects for the runtime. Nothing here does I/O, reads a clock or mints ids,
+//! so every behaviour is a given/when/then test and replay is a fold.
+//!
+//! ```
+//! use saga_core::{actions, decide, evolve, Definition, Input, SagaState};
+//! use saga_protocol::Timestamp;
+//! use uuid::Uuid;
+//!
+//! let def = Definition::from_toml("d.toml", r#"
+//!     [saga]
+//!     name = "d"
+//!     version = 1
+//!     [[step]]
+//!     name = "a"
+//!     participant = "account"
+//!     command = "ReserveCredit"
+//! "#).unwrap();
+//! let state = SagaState::new(Uuid::nil());
+//! let events = decide(&def, &state, Input::Start { input: serde_json::json!({}) }, Timestamp(0)).unwrap();
+//! let state = events.iter().fold(state, evolve);
+//! assert_eq!(actions(&state, &events).len(), 1); // send the command of step `a`
+//! ```
+
+mod action;
+mod decide;
+pub mod definition;
+mod event;
+mod state;
+
+pub use action::{Action, actions};
+pub use decide::{Input, Rejection, decide};
+pub use definition::{Definition, DefinitionError, Step, StepKind};
+pub use event::{DecodeError, EVENT_SCHEMA_VERSION, Event, Occurred};
+pub use state::{SagaState, Status, StepState, StepStatus, evolve};
