@@ -109,7 +109,7 @@ impl SagaState {
     pub fn replay<'a>(saga_id: Uuid, events: impl IntoIterator<Item = &'a Occurred>) -> Self {
         events
             .into_iter()
-            .fold(SagaState::new(saga_id), |s, e| evolve(s, e))
+            .fold(SagaState::new(saga_id), evolve)
     }
 
     pub fn step(&self, name: &str) -> Option<&StepState> {
