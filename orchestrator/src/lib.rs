@@ -1,1 +1,15 @@
-//! Orchestrator.
+//! The saga orchestrator: runs sagas declared in `sagas/*.toml`.
+//!
+//! - [`store`]: the append-only event log (SQLite or PostgreSQL) and its read model;
+//! - [`transport`]: commands out and replies in over NATS JetStream;
+//! - [`runtime`]: the loop load → fold → decide → append → act, and recovery;
+//! - [`api`]: the HTTP API;
+//! - [`cli`]: the `saga` command line, including `saga dev`.
+//!
+//! The saga logic itself is the pure `saga-core` crate; the wire contract is `saga-protocol`.
+
+pub mod api;
+pub mod cli;
+pub mod runtime;
+pub mod store;
+pub mod transport;

@@ -1,2 +1,40 @@
-//! Participants.
+//! The saga participants — the account and the order services — and the runtime they share.
+//!
+//! ```text
+//! SAGA_COMMANDS ──▶ runtime ──▶ handler (tower) ──▶ account | order ──▶ own database
+//!   saga.cmd.{kind}.>   │  decode, check        inbox + business change,
+//!                       │  dead-letter bad input   one transaction
+//!                       ▼
+//!   saga.reply.{kind} (SAGA_REPLIES), then ack     saga.dlq.{kind} (SAGA_DLQ)
+//! ```
+//!
+//! - [`runtime`]: consume → decode → inbox → handle → reply → ack; [`run`] is the entry point.
+//! - [`handler`]: the [`handler::Participant`] seam and the tower service around it.
+//! - [`store`]: the database, migrations and the durable inbox.
+//! - [`account`], [`order`]: the two participants.
+//! - [`admin`]: core NATS request/reply helpers to open and fund accounts and read state.
+//! - [`db`]: opening a database by URL.
+//!
+//! Tables (one set per participant database): `inbox`, `account_events`, `accounts`,
+//! `reservations`, `orders`, `order_events`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), saga_participants::Error> {
+//! use saga_participants::{Kind, Options, run};
+//!
+//! let options = Options { database_url: "sqlite:account.db".into(), ..Options::default() };
+//! run(Kind::Account, options, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+pub mod account;
+pub mod admin;
 pub mod db;
+pub mod handler;
+pub mod options;
+pub mod order;
+pub mod runtime;
+pub mod store;
+
+pub use options::{Kind, Options};
+pub use runtime::{Error, run, run_with_ready};

@@ -1,1 +1,6 @@
-//! End-to-end scenarios.
+//! End-to-end scenarios: the `saga` binary as separate processes, a real nats-server and
+//! real databases (SQLite files, a throwaway PostgreSQL cluster).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod place_order;
+mod system;

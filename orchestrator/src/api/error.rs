@@ -1,0 +1,79 @@
+//! The one place where failures become HTTP statuses. Bodies are `application/problem+json`
+//! with a message a person can act on; SQL and NATS internals are logged, never returned.
+
+use crate::runtime;
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable,
+    #[error("internal error; see the orchestrator's log")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let mut response = (status, Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<runtime::Error> for Error {
+    fn from(e: runtime::Error) -> Self {
+        match e {
+            runtime::Error::UnknownSaga(name) => Error::NotFound(format!(
+                "no saga definition named `{name}`; GET /v1/definitions lists the loaded ones"
+            )),
+            runtime::Error::InvalidInput(msg) => Error::BadRequest(msg),
+            e @ runtime::Error::IdempotencyConflict { .. } => Error::Conflict(format!(
+                "{e}; use a new Idempotency-Key for a different input"
+            )),
+            runtime::Error::NotFound(id) => Error::NotFound(format!("saga {id} not found")),
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "transient failure behind an API call");
+                Error::Unavailable
+            }
+            e => {
+                tracing::error!(error = %e, "API call failed");
+                Error::Internal
+            }
+        }
+    }
+}

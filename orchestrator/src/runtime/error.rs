@@ -1,0 +1,33 @@
+use uuid::Uuid;
+
+/// Why the runtime could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no saga definition named `{0}`")]
+    UnknownSaga(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("idempotency key `{key}` was already used by saga {saga_id} with a different input")]
+    IdempotencyConflict { key: String, saga_id: Uuid },
+    #[error("saga {0} not found")]
+    NotFound(Uuid),
+    #[error("saga {saga_id}: {reason}")]
+    Corrupt { saga_id: Uuid, reason: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Transport(#[from] crate::transport::Error),
+}
+
+impl Error {
+    /// Whether retrying later may succeed (database or NATS briefly unreachable).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_transient(),
+            Error::Transport(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

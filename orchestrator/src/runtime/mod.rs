@@ -1,0 +1,377 @@
+//! The one loop: load → fold → decide → append → act.
+//!
+//! Every input (a start request, a participant's reply) goes through the same steps:
+//! the saga's events are loaded and folded into its state, the pure core decides the new
+//! events, they are appended with optimistic concurrency on the saga's version, and only
+//! then are the commands they decided published. A crash between append and publish is
+//! harmless: [`Orchestrator::recover`] re-publishes the in-flight commands of every active
+//! saga with the same message ids, at start-up and periodically for sagas that went quiet.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use saga_orchestrator::runtime::{Options, Orchestrator};
+//! let orchestrator = Orchestrator::open(&Options::default()).await?;
+//! let started = orchestrator
+//!     .start("place_order", serde_json::json!({"customer_id": "c-1", "amount": 500}), None)
+//!     .await?;
+//! println!("started {}", started.saga_id);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod registry;
+mod replies;
+
+pub use error::{Error, Result};
+pub use registry::Registry;
+
+use crate::store::{Created, EventStore, NewEvent, NewSaga, SagaRecord, SqlStore, StoredEvent};
+use crate::transport::Transport;
+use saga_core::{Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, SagaState, Status};
+use saga_protocol::{ReplyEnvelope, Timestamp};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Settings of an orchestrator process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    /// NATS server URL.
+    pub nats_url: String,
+    /// `sqlite:<path>` or `postgres://…`.
+    pub database_url: String,
+    /// Directory of `*.toml` saga definitions.
+    pub sagas_dir: PathBuf,
+    /// Copies of each JetStream stream (1, or 3 in a cluster).
+    pub stream_replicas: usize,
+    /// Replies processed concurrently (each saga's replies stay in order).
+    pub workers: usize,
+    /// An active saga with no new event for this long gets its in-flight commands
+    /// published again (same message ids, so nothing applies twice).
+    pub republish_after: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            database_url: "sqlite:saga.db".into(),
+            sagas_dir: PathBuf::from("sagas"),
+            stream_replicas: 1,
+            workers: 32,
+            republish_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The result of a start request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub saga_id: Uuid,
+    /// False when the idempotency key named a saga that already existed.
+    pub created: bool,
+}
+
+/// A saga as loaded from the store: its record, its log, and the state they fold to.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub record: SagaRecord,
+    pub events: Vec<StoredEvent>,
+    pub state: SagaState,
+}
+
+/// What handling a reply did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyHandled {
+    /// New events were recorded (and their commands published).
+    Applied,
+    /// The reply had been handled before; nothing changed.
+    Duplicate,
+    /// The reply cannot apply to any saga: dead-letter it with this reason.
+    Refused(String),
+}
+
+/// The orchestrator: a cheap-to-clone handle on the store, the transport and the definitions.
+#[derive(Clone)]
+pub struct Orchestrator<S = SqlStore> {
+    store: S,
+    transport: Transport,
+    registry: Registry,
+    options: Options,
+}
+
+/// Appends that lose a race are decided again this many times before giving up.
+const MAX_CONFLICT_RETRIES: usize = 8;
+
+impl Orchestrator<SqlStore> {
+    /// Loads the definitions, opens the database and connects to NATS.
+    pub async fn open(options: &Options) -> Result<Self, OpenError> {
+        let registry = Registry::load_dir(&options.sagas_dir).map_err(OpenError::Definitions)?;
+        let store = SqlStore::open(&options.database_url, 16)
+            .await
+            .map_err(|e| OpenError::Store(e.into()))?;
+        let transport = Transport::connect(&options.nats_url, options.stream_replicas)
+            .await
+            .map_err(|e| OpenError::Store(e.into()))?;
+        Ok(Orchestrator::new(
+            store,
+            transport,
+            registry,
+            options.clone(),
+        ))
+    }
+}
+
+/// Why an orchestrator could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid saga definitions:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Definitions(Vec<saga_core::DefinitionError>),
+    #[error(transparent)]
+    Store(Error),
+}
+
+impl<S: EventStore> Orchestrator<S> {
+    pub fn new(store: S, transport: Transport, registry: Registry, options: Options) -> Self {
+        Orchestrator {
+            store,
+            transport,
+            registry,
+            options,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Starts saga `name` with `input`. With an idempotency key already used for the same
+    /// input, returns that saga instead; with a different input, fails with a conflict.
+    pub async fn start(
+        &self,
+        name: &str,
+        input: serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Started> {
+        let def = self
+            .registry
+            .get(name)
+            .ok_or_else(|| Error::UnknownSaga(name.to_string()))?;
+        let saga_id = Uuid::new_v4();
+        let now = Timestamp::now();
+        let state = SagaState::new(saga_id);
+        let input_digest = input.to_string();
+        let events = saga_core::decide(def, &state, Input::Start { input }, now)
+            .map_err(|r| Error::InvalidInput(r.to_string()))?;
+        let state = events.iter().fold(state, saga_core::evolve);
+        let saga = NewSaga {
+            saga_id,
+            name: def.name.clone(),
+            definition_version: def.version,
+            idempotency_key: idempotency_key.clone(),
+            input_digest: input_digest.clone(),
+        };
+        let created = self
+            .store
+            .create(
+                saga,
+                events.iter().map(to_new_event).collect(),
+                state.status.as_str(),
+                now,
+            )
+            .await?;
+        match created {
+            Created::New => {
+                self.act(&saga_core::actions(&state, &events)).await?;
+                Ok(Started {
+                    saga_id,
+                    created: true,
+                })
+            }
+            Created::Existing(record) if record.input_digest == input_digest => Ok(Started {
+                saga_id: record.saga_id,
+                created: false,
+            }),
+            Created::Existing(record) => Err(Error::IdempotencyConflict {
+                key: idempotency_key.unwrap_or_default(),
+                saga_id: record.saga_id,
+            }),
+        }
+    }
+
+    /// Loads a saga and folds its events.
+    pub async fn load(&self, saga_id: Uuid) -> Result<Loaded> {
+        let (record, events) = self
+            .store
+            .load(saga_id)
+            .await?
+            .ok_or(Error::NotFound(saga_id))?;
+        let occurred = decode_all(saga_id, &events)?;
+        let state = SagaState::replay(saga_id, &occurred);
+        Ok(Loaded {
+            record,
+            events,
+            state,
+        })
+    }
+
+    /// Records a participant's reply and acts on what it decides.
+    pub async fn handle_reply(&self, reply: &ReplyEnvelope) -> Result<ReplyHandled> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let loaded = match self.load(reply.saga_id).await {
+                Err(Error::NotFound(id)) => {
+                    return Ok(ReplyHandled::Refused(format!("unknown saga {id}")));
+                }
+                other => other?,
+            };
+            let Some(def) = self.registry.get(&loaded.record.name) else {
+                return Ok(ReplyHandled::Refused(format!(
+                    "saga {} runs definition `{}`, which is not loaded",
+                    reply.saga_id, loaded.record.name
+                )));
+            };
+            let now = Timestamp::now();
+            let events =
+                match saga_core::decide(def, &loaded.state, Input::Reply(reply.clone()), now) {
+                    Ok(events) => events,
+                    Err(rejection) => return Ok(ReplyHandled::Refused(rejection.to_string())),
+                };
+            if events.is_empty() {
+                return Ok(ReplyHandled::Duplicate);
+            }
+            let state = events.iter().fold(loaded.state, saga_core::evolve);
+            let appended = self
+                .store
+                .append(
+                    reply.saga_id,
+                    loaded.record.version,
+                    events.iter().map(to_new_event).collect(),
+                    state.status.as_str(),
+                    now,
+                )
+                .await;
+            match appended {
+                Ok(_) => {
+                    self.act(&saga_core::actions(&state, &events)).await?;
+                    return Ok(ReplyHandled::Applied);
+                }
+                // Another writer moved the saga on: load its new state and decide again.
+                Err(crate::store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Corrupt {
+            saga_id: reply.saga_id,
+            reason: format!("lost {MAX_CONFLICT_RETRIES} append races in a row"),
+        })
+    }
+
+    /// Publishes the commands of `actions`. Finishing needs no I/O: the status is stored.
+    async fn act(&self, actions: &[Action]) -> Result<()> {
+        let mut commands = Vec::with_capacity(actions.len());
+        for action in actions {
+            if let Action::SendCommand(c) | Action::SendCompensation(c) = action {
+                commands.push(c);
+            }
+        }
+        self.transport.publish_all(&commands).await?;
+        Ok(())
+    }
+
+    /// Publishes again the in-flight commands of every active saga whose last event is
+    /// older than `quiet_for` (all of them with `Duration::ZERO`, as at start-up).
+    /// Returns how many commands were published.
+    pub async fn recover(&self, quiet_for: Duration) -> Result<usize> {
+        let active: Vec<&str> = Status::ACTIVE.iter().map(|s| s.as_str()).collect();
+        let ids = self.store.with_status(&active).await?;
+        let now = Timestamp::now();
+        let mut published = 0;
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in ids {
+            // At most 16 sagas re-published at a time, so a long backlog does not flood NATS.
+            if tasks.len() >= 16 {
+                published += join_one(&mut tasks).await?;
+            }
+            let this = self.clone();
+            tasks.spawn(async move { this.republish(id, now, quiet_for).await });
+        }
+        while !tasks.is_empty() {
+            published += join_one(&mut tasks).await?;
+        }
+        Ok(published)
+    }
+
+    /// Publishes saga `id`'s in-flight commands again if it has been quiet for `quiet_for`.
+    async fn republish(&self, id: Uuid, now: Timestamp, quiet_for: Duration) -> Result<usize> {
+        let loaded = self.load(id).await?;
+        if now.since(loaded.record.updated_at) < quiet_for {
+            return Ok(0);
+        }
+        let commands: Vec<_> = loaded.state.in_flight().collect();
+        self.transport.publish_all(&commands).await?;
+        Ok(commands.len())
+    }
+
+    /// Runs until `shutdown` resolves: recovers in-flight commands, then consumes replies
+    /// and periodically re-publishes the commands of sagas that went quiet.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let recovered = self.recover(Duration::ZERO).await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "re-published in-flight commands after start-up");
+        }
+        replies::consume(self, shutdown).await
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.options
+    }
+}
+
+async fn join_one(tasks: &mut tokio::task::JoinSet<Result<usize>>) -> Result<usize> {
+    match tasks.join_next().await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => Err(Error::Corrupt {
+            saga_id: Uuid::nil(),
+            reason: format!("re-publish task failed: {e}"),
+        }),
+        None => Ok(0),
+    }
+}
+
+/// The stored form of a core event.
+fn to_new_event(occurred: &Occurred) -> NewEvent {
+    NewEvent {
+        event_type: occurred.event.type_name().to_string(),
+        schema_version: EVENT_SCHEMA_VERSION,
+        payload: occurred.event.to_payload(),
+        occurred_at: occurred.at,
+    }
+}
+
+/// Decodes a saga's stored log into core events.
+pub fn decode_all(saga_id: Uuid, events: &[StoredEvent]) -> Result<Vec<Occurred>> {
+    events
+        .iter()
+        .map(|e| {
+            Event::decode(&e.event_type, e.schema_version, &e.payload)
+                .map(|event| Occurred {
+                    at: e.occurred_at,
+                    event,
+                })
+                .map_err(|err| Error::Corrupt {
+                    saga_id,
+                    reason: err.to_string(),
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! [`EventStore`] in process memory, for tests that run on a paused tokio clock (a real
+//! database does I/O the paused clock cannot account for) and for quick experiments.
+//!
+//! It keeps exactly the contract of [`SqlStore`](super::SqlStore), checked by the same suite
+//! (`tests/store_contract.rs`): every call takes one lock, checks, then writes everything or
+//! nothing, which is what a transaction gives the SQL store. Nothing survives the process.
+//!
+//! ```
+//! use saga_orchestrator::store::{EventStore, MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> saga_orchestrator::store::Result<()> {
+//! let store = MemoryStore::new();
+//! let same = store.clone(); // clones share one log
+//! assert!(same.list(10).await?.is_empty());
+//! # Ok(()) }
+//! ```
+
+use super::{Created, Error, EventStore, NewEvent, NewSaga, Result, SagaRecord, StoredEvent};
+use saga_protocol::Timestamp;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use uuid::Uuid;
+
+/// The event store in memory. Cheap to clone; clones share the same sagas.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sagas: HashMap<Uuid, Saga>,
+    /// idempotency key → saga id, the equivalent of the SQL unique index.
+    keys: HashMap<String, Uuid>,
+    /// The last global position handed out (positions start at 1, like the SQL sequences).
+    last_position: i64,
+}
+
+#[derive(Debug)]
+struct Saga {
+    record: SagaRecord,
+    events: Vec<StoredEvent>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-done write: every method checks
+        // all its preconditions before its first mutation. So a poisoned lock is still sound.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn stored(
+        &mut self,
+        saga_id: Uuid,
+        after: u64,
+        events: Vec<NewEvent>,
+        recorded_at: Timestamp,
+    ) -> Vec<StoredEvent> {
+        events
+            .into_iter()
+            .zip(after + 1..)
+            .map(|(event, sequence)| {
+                self.last_position += 1;
+                StoredEvent {
+                    saga_id,
+                    sequence,
+                    global_position: self.last_position,
+                    event_type: event.event_type,
+                    schema_version: event.schema_version,
+                    payload: event.payload,
+                    occurred_at: event.occurred_at,
+                    recorded_at,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The version after appending `count` events to `after`, refusing what SQL could not store.
+fn new_version(saga_id: Uuid, after: u64, count: usize) -> Result<u64> {
+    u64::try_from(count)
+        .ok()
+        .and_then(|count| after.checked_add(count))
+        .filter(|version| i64::try_from(*version).is_ok())
+        .ok_or_else(|| Error::Corrupt(format!("saga {saga_id}: version overflow")))
+}
+
+impl EventStore for MemoryStore {
+    async fn create(
+        &self,
+        saga: NewSaga,
+        events: Vec<NewEvent>,
+        status: &str,
+        recorded_at: Timestamp,
+    ) -> Result<Created> {
+        let version = new_version(saga.saga_id, 0, events.len())?;
+        let mut inner = self.lock();
+        // Same precedence as the SQL store: a used key answers with its saga, then a used id
+        // is a conflict.
+        if let Some(existing) = saga
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| inner.keys.get(key))
+            .and_then(|id| inner.sagas.get(id))
+        {
+            return Ok(Created::Existing(existing.record.clone()));
+        }
+        if inner.sagas.contains_key(&saga.saga_id) {
+            return Err(Error::Conflict {
+                saga_id: saga.saga_id,
+                expected_version: 0,
+            });
+        }
+        let events = inner.stored(saga.saga_id, 0, events, recorded_at);
+        if let Some(key) = &saga.idempotency_key {
+            inner.keys.insert(key.clone(), saga.saga_id);
+        }
+        let record = SagaRecord {
+            saga_id: saga.saga_id,
+            name: saga.name,
+            definition_version: saga.definition_version,
+            status: status.to_string(),
+            version,
+            idempotency_key: saga.idempotency_key,
+            input_digest: saga.input_digest,
+            created_at: recorded_at,
+            updated_at: recorded_at,
+        };
+        inner.sagas.insert(saga.saga_id, Saga { record, events });
+        Ok(Created::New)
+    }
+
+    async fn append(
+        &self,
+        saga_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+        status: &str,
+        recorded_at: Timestamp,
+    ) -> Result<u64> {
+        let version = new_version(saga_id, expected_version, events.len())?;
+        let mut inner = self.lock();
+        let current = inner
+            .sagas
+            .get(&saga_id)
+            .ok_or(Error::NotFound(saga_id))?
+            .record
+            .version;
+        if current != expected_version {
+            return Err(Error::Conflict {
+                saga_id,
+                expected_version,
+            });
+        }
+        if events.is_empty() {
+            return Ok(expected_version);
+        }
+        let mut stored = inner.stored(saga_id, expected_version, events, recorded_at);
+        let saga = inner
+            .sagas
+            .get_mut(&saga_id)
+            .ok_or(Error::NotFound(saga_id))?;
+        saga.events.append(&mut stored);
+        saga.record.status = status.to_string();
+        saga.record.version = version;
+        saga.record.updated_at = recorded_at;
+        Ok(version)
+    }
+
+    async fn load(&self, saga_id: Uuid) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
+        let inner = self.lock();
+        Ok(inner
+            .sagas
+            .get(&saga_id)
+            .map(|saga| (saga.record.clone(), saga.events.clone())))
+    }
+
+    async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
+        let inner = self.lock();
+        let mut matching: Vec<&SagaRecord> = inner
+            .sagas
+            .values()
+            .map(|saga| &saga.record)
+            .filter(|record| statuses.contains(&record.status.as_str()))
+            .collect();
+        // Same order as the SQL store's `ORDER BY created_at, saga_id` (uuid text order is the
+        // byte order of the uuid).
+        matching.sort_by_key(|record| (record.created_at, record.saga_id));
+        Ok(matching.into_iter().map(|record| record.saga_id).collect())
+    }
+
+    async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {
+        let inner = self.lock();
+        let mut records: Vec<&SagaRecord> = inner.sagas.values().map(|saga| &saga.record).collect();
+        records.sort_by_key(|record| std::cmp::Reverse((record.created_at, record.saga_id)));
+        Ok(records
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,286 @@
+//! The event store: the orchestrator's only source of truth.
+//!
+//! Every saga is an append-only stream of [`StoredEvent`]s numbered 1, 2, 3… (`sequence`). A
+//! saga's state is the fold of its events; nothing else is authoritative. Next to the log the
+//! store keeps one [`SagaRecord`] per saga (name, status, last sequence), written in the same
+//! transaction as each append, so status queries never have to fold.
+//!
+//! Appends use optimistic concurrency: the caller passes the sequence of the last event it folded
+//! (`expected_version`), and if another writer appended in between the append fails with
+//! [`Error::Conflict`] and writes nothing. The runtime then reloads, folds again and decides
+//! again. Two writers racing on one saga can never both win.
+//!
+//! Implementations, all held to the same contract by `tests/store_contract.rs`:
+//! - [`SqlStore`]: SQLite (embedded default) or PostgreSQL (production, several replicas).
+//! - [`MemoryStore`]: in process, for paused-clock tests.
+//!
+//! ```
+//! use saga_orchestrator::store::{Created, Error, EventStore, MemoryStore, NewEvent, NewSaga};
+//! use saga_protocol::Timestamp;
+//! use uuid::Uuid;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> saga_orchestrator::store::Result<()> {
+//! let store = MemoryStore::new();
+//! let saga_id = Uuid::new_v4();
+//! let event = |event_type: &str| NewEvent {
+//!     event_type: event_type.into(),
+//!     schema_version: 1,
+//!     payload: serde_json::json!({ "order_id": 7 }),
+//!     occurred_at: Timestamp(1_000),
+//! };
+//! let saga = NewSaga {
+//!     saga_id,
+//!     name: "order".into(),
+//!     definition_version: 1,
+//!     idempotency_key: None,
+//!     input_digest: "sha256:0f1e".into(),
+//! };
+//! let created = store.create(saga, vec![event("SagaStarted")], "running", Timestamp(1_000));
+//! assert_eq!(created.await?, Created::New);
+//!
+//! // Append after version 1, the last event we folded.
+//! let next = vec![event("StepRequested")];
+//! assert_eq!(store.append(saga_id, 1, next.clone(), "running", Timestamp(1_001)).await?, 2);
+//!
+//! // A writer that still believes the saga is at version 1 loses.
+//! let stale = store.append(saga_id, 1, next, "running", Timestamp(1_002)).await;
+//! assert!(matches!(stale, Err(Error::Conflict { expected_version: 1, .. })));
+//!
+//! let (record, events) = store.load(saga_id).await?.ok_or(Error::NotFound(saga_id))?;
+//! assert_eq!((record.version, events.len()), (2, 2));
+//! # Ok(()) }
+//! ```
+
+mod memory;
+mod sql;
+
+pub use memory::MemoryStore;
+pub use sql::SqlStore;
+
+use saga_protocol::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use uuid::Uuid;
+
+/// An event to append; the store assigns its sequence, global position and `recorded_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// The event's tag (`StepCompleted`), stored forever: choose it once.
+    pub event_type: String,
+    /// The version of the payload's shape; old versions are read through upcasters.
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    /// When it happened, by the clock of whoever saw it happen (e.g. the participant).
+    pub occurred_at: Timestamp,
+}
+
+/// An event as stored in a saga's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub saga_id: Uuid,
+    /// Position in the saga's own log, 1-based and without gaps.
+    pub sequence: u64,
+    /// Position in the store-wide log. Increases with insertion order; may have gaps, and on
+    /// PostgreSQL concurrent appends may commit out of this order, so it is not a feed cursor.
+    pub global_position: i64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    /// When it happened (the participant's clock).
+    pub occurred_at: Timestamp,
+    /// When the orchestrator recorded it (the orchestrator's clock).
+    pub recorded_at: Timestamp,
+}
+
+/// Read model row, updated in the same transaction as each append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaRecord {
+    pub saga_id: Uuid,
+    /// The saga definition's name (`sagas/<name>.toml`).
+    pub name: String,
+    pub definition_version: u32,
+    /// As given by the last append; the store does not interpret it.
+    pub status: String,
+    /// The sequence of the saga's last event (0 for a saga created without events).
+    pub version: u64,
+    pub idempotency_key: Option<String>,
+    /// Digest of the start input, to tell a retried start from a different one reusing a key.
+    pub input_digest: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A saga to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSaga {
+    pub saga_id: Uuid,
+    pub name: String,
+    pub definition_version: u32,
+    pub idempotency_key: Option<String>,
+    pub input_digest: String,
+}
+
+/// What [`EventStore::create`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The saga and its events were written.
+    New,
+    /// A saga with this idempotency key already exists; nothing was written. The caller compares
+    /// `input_digest`: the same input is a retried start (answer with this saga), a different one
+    /// is a misuse of the key (409).
+    Existing(SagaRecord),
+}
+
+/// The store seam of the runtime: load, fold, decide, append.
+///
+/// Every method is a single round of database work and holds no state between calls, so a
+/// future dropped mid-way (e.g. in `select!`) leaves either the whole write or nothing.
+pub trait EventStore: Clone + Send + Sync + 'static {
+    /// Creates a saga with its first events (sequences 1..=n) and status, atomically.
+    ///
+    /// With an idempotency key that is already used, creates nothing and returns
+    /// [`Created::Existing`] with the record of the saga that has it. If `saga.saga_id` itself
+    /// already exists (and the key does not match), returns [`Error::Conflict`] with
+    /// `expected_version: 0`: someone else created that saga first.
+    fn create(
+        &self,
+        saga: NewSaga,
+        events: Vec<NewEvent>,
+        status: &str,
+        recorded_at: Timestamp,
+    ) -> impl Future<Output = Result<Created>> + Send;
+
+    /// Appends events after `expected_version` (the sequence of the last event the caller
+    /// folded) and sets the saga's status, in one transaction. Returns the new version.
+    ///
+    /// If another writer appended first, returns [`Error::Conflict`] and writes nothing; an
+    /// unknown saga is [`Error::NotFound`]. An empty `events` writes nothing: it only checks
+    /// `expected_version` and returns it.
+    fn append(
+        &self,
+        saga_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+        status: &str,
+        recorded_at: Timestamp,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The saga's record and all its events in sequence order (the events are exactly those up
+    /// to `record.version`); `None` if unknown.
+    fn load(
+        &self,
+        saga_id: Uuid,
+    ) -> impl Future<Output = Result<Option<(SagaRecord, Vec<StoredEvent>)>>> + Send;
+
+    /// Ids of sagas whose status is one of `statuses` (the runtime passes the non-terminal
+    /// ones), oldest first (by `created_at`, then id).
+    fn with_status(&self, statuses: &[&str]) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
+    /// Read-model records, newest first (by `created_at`, then id), at most `limit`.
+    fn list(&self, limit: u32) -> impl Future<Output = Result<Vec<SagaRecord>>> + Send;
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another writer appended to (or created) the saga first. Reload, fold and decide again.
+    #[error("saga {saga_id} was changed by another writer after version {expected_version}")]
+    Conflict {
+        saga_id: Uuid,
+        expected_version: u64,
+    },
+    #[error("saga {0} does not exist")]
+    NotFound(Uuid),
+    /// A stored row that cannot be decoded (bad uuid, bad JSON, out-of-range number), or a log
+    /// that disagrees with its read model. Not transient: someone must look at the data.
+    #[error("corrupt event store data: {0}")]
+    Corrupt(String),
+    #[error("event store database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("cannot open the event store: {0}")]
+    Open(#[from] saga_participants::db::Error),
+}
+
+impl Error {
+    /// Whether the same call may succeed if retried later: the database was unreachable, the
+    /// pool was exhausted, or it refused the transaction for load reasons (busy, deadlock).
+    /// A conflict is not transient: retrying the same append can never succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(e) => sqlx_is_transient(e),
+            Error::Open(saga_participants::db::Error::Connect(e)) => sqlx_is_transient(e),
+            Error::Open(saga_participants::db::Error::Migrate(
+                sqlx::migrate::MigrateError::Execute(e),
+            )) => sqlx_is_transient(e),
+            _ => false,
+        }
+    }
+}
+
+fn sqlx_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs are five characters; SQLite codes are numbers (extended result codes,
+/// whose low byte is the primary code), so the two cannot be confused.
+fn transient_code(code: &str) -> bool {
+    if let Ok(sqlite) = code.parse::<i32>()
+        && code.len() < 5
+    {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended variants.
+        return matches!(sqlite & 0xff, 5 | 6);
+    }
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources (e.g. too many connections)
+        || matches!(
+            code,
+            "40001" // serialization_failure
+                | "40P01" // deadlock_detected
+                | "57P01" // admin_shutdown
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_database_codes() {
+        assert!(transient_code("5"));
+        assert!(transient_code("517")); // SQLITE_BUSY_SNAPSHOT
+        assert!(transient_code("262")); // SQLITE_LOCKED_SHAREDCACHE
+        assert!(!transient_code("2067")); // SQLITE_CONSTRAINT_UNIQUE
+        assert!(transient_code("08006"));
+        assert!(transient_code("40001"));
+        assert!(transient_code("57P01"));
+        assert!(!transient_code("23505")); // unique_violation
+        assert!(!transient_code("42P01")); // undefined_table
+    }
+
+    #[test]
+    fn conflict_is_not_transient_and_io_is() {
+        let conflict = Error::Conflict {
+            saga_id: Uuid::nil(),
+            expected_version: 3,
+        };
+        assert!(!conflict.is_transient());
+        let io = Error::Database(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(io.is_transient());
+        assert!(Error::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!Error::Corrupt("x".into()).is_transient());
+    }
+}

@@ -1,0 +1,409 @@
+//! [`EventStore`] on SQL through sqlx's `Any` driver: SQLite (one machine, nothing to install)
+//! or PostgreSQL (production, several orchestrator replicas), with one SQL text for both.
+//!
+//! Two tables (see `migrations/{sqlite,postgres}/0001_event_store.sql`):
+//! - `saga_events`, the append-only log. `UNIQUE (saga_id, sequence)` is the last line of the
+//!   optimistic-concurrency guard: two writers cannot both store sequence n of one saga.
+//! - `sagas`, the read model, updated in the same transaction as each append. Its
+//!   `UPDATE … WHERE version = $expected` is the first line: it catches a stale writer before any
+//!   event is inserted, and on PostgreSQL its row lock serializes writers of one saga.
+//!
+//! ```no_run
+//! use saga_orchestrator::store::{EventStore, SqlStore};
+//!
+//! # async fn demo() -> saga_orchestrator::store::Result<()> {
+//! // Created (and migrated) when missing; `postgres://user@host/db` works the same way.
+//! let store = SqlStore::open("sqlite:/var/lib/saga/events.db", 4).await?;
+//! let in_flight = store.with_status(&["running", "compensating"]).await?;
+//! # Ok(()) }
+//! ```
+
+use super::{Created, Error, EventStore, NewEvent, NewSaga, Result, SagaRecord, StoredEvent};
+use saga_participants::db::{self, Backend};
+use saga_protocol::Timestamp;
+use sqlx::any::AnyRow;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+use std::fmt::Write as _;
+use uuid::Uuid;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Events per INSERT statement. At 7 binds a row this stays far below the bind limits (SQLite
+/// 32766, PostgreSQL 65535) while a typical append (1 to 3 events) is a single statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// `SELECT <every sagas column> FROM sagas <rest>`, in the order [`decode_record`] reads.
+macro_rules! select_sagas {
+    ($rest:literal) => {
+        concat!(
+            "SELECT saga_id, name, definition_version, status, version, idempotency_key, ",
+            "input_digest, created_at, updated_at FROM sagas ",
+            $rest
+        )
+    };
+}
+
+/// The event store on SQLite or PostgreSQL. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Opens `sqlite:<path>` (created when missing) or `postgres://…` with at most
+    /// `max_connections`, and applies the event store's migrations.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
+        let (pool, backend) = db::connect(
+            url,
+            max_connections,
+            &SQLITE_MIGRATIONS,
+            &POSTGRES_MIGRATIONS,
+        )
+        .await?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl EventStore for SqlStore {
+    async fn create(
+        &self,
+        saga: NewSaga,
+        events: Vec<NewEvent>,
+        status: &str,
+        recorded_at: Timestamp,
+    ) -> Result<Created> {
+        let version = new_version(saga.saga_id, 0, events.len())?;
+        let mut tx = self.pool.begin().await.map_err(Error::Database)?;
+        // The write comes first on purpose: on SQLite it takes the write lock before any read,
+        // so a concurrent create waits (busy_timeout) instead of failing to upgrade a read
+        // snapshot; on PostgreSQL a concurrent insert of the same key waits for ours to commit.
+        // DO NOTHING covers both unique columns (saga_id, idempotency_key).
+        let inserted = sqlx::query(
+            "INSERT INTO sagas (saga_id, name, definition_version, status, version, \
+             idempotency_key, input_digest, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(saga.saga_id.to_string())
+        .bind(saga.name.as_str())
+        .bind(i64::from(saga.definition_version))
+        .bind(status)
+        .bind(version)
+        .bind(saga.idempotency_key.as_deref())
+        .bind(saga.input_digest.as_str())
+        .bind(recorded_at.millis())
+        .bind(recorded_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::Database)?
+        .rows_affected();
+
+        if inserted == 0 {
+            // Something conflicted. The key wins over the id: a retried start with a key is
+            // answered with its saga even if the caller also reused the saga id.
+            let existing = match saga.idempotency_key.as_deref() {
+                Some(key) => sqlx::query(select_sagas!("WHERE idempotency_key = $1"))
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Error::Database)?,
+                None => None,
+            };
+            // Nothing was written; dropping the transaction rolls it back.
+            drop(tx);
+            return match existing {
+                Some(row) => Ok(Created::Existing(decode_record(&row)?)),
+                None => Err(Error::Conflict {
+                    saga_id: saga.saga_id,
+                    expected_version: 0,
+                }),
+            };
+        }
+
+        insert_events(&mut tx, saga.saga_id, 0, &events, recorded_at).await?;
+        tx.commit().await.map_err(Error::Database)?;
+        Ok(Created::New)
+    }
+
+    async fn append(
+        &self,
+        saga_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+        status: &str,
+        recorded_at: Timestamp,
+    ) -> Result<u64> {
+        let version = new_version(saga_id, expected_version, events.len())?;
+        let expected = sql_int(saga_id, expected_version)?;
+        if events.is_empty() {
+            // Nothing to write: only tell the caller whether its view is still current.
+            return match current_version(&self.pool, saga_id).await? {
+                Some(current) if current == expected_version => Ok(expected_version),
+                Some(_) => Err(Error::Conflict {
+                    saga_id,
+                    expected_version,
+                }),
+                None => Err(Error::NotFound(saga_id)),
+            };
+        }
+
+        let mut tx = self.pool.begin().await.map_err(Error::Database)?;
+        // Compare-and-set on the read model first (a write, for the same locking reasons as in
+        // `create`): a stale writer is refused here before it inserts anything, and on
+        // PostgreSQL a concurrent writer blocks on the row lock until we commit, then re-checks
+        // the version and finds it moved.
+        let updated = sqlx::query(
+            "UPDATE sagas SET status = $1, version = $2, updated_at = $3 \
+             WHERE saga_id = $4 AND version = $5",
+        )
+        .bind(status)
+        .bind(version)
+        .bind(recorded_at.millis())
+        .bind(saga_id.to_string())
+        .bind(expected)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::Database)?
+        .rows_affected();
+        if updated == 0 {
+            let exists = current_version(&mut *tx, saga_id).await?.is_some();
+            drop(tx);
+            return Err(if exists {
+                Error::Conflict {
+                    saga_id,
+                    expected_version,
+                }
+            } else {
+                Error::NotFound(saga_id)
+            });
+        }
+
+        insert_events(&mut tx, saga_id, expected_version, &events, recorded_at).await?;
+        // If the commit's outcome is lost (connection dropped), the caller sees a transient
+        // error; retrying with the same expected version then yields Conflict if it did commit,
+        // and the runtime reloads, so the events are never written twice.
+        tx.commit().await.map_err(Error::Database)?;
+        Ok(expected_version + events.len() as u64)
+    }
+
+    async fn load(&self, saga_id: Uuid) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
+        let Some(row) = sqlx::query(select_sagas!("WHERE saga_id = $1"))
+            .bind(saga_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::Database)?
+        else {
+            return Ok(None);
+        };
+        let record = decode_record(&row)?;
+        // Two reads without a transaction are still consistent: the record and the events up to
+        // its version were committed together, and events are never changed, so bounding the
+        // second read by `record.version` hides any append that committed in between.
+        let rows = sqlx::query(
+            "SELECT saga_id, sequence, global_position, event_type, schema_version, payload, \
+             occurred_at, recorded_at FROM saga_events \
+             WHERE saga_id = $1 AND sequence <= $2 ORDER BY sequence",
+        )
+        .bind(saga_id.to_string())
+        .bind(sql_int(saga_id, record.version)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::Database)?;
+        let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
+        let dense = events
+            .iter()
+            .zip(1u64..)
+            .all(|(event, sequence)| event.sequence == sequence);
+        if !dense || events.len() as u64 != record.version {
+            return Err(Error::Corrupt(format!(
+                "saga {saga_id}: read model is at version {} but the log holds {} events \
+                 up to it, or has gaps",
+                record.version,
+                events.len()
+            )));
+        }
+        Ok(Some((record, events)))
+    }
+
+    async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=statuses.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Only generated placeholders are spliced in; the statuses themselves are bound.
+        let sql = format!(
+            "SELECT saga_id FROM sagas WHERE status IN ({placeholders}) \
+             ORDER BY created_at, saga_id"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for status in statuses {
+            query = query.bind(*status);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(Error::Database)?;
+        rows.iter()
+            .map(|row| parse_uuid(&get::<String>(row, "saga_id")?))
+            .collect()
+    }
+
+    async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {
+        let rows = sqlx::query(select_sagas!(
+            "ORDER BY created_at DESC, saga_id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::Database)?;
+        rows.iter().map(decode_record).collect()
+    }
+}
+
+/// The read model's version of `saga_id`, read through `conn` (the pool or a transaction).
+async fn current_version<'c, E>(conn: E, saga_id: Uuid) -> Result<Option<u64>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM sagas WHERE saga_id = $1")
+        .bind(saga_id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(Error::Database)?;
+    version.map(|v| to_u64(v, "version")).transpose()
+}
+
+/// Inserts `events` as sequences `after + 1 ..`, a few hundred rows per statement.
+async fn insert_events(
+    conn: &mut AnyConnection,
+    saga_id: Uuid,
+    after: u64,
+    events: &[NewEvent],
+    recorded_at: Timestamp,
+) -> Result<()> {
+    let id = saga_id.to_string();
+    let mut sequence = sql_int(saga_id, after)?;
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO saga_events (saga_id, sequence, event_type, schema_version, payload, \
+             occurred_at, recorded_at) VALUES ",
+        );
+        for row in 0..chunk.len() {
+            let p = row * 7;
+            let separator = if row == 0 { "" } else { ", " };
+            // Writing to a String cannot fail.
+            let _ = write!(
+                sql,
+                "{separator}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            );
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for event in chunk {
+            // `new_version` checked that the last sequence fits, so this cannot overflow.
+            sequence += 1;
+            let payload = serde_json::to_string(&event.payload)
+                .map_err(|e| Error::Corrupt(format!("unserializable payload: {e}")))?;
+            query = query
+                .bind(id.clone())
+                .bind(sequence)
+                .bind(event.event_type.clone())
+                .bind(i64::from(event.schema_version))
+                .bind(payload)
+                .bind(event.occurred_at.millis())
+                .bind(recorded_at.millis());
+        }
+        match query.execute(&mut *conn).await {
+            Ok(_) => {}
+            // The guard itself: another writer stored one of these sequences first.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Error::Conflict {
+                    saga_id,
+                    expected_version: after,
+                });
+            }
+            Err(e) => return Err(Error::Database(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The version after appending `count` events to `after`, as stored (BIGINT).
+fn new_version(saga_id: Uuid, after: u64, count: usize) -> Result<i64> {
+    let version = u64::try_from(count)
+        .ok()
+        .and_then(|count| after.checked_add(count))
+        .ok_or_else(|| Error::Corrupt(format!("saga {saga_id}: version overflow")))?;
+    sql_int(saga_id, version)
+}
+
+fn sql_int(saga_id: Uuid, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        Error::Corrupt(format!(
+            "saga {saga_id}: version {value} does not fit a BIGINT"
+        ))
+    })
+}
+
+fn decode_record(row: &AnyRow) -> Result<SagaRecord> {
+    Ok(SagaRecord {
+        saga_id: parse_uuid(&get::<String>(row, "saga_id")?)?,
+        name: get(row, "name")?,
+        definition_version: to_u32(get(row, "definition_version")?, "definition_version")?,
+        status: get(row, "status")?,
+        version: to_u64(get(row, "version")?, "version")?,
+        idempotency_key: get(row, "idempotency_key")?,
+        input_digest: get(row, "input_digest")?,
+        created_at: Timestamp(get(row, "created_at")?),
+        updated_at: Timestamp(get(row, "updated_at")?),
+    })
+}
+
+fn decode_event(row: &AnyRow) -> Result<StoredEvent> {
+    let payload: String = get(row, "payload")?;
+    Ok(StoredEvent {
+        saga_id: parse_uuid(&get::<String>(row, "saga_id")?)?,
+        sequence: to_u64(get(row, "sequence")?, "sequence")?,
+        global_position: get(row, "global_position")?,
+        event_type: get(row, "event_type")?,
+        schema_version: to_u32(get(row, "schema_version")?, "schema_version")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| Error::Corrupt(format!("event payload is not JSON: {e}")))?,
+        occurred_at: Timestamp(get(row, "occurred_at")?),
+        recorded_at: Timestamp(get(row, "recorded_at")?),
+    })
+}
+
+/// A column that must decode; a failure means the row does not match the schema.
+fn get<T>(row: &AnyRow, column: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column)
+        .map_err(|e| Error::Corrupt(format!("column `{column}`: {e}")))
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|e| Error::Corrupt(format!("saga id `{text}`: {e}")))
+}
+
+fn to_u64(value: i64, column: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative {column}: {value}")))
+}
+
+fn to_u32(value: i64, column: &str) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Corrupt(format!("{column} out of range: {value}")))
+}

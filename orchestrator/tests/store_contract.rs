@@ -1,0 +1,454 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The event store's contract, one set of test bodies run against every implementation:
+//! [`MemoryStore`], [`SqlStore`] on a SQLite file, and [`SqlStore`] on a throwaway PostgreSQL
+//! cluster. Each body is generic over `S: EventStore`; the `contract!` macro at the end
+//! instantiates it once per backend (`memory::…`, `sqlite::…`, `postgres::…`).
+
+use saga_orchestrator::store::{
+    Created, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaRecord, SqlStore,
+};
+use saga_protocol::Timestamp;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+fn event(event_type: &str, n: u64) -> NewEvent {
+    NewEvent {
+        event_type: event_type.to_string(),
+        schema_version: 2,
+        payload: json!({ "n": n, "nested": { "list": [1, "two", null], "unicode": "é✓" } }),
+        occurred_at: Timestamp(500 + i64::try_from(n).unwrap()),
+    }
+}
+
+fn saga(name: &str, key: Option<&str>, digest: &str) -> NewSaga {
+    NewSaga {
+        saga_id: Uuid::new_v4(),
+        name: name.to_string(),
+        definition_version: 3,
+        idempotency_key: key.map(str::to_string),
+        input_digest: digest.to_string(),
+    }
+}
+
+/// Creates a saga with one event at `at`, returning its id.
+async fn create_one<S: EventStore>(store: &S, status: &str, at: i64) -> Uuid {
+    let new = saga("order", None, "d");
+    let id = new.saga_id;
+    let created = store
+        .create(new, vec![event("SagaStarted", 0)], status, Timestamp(at))
+        .await
+        .unwrap();
+    assert_eq!(created, Created::New);
+    id
+}
+
+async fn create_then_load_round_trips<S: EventStore>(store: S) {
+    let new = saga("order", Some("key-1"), "sha256:abc");
+    let id = new.saga_id;
+    let events: Vec<NewEvent> = (1..=3).map(|n| event(&format!("E{n}"), n)).collect();
+    let created = store
+        .create(new, events.clone(), "running", Timestamp(1_000))
+        .await
+        .unwrap();
+    assert_eq!(created, Created::New);
+
+    let (record, stored) = store.load(id).await.unwrap().expect("created saga loads");
+    assert_eq!(
+        record,
+        SagaRecord {
+            saga_id: id,
+            name: "order".into(),
+            definition_version: 3,
+            status: "running".into(),
+            version: 3,
+            idempotency_key: Some("key-1".into()),
+            input_digest: "sha256:abc".into(),
+            created_at: Timestamp(1_000),
+            updated_at: Timestamp(1_000),
+        }
+    );
+    assert_eq!(stored.len(), 3);
+    for ((stored, new), sequence) in stored.iter().zip(&events).zip(1u64..) {
+        assert_eq!(stored.saga_id, id);
+        assert_eq!(stored.sequence, sequence);
+        assert_eq!(stored.event_type, new.event_type);
+        assert_eq!(stored.schema_version, new.schema_version);
+        assert_eq!(stored.payload, new.payload);
+        assert_eq!(stored.occurred_at, new.occurred_at);
+        assert_eq!(stored.recorded_at, Timestamp(1_000));
+    }
+    assert!(
+        stored
+            .windows(2)
+            .all(|w| w[0].global_position < w[1].global_position),
+        "global positions increase: {stored:?}"
+    );
+}
+
+async fn append_after_expected_version<S: EventStore>(store: S) {
+    let id = create_one(&store, "running", 1_000).await;
+    let (_, before) = store.load(id).await.unwrap().unwrap();
+
+    let version = store
+        .append(
+            id,
+            1,
+            vec![event("A", 1), event("B", 2)],
+            "compensating",
+            Timestamp(2_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(version, 3);
+    let version = store
+        .append(id, 3, vec![event("C", 3)], "completed", Timestamp(3_000))
+        .await
+        .unwrap();
+    assert_eq!(version, 4);
+
+    let (record, events) = store.load(id).await.unwrap().unwrap();
+    assert_eq!(record.version, 4);
+    assert_eq!(record.status, "completed");
+    assert_eq!(record.created_at, Timestamp(1_000));
+    assert_eq!(record.updated_at, Timestamp(3_000));
+    let summary: Vec<(u64, &str, Timestamp)> = events
+        .iter()
+        .map(|e| (e.sequence, e.event_type.as_str(), e.recorded_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, "SagaStarted", Timestamp(1_000)),
+            (2, "A", Timestamp(2_000)),
+            (3, "B", Timestamp(2_000)),
+            (4, "C", Timestamp(3_000)),
+        ]
+    );
+    assert_eq!(events[0], before[0], "earlier events are never changed");
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].global_position < w[1].global_position)
+    );
+}
+
+async fn racing_appends_exactly_one_wins<S: EventStore>(store: S) {
+    let id = create_one(&store, "running", 1_000).await;
+    let mut version = 1;
+    let mut expected_tags = vec!["SagaStarted"];
+    // Several rounds, so a lucky interleaving in one round cannot hide a broken guard.
+    for round in 0..8u64 {
+        let barrier = Arc::new(Barrier::new(2));
+        let racer = |tag: &'static str| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let events = vec![event(tag, round), event(tag, round)];
+            // Real tasks on a multi-threaded runtime, released together by the barrier.
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let result = store
+                    .append(id, version, events, tag, Timestamp(2_000))
+                    .await;
+                (tag, result)
+            })
+        };
+        let (left, right) = (racer("left"), racer("right"));
+        let results = [left.await.unwrap(), right.await.unwrap()];
+
+        let mut winners = Vec::new();
+        for (tag, result) in &results {
+            match result {
+                Ok(new_version) => {
+                    assert_eq!(*new_version, version + 2, "{tag}");
+                    winners.push(*tag);
+                }
+                Err(Error::Conflict {
+                    saga_id,
+                    expected_version,
+                }) => assert_eq!((*saga_id, *expected_version), (id, version), "{tag}"),
+                Err(other) => panic!("round {round}: {tag} failed with {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let winner = winners[0];
+        version += 2;
+
+        // The saga advanced by the winner's two events only; nothing of the loser is stored.
+        let (record, events) = store.load(id).await.unwrap().unwrap();
+        assert_eq!((record.version, record.status.as_str()), (version, winner));
+        assert_eq!(events.len() as u64, version);
+        expected_tags.extend([winner, winner]);
+        let tags: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(tags, expected_tags, "round {round}");
+    }
+    // Over all rounds: exactly two events per round plus the first, numbered without gaps.
+    let (_, events) = store.load(id).await.unwrap().unwrap();
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=17).collect::<Vec<u64>>());
+}
+
+async fn stale_or_unknown_append_is_refused<S: EventStore>(store: S) {
+    let id = create_one(&store, "running", 1_000).await;
+    store
+        .append(id, 1, vec![event("A", 1)], "running", Timestamp(2_000))
+        .await
+        .unwrap();
+    let before = store.load(id).await.unwrap().unwrap();
+
+    for (expected, what) in [(1, "stale"), (0, "from scratch"), (5, "ahead")] {
+        let result = store
+            .append(
+                id,
+                expected,
+                vec![event("X", 9)],
+                "broken",
+                Timestamp(3_000),
+            )
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::Conflict { saga_id, expected_version })
+                    if saga_id == id && expected_version == expected
+            ),
+            "{what}: {result:?}"
+        );
+        assert!(!result.unwrap_err().is_transient());
+    }
+    // An empty append only checks the version.
+    assert_eq!(
+        store
+            .append(id, 2, vec![], "broken", Timestamp(3_000))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        store
+            .append(id, 1, vec![], "broken", Timestamp(3_000))
+            .await,
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(
+        store.load(id).await.unwrap().unwrap(),
+        before,
+        "nothing written"
+    );
+
+    let unknown = Uuid::new_v4();
+    assert!(matches!(
+        store
+            .append(unknown, 0, vec![event("X", 1)], "running", Timestamp(3_000))
+            .await,
+        Err(Error::NotFound(u)) if u == unknown
+    ));
+    assert!(store.load(unknown).await.unwrap().is_none());
+}
+
+async fn idempotency_key_returns_existing<S: EventStore>(store: S) {
+    let first = saga("order", Some("client-key"), "digest-1");
+    let first_id = first.saga_id;
+    store
+        .create(
+            first,
+            vec![event("SagaStarted", 1)],
+            "running",
+            Timestamp(1_000),
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            first_id,
+            1,
+            vec![event("A", 2)],
+            "compensating",
+            Timestamp(1_500),
+        )
+        .await
+        .unwrap();
+    let (original, _) = store.load(first_id).await.unwrap().unwrap();
+
+    // Same key, another saga id and another input: nothing is created, the original is returned.
+    let retry = saga("payment", Some("client-key"), "digest-2");
+    let retry_id = retry.saga_id;
+    let created = store
+        .create(
+            retry,
+            vec![event("SagaStarted", 3)],
+            "running",
+            Timestamp(2_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, Created::Existing(original.clone()));
+    assert!(store.load(retry_id).await.unwrap().is_none());
+    assert_eq!(store.load(first_id).await.unwrap().unwrap().0, original);
+    assert_eq!(store.list(10).await.unwrap(), vec![original.clone()]);
+
+    // Reusing a saga id without the key is a conflict at version 0, and writes nothing.
+    let mut same_id = saga("order", None, "digest-3");
+    same_id.saga_id = first_id;
+    let result = store
+        .create(
+            same_id,
+            vec![event("SagaStarted", 4)],
+            "running",
+            Timestamp(3_000),
+        )
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Conflict { saga_id, expected_version: 0 }) if saga_id == first_id
+        ),
+        "{result:?}"
+    );
+    assert_eq!(store.load(first_id).await.unwrap().unwrap().1.len(), 2);
+
+    // Sagas without a key never collide with each other.
+    create_one(&store, "running", 4_000).await;
+    create_one(&store, "running", 4_001).await;
+    assert_eq!(store.list(10).await.unwrap().len(), 3);
+}
+
+async fn with_status_filters_and_orders_oldest_first<S: EventStore>(store: S) {
+    let c = create_one(&store, "running", 30).await;
+    let a = create_one(&store, "compensating", 10).await;
+    let b = create_one(&store, "completed", 20).await;
+    let d = create_one(&store, "running", 40).await;
+
+    let in_flight = ["running", "compensating"];
+    assert_eq!(store.with_status(&in_flight).await.unwrap(), [a, c, d]);
+    assert_eq!(store.with_status(&["completed"]).await.unwrap(), [b]);
+    assert!(store.with_status(&["stuck"]).await.unwrap().is_empty());
+    assert!(store.with_status(&[]).await.unwrap().is_empty());
+
+    // The filter follows the status of the last append; the order stays by creation.
+    store
+        .append(c, 1, vec![event("Done", 1)], "completed", Timestamp(50))
+        .await
+        .unwrap();
+    assert_eq!(store.with_status(&in_flight).await.unwrap(), [a, d]);
+    assert_eq!(store.with_status(&["completed"]).await.unwrap(), [b, c]);
+}
+
+async fn list_is_newest_first_and_limited<S: EventStore>(store: S) {
+    let mut ids = Vec::new();
+    for at in [300, 100, 500, 200, 400] {
+        ids.push((at, create_one(&store, "running", at).await));
+    }
+    ids.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+
+    let listed = store.list(3).await.unwrap();
+    let listed_ids: Vec<Uuid> = listed.iter().map(|r| r.saga_id).collect();
+    let newest: Vec<Uuid> = ids.iter().take(3).map(|(_, id)| *id).collect();
+    assert_eq!(listed_ids, newest);
+    for record in &listed {
+        assert_eq!(
+            *record,
+            store.load(record.saga_id).await.unwrap().unwrap().0,
+            "list returns the full read-model record"
+        );
+    }
+    assert_eq!(store.list(100).await.unwrap().len(), 5);
+    assert!(store.list(0).await.unwrap().is_empty());
+}
+
+async fn load_of_unknown_is_none<S: EventStore>(store: S) {
+    assert!(store.load(Uuid::new_v4()).await.unwrap().is_none());
+    create_one(&store, "running", 1).await;
+    assert!(store.load(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn large_batches_keep_order<S: EventStore>(store: S) {
+    // More events than one INSERT statement carries, in create and in append.
+    let new = saga("bulk", None, "d");
+    let id = new.saga_id;
+    let first: Vec<NewEvent> = (1..=700).map(|n| event("Bulk", n)).collect();
+    store
+        .create(new, first, "running", Timestamp(1))
+        .await
+        .unwrap();
+    let more: Vec<NewEvent> = (701..=1_801).map(|n| event("Bulk", n)).collect();
+    assert_eq!(
+        store
+            .append(id, 700, more, "running", Timestamp(2))
+            .await
+            .unwrap(),
+        1_801
+    );
+    let (record, events) = store.load(id).await.unwrap().unwrap();
+    assert_eq!(record.version, 1_801);
+    for (event, n) in events.iter().zip(1u64..) {
+        assert_eq!(event.sequence, n);
+        assert_eq!(event.payload["n"], json!(n), "payload of sequence {n}");
+    }
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].global_position < w[1].global_position)
+    );
+}
+
+/// Instantiates every contract body once per implementation. Tests run on a multi-threaded
+/// runtime so the racing appends really run in parallel.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(MemoryStore::new()).await;
+                }
+            )*
+        }
+
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite:{}", dir.path().join("events.db").display());
+                    let store = SqlStore::open(&url, 4).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    // Blocking process management; kept off the runtime's worker threads.
+                    let (pg, url) = tokio::task::spawn_blocking(|| {
+                        let pg = saga_testkit::Postgres::start().unwrap();
+                        let url = pg.create_database("events").unwrap();
+                        (pg, url)
+                    })
+                    .await
+                    .unwrap();
+                    let store = SqlStore::open(&url, 4).await.unwrap();
+                    super::$name(store).await;
+                    drop(pg);
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    create_then_load_round_trips,
+    append_after_expected_version,
+    racing_appends_exactly_one_wins,
+    stale_or_unknown_append_is_refused,
+    idempotency_key_returns_existing,
+    with_status_filters_and_orders_oldest_first,
+    list_is_newest_first_and_limited,
+    load_of_unknown_is_none,
+    large_batches_keep_order,
+);

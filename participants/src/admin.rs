@@ -1,0 +1,179 @@
+//! Operator and test helpers over core NATS request/reply: open and fund accounts, read
+//! balances and orders. Not part of a saga, so not on JetStream.
+//!
+//! Requests go to [`ACCOUNT_SUBJECT`] or [`ORDER_SUBJECT`] as JSON `{"op": …}` ([`Request`]);
+//! the participant answers `{"ok": …}` or `{"error": "…"}` ([`Reply`]). Every instance of a
+//! participant serves its subject in one queue group, so each request is answered once.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use saga_participants::admin;
+//!
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! admin::open_account(&client, "alice", 100).await?;
+//! let balance = admin::deposit(&client, "alice", 50, "top-up-1").await?;
+//! assert_eq!(balance.available, 150);
+//! # Ok(()) }
+//! ```
+
+use crate::Kind;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Admin subject of the account participant.
+pub const ACCOUNT_SUBJECT: &str = "saga.admin.account";
+/// Admin subject of the order participant.
+pub const ORDER_SUBJECT: &str = "saga.admin.order";
+
+/// The admin subject served by participant `kind`.
+pub fn subject(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Account => ACCOUNT_SUBJECT,
+        Kind::Order => ORDER_SUBJECT,
+    }
+}
+
+/// An admin request, tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Opens an account; idempotent: on an existing account the deposit is not applied again.
+    Open {
+        customer_id: String,
+        #[serde(default)]
+        initial_deposit: i64,
+    },
+    /// Adds funds; idempotent by `operation_id` (recorded in the inbox).
+    Deposit {
+        customer_id: String,
+        amount: i64,
+        operation_id: String,
+    },
+    Balance {
+        customer_id: String,
+    },
+    /// Every account.
+    Balances,
+    /// Every order.
+    Orders,
+}
+
+/// An admin reply: `{"ok": value}` or `{"error": "reason"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
+impl Reply {
+    /// `Ok` with `value` serialised.
+    pub fn ok<T: Serialize>(value: &T) -> Self {
+        match serde_json::to_value(value) {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => Reply::Error(format!("cannot serialise the answer: {e}")),
+        }
+    }
+}
+
+/// An account's balances. Invariant: `available + reserved == deposited`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    pub customer_id: String,
+    /// Funds that can be reserved.
+    pub available: i64,
+    /// Funds held by reservations of sagas in flight.
+    pub reserved: i64,
+    /// Everything ever deposited.
+    pub deposited: i64,
+}
+
+/// An order as the order participant holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: String,
+    pub customer_id: String,
+    pub amount: i64,
+    /// `pending`, `approved`, `rejected` or `cancelled`.
+    pub status: String,
+    pub effect_key: String,
+}
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No participant answered, or the request timed out.
+    #[error("admin request on {subject} failed: {source}")]
+    Request {
+        subject: &'static str,
+        #[source]
+        source: async_nats::RequestError,
+    },
+    /// The participant answered with an error (unknown account, invalid amount, …).
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("unreadable admin reply: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+async fn call<T: DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &'static str,
+    request: &Request,
+) -> Result<T, Error> {
+    let body = serde_json::to_vec(request)?;
+    let message = client
+        .request(subject, body.into())
+        .await
+        .map_err(|source| Error::Request { subject, source })?;
+    match serde_json::from_slice::<Reply>(&message.payload)? {
+        Reply::Ok(value) => Ok(serde_json::from_value(value)?),
+        Reply::Error(reason) => Err(Error::Refused(reason)),
+    }
+}
+
+/// Opens the account of `customer_id` with `initial_deposit`, or returns the existing one.
+pub async fn open_account(
+    client: &async_nats::Client,
+    customer_id: &str,
+    initial_deposit: i64,
+) -> Result<Balance, Error> {
+    let request = Request::Open {
+        customer_id: customer_id.to_string(),
+        initial_deposit,
+    };
+    call(client, ACCOUNT_SUBJECT, &request).await
+}
+
+/// Deposits `amount` once per `operation_id`; a repeat answers the balance recorded the first time.
+pub async fn deposit(
+    client: &async_nats::Client,
+    customer_id: &str,
+    amount: i64,
+    operation_id: &str,
+) -> Result<Balance, Error> {
+    let request = Request::Deposit {
+        customer_id: customer_id.to_string(),
+        amount,
+        operation_id: operation_id.to_string(),
+    };
+    call(client, ACCOUNT_SUBJECT, &request).await
+}
+
+/// The balances of `customer_id`.
+pub async fn balance(client: &async_nats::Client, customer_id: &str) -> Result<Balance, Error> {
+    let request = Request::Balance {
+        customer_id: customer_id.to_string(),
+    };
+    call(client, ACCOUNT_SUBJECT, &request).await
+}
+
+/// The balances of every account, by customer id.
+pub async fn balances(client: &async_nats::Client) -> Result<Vec<Balance>, Error> {
+    call(client, ACCOUNT_SUBJECT, &Request::Balances).await
+}
+
+/// Every order, oldest first.
+pub async fn orders(client: &async_nats::Client) -> Result<Vec<OrderView>, Error> {
+    call(client, ORDER_SUBJECT, &Request::Orders).await
+}

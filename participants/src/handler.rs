@@ -1,0 +1,243 @@
+//! The seam between the runtime and a participant's business logic.
+//!
+//! A participant implements [`Participant`]: which commands it knows, and how to apply one
+//! inside a database transaction. [`Handler`] wraps it into a
+//! `tower::Service<CommandEnvelope, Response = ReplyEnvelope, Error = Error>` that adds the
+//! inbox: look the message id up, apply, record the reply, commit — one transaction. The
+//! runtime stacks in-process layers on it with [`stack`] (a timeout; more compose the same way).
+//!
+//! Two kinds of failure are kept apart: a business refusal is an [`Outcome::Rejected`] reply
+//! (recorded, never retried), an infrastructure failure is an [`Error`] (no reply is sent, the
+//! command is redelivered later).
+//!
+//! ```no_run
+//! # async fn demo(command: saga_protocol::CommandEnvelope) -> Result<(), Box<dyn std::error::Error>> {
+//! use saga_participants::{account::Account, handler, store::Store};
+//! use tower::ServiceExt;
+//!
+//! let store = Store::open("sqlite:account.db", 4).await?;
+//! let service = handler::stack(Account::new(store), std::time::Duration::from_secs(20));
+//! let reply = service.oneshot(command).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::{Kind, admin, store};
+use futures::future::BoxFuture;
+use saga_protocol::{CommandEnvelope, CommandKind, Outcome, ReplyEnvelope, Timestamp};
+use serde::de::DeserializeOwned;
+use sqlx::AnyConnection;
+use std::future::Future;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{BoxError, Service, ServiceBuilder};
+
+/// How often a transaction that lost a race (unique key, version check) is run again. The
+/// rerun sees the winner's commit: the inbox row, the effect, or the new version.
+const CONFLICT_ATTEMPTS: usize = 5;
+
+/// The business logic of one participant.
+pub trait Participant: Clone + Send + Sync + 'static {
+    const KIND: Kind;
+    /// The commands it handles, each with the kind it must be sent as.
+    const COMMANDS: &'static [(&'static str, CommandKind)];
+
+    fn store(&self) -> &store::Store;
+
+    /// Applies `command` inside the caller's transaction and says what to answer. The caller
+    /// records the reply in the inbox and commits; on `Err` nothing is committed.
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut AnyConnection,
+        command: &'a CommandEnvelope,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'a;
+
+    /// Answers an admin request (see [`admin`]).
+    fn admin(
+        &self,
+        request: admin::Request,
+    ) -> impl Future<Output = Result<admin::Reply, Error>> + Send + '_;
+}
+
+/// An infrastructure failure while handling a command. Business refusals are not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// A concurrent transaction won a race on a key or a version; running again settles it.
+    #[error("concurrent write conflict: {0}")]
+    Conflict(String),
+    /// Data in the database cannot be read back (a bug or a manual edit), not retryable.
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+    #[error("the handler did not finish within {0:?}")]
+    Timeout(Duration),
+    /// A failure raised by a tower layer around the handler.
+    #[error("{0}")]
+    Layer(String),
+}
+
+impl Error {
+    /// Whether trying again later may succeed (database briefly down, lost race, timeout).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Database(e) => sqlx_is_transient(e),
+            Error::Conflict(_) | Error::Timeout(_) | Error::Layer(_) => true,
+            Error::Corrupt(_) => false,
+        }
+    }
+
+    fn from_layer(error: BoxError, timeout: Duration) -> Self {
+        if error.is::<tower::timeout::error::Elapsed>() {
+            return Error::Timeout(timeout);
+        }
+        match error.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(other) => Error::Layer(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error {
+            // 40001 serialization failure, 40P01 deadlock: PostgreSQL asks for a rerun.
+            let rerun = matches!(db.code().as_deref(), Some("40001" | "40P01"));
+            if db.is_unique_violation() || rerun {
+                return Error::Conflict(db.message().to_string());
+            }
+        }
+        Error::Database(error)
+    }
+}
+
+fn sqlx_is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite: 5 busy, 6 locked (and their extended codes). PostgreSQL classes:
+            // 08 connection, 40 rollback, 53 resources, 57 operator intervention (shutdown).
+            matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517" | "773")
+                || ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c))
+        }
+        _ => false,
+    }
+}
+
+/// `Succeeded` with `output`.
+pub fn succeeded(output: serde_json::Value) -> Outcome {
+    Outcome::Succeeded { output }
+}
+
+/// `Rejected` with `reason`.
+pub fn rejected(reason: impl Into<String>) -> Outcome {
+    Outcome::Rejected {
+        reason: reason.into(),
+    }
+}
+
+/// The command's payload as `T`. Unknown fields are ignored (the orchestrator merges the saga
+/// input and earlier outputs into it). A missing or mistyped field is a valid envelope with a
+/// bad payload: it is answered `Rejected` with the reason, so the saga compensates, rather
+/// than dead-lettered, which would leave the step waiting for a reply that never comes.
+pub fn payload<T: DeserializeOwned>(command: &CommandEnvelope) -> Result<T, Outcome> {
+    serde_json::from_value(command.payload.clone())
+        .map_err(|e| rejected(format!("invalid {} payload: {e}", command.command)))
+}
+
+/// Runs `attempt` again while it fails with [`Error::Conflict`], up to a bound.
+pub async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(Error::Conflict(why)) if tries < CONFLICT_ATTEMPTS => {
+                tracing::debug!(%why, tries, "write conflict, running the transaction again");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Handles `command` exactly once per message id: inbox lookup, apply, record, commit.
+pub async fn handle<P: Participant>(
+    participant: &P,
+    command: &CommandEnvelope,
+) -> Result<ReplyEnvelope, Error> {
+    retry_conflicts(|| handle_once(participant, command)).await
+}
+
+async fn handle_once<P: Participant>(
+    participant: &P,
+    command: &CommandEnvelope,
+) -> Result<ReplyEnvelope, Error> {
+    let id = command.message_id.as_str();
+    let mut tx = participant.store().begin().await?;
+    if let Some(recorded) = store::recorded(&mut tx, id).await? {
+        tx.rollback().await?;
+        tracing::debug!(message_id = id, "duplicate: answering the recorded reply");
+        return ReplyEnvelope::decode(recorded.as_bytes())
+            .map_err(|e| Error::Corrupt(format!("inbox reply of {id}: {e}")));
+    }
+    let now = Timestamp::now();
+    let outcome = participant.apply(&mut tx, command, now).await?;
+    let reply = ReplyEnvelope::answering(command, outcome, now);
+    let encoded = String::from_utf8(reply.encode()).map_err(|e| Error::Corrupt(e.to_string()))?;
+    // A unique violation here means a concurrent delivery committed first: it becomes a
+    // Conflict, this transaction is dropped (rolled back) and the rerun finds its reply.
+    store::record(&mut tx, id, &encoded, now).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+/// A participant as a tower service (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Handler<P> {
+    participant: P,
+}
+
+impl<P: Participant> Handler<P> {
+    pub fn new(participant: P) -> Self {
+        Handler { participant }
+    }
+}
+
+impl<P: Participant> Service<CommandEnvelope> for Handler<P> {
+    type Response = ReplyEnvelope;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ReplyEnvelope, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, command: CommandEnvelope) -> Self::Future {
+        let participant = self.participant.clone();
+        Box::pin(async move { handle(&participant, &command).await })
+    }
+}
+
+/// The handler with the runtime's in-process layers: a `timeout` (a timed-out transaction is
+/// dropped, hence rolled back, and the command redelivered), errors mapped back to [`Error`].
+pub fn stack<P: Participant>(
+    participant: P,
+    timeout: Duration,
+) -> impl Service<CommandEnvelope, Response = ReplyEnvelope, Error = Error, Future: Send>
++ Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .map_err(move |e: BoxError| Error::from_layer(e, timeout))
+        .timeout(timeout)
+        .service(Handler::new(participant))
+}

@@ -1,0 +1,107 @@
+//! What a participant process is ([`Kind`]) and how it is configured ([`Options`]).
+//!
+//! ```
+//! use saga_participants::{Kind, Options};
+//!
+//! let kind: Kind = "account".parse().unwrap();
+//! assert_eq!(kind.to_string(), "account");
+//! let options: Options = serde_json::from_str(r#"{"database_url": "sqlite:account.db"}"#).unwrap();
+//! assert_eq!(options.concurrency, 64);
+//! ```
+
+use serde::Deserialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// Which participant a process runs. Its name is the second token of its command subjects
+/// (`saga.cmd.{kind}.>`), its reply subject and its consumer name (`participant-{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The event-sourced bank account: deposits, credit reservations and releases.
+    Account,
+    /// The order lifecycle: pending, approved, rejected, cancelled.
+    Order,
+}
+
+impl Kind {
+    /// The name used in subjects, e.g. `account`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Account => "account",
+            Kind::Order => "order",
+        }
+    }
+
+    /// Name of the durable JetStream consumer shared by every instance of this participant.
+    pub fn consumer_name(self) -> String {
+        format!("participant-{}", self.as_str())
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a string is not a [`Kind`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown participant `{0}`: expected `account` or `order`")]
+    UnknownKind(String),
+}
+
+impl FromStr for Kind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "account" => Ok(Kind::Account),
+            "order" => Ok(Kind::Order),
+            other => Err(Error::UnknownKind(other.to_string())),
+        }
+    }
+}
+
+/// Configuration of a participant process. Every field has a default, so a partial TOML or
+/// JSON document deserialises.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    /// NATS server to connect to, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// The participant's own database: `sqlite:<path>` (created when missing) or
+    /// `postgres://…`. Give each participant its own.
+    pub database_url: String,
+    /// Order participant only: an order whose amount is above this is rejected on approval.
+    pub review_limit: i64,
+    /// How many commands are handled at the same time.
+    pub concurrency: usize,
+    /// Replicas of the protocol streams when this process creates them (1, or 3 in a cluster).
+    pub stream_replicas: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nats_url: "nats://127.0.0.1:4222".to_string(),
+            database_url: "sqlite:participant.db".to_string(),
+            review_limit: 1_000_000,
+            concurrency: 64,
+            stream_replicas: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_round_trips_through_its_name() {
+        for kind in [Kind::Account, Kind::Order] {
+            assert_eq!(kind.to_string().parse::<Kind>().ok(), Some(kind));
+        }
+        assert!("bank".parse::<Kind>().is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! One command message, from JetStream to its ack: decode, check, handle, reply, ack.
+//!
+//! Ordering is what makes a crash harmless: the reply is published (and its PubAck awaited)
+//! before the command is acked, so a crash in between only causes a redelivery, which the
+//! inbox answers with the recorded reply. Infrastructure errors are NAKed with a delay and
+//! never answered. Input that is not a command for this participant goes to the dead-letter
+//! subject with the reason, then is acked: it would fail the same way forever.
+
+use crate::handler::Error;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
+use saga_protocol::{CommandEnvelope, ReplyEnvelope, headers, subjects};
+use std::time::Duration;
+use tower::{Service, ServiceExt};
+use tracing::{debug, error, warn};
+
+/// Delay before a command that hit a transient error is redelivered.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Delay before a command that hit a permanent error (corrupt data) is tried again.
+const STUCK_DELAY: Duration = Duration::from_secs(30);
+/// Longest dead-letter reason put in a header.
+const MAX_REASON_LEN: usize = 1024;
+
+/// What every message task needs, shared.
+#[derive(Debug)]
+pub(super) struct Context {
+    pub js: jetstream::Context,
+    /// The participant's name (`account`, `order`).
+    pub participant: &'static str,
+    pub consumer: String,
+    /// Commands the participant knows, with the kind each must be sent as.
+    pub commands: &'static [(&'static str, saga_protocol::CommandKind)],
+}
+
+impl Context {
+    /// The envelope in `payload`, or why it cannot be handled here.
+    fn check(&self, payload: &[u8]) -> Result<CommandEnvelope, String> {
+        let envelope = CommandEnvelope::decode(payload).map_err(|e| e.to_string())?;
+        if envelope.participant != self.participant {
+            return Err(format!(
+                "addressed to participant `{}`, received by `{}`",
+                envelope.participant, self.participant
+            ));
+        }
+        match self.commands.iter().find(|(c, _)| *c == envelope.command) {
+            None => Err(format!(
+                "unknown command `{}` for participant `{}`",
+                envelope.command, self.participant
+            )),
+            Some((_, kind)) if *kind != envelope.kind => Err(format!(
+                "command `{}` must be sent as {kind:?}, was sent as {:?}",
+                envelope.command, envelope.kind
+            )),
+            Some(_) => Ok(envelope),
+        }
+    }
+}
+
+/// Processes one message to its ack or NAK. Never panics on input; failures are logged.
+pub(super) async fn process<S>(ctx: &Context, service: S, message: jetstream::Message)
+where
+    S: Service<CommandEnvelope, Response = ReplyEnvelope, Error = Error>,
+{
+    let envelope = match ctx.check(&message.payload) {
+        Ok(envelope) => envelope,
+        Err(reason) => return dead_letter(ctx, &message, &reason).await,
+    };
+    let message_id = envelope.message_id.clone();
+    debug!(%message_id, command = %envelope.command, "handling command");
+    match service.oneshot(envelope).await {
+        Ok(reply) => match publish_reply(ctx, &reply).await {
+            Ok(()) => {
+                if let Err(e) = message.double_ack().await {
+                    // The reply is out; a redelivery gets the recorded reply again.
+                    warn!(%message_id, error = %e, "ack failed");
+                }
+            }
+            Err(e) => {
+                warn!(%message_id, error = %e, "reply not published, retrying later");
+                nak(&message, RETRY_DELAY).await;
+            }
+        },
+        Err(e) if e.is_transient() => {
+            warn!(%message_id, error = %e, "transient failure, retrying later");
+            nak(&message, RETRY_DELAY).await;
+        }
+        Err(e) => {
+            error!(%message_id, error = %e, "command cannot be handled, retrying later");
+            nak(&message, STUCK_DELAY).await;
+        }
+    }
+}
+
+/// Publishes `reply` with `Nats-Msg-Id` = its message id and waits for the stream's PubAck.
+async fn publish_reply(ctx: &Context, reply: &ReplyEnvelope) -> Result<(), async_nats::Error> {
+    let publish = Publish::build()
+        .payload(reply.encode().into())
+        .message_id(reply.message_id.as_str());
+    ctx.js
+        .send_publish(subjects::reply(ctx.participant), publish)
+        .await?
+        .await?;
+    Ok(())
+}
+
+async fn nak(message: &jetstream::Message, delay: Duration) {
+    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+        // Without the NAK the message comes back after ack_wait all the same.
+        warn!(error = %e, "nak failed");
+    }
+}
+
+/// Header values cannot hold control characters; keep the reason on one bounded line.
+fn header_safe(reason: &str) -> String {
+    reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON_LEN)
+        .collect()
+}
+
+/// Publishes the raw payload to the dead-letter subject with the reason, then acks it.
+async fn dead_letter(ctx: &Context, message: &jetstream::Message, reason: &str) {
+    let sequence = message
+        .info()
+        .map(|i| i.stream_sequence.to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    warn!(subject = %message.subject, %sequence, reason, "dead-lettering message");
+    let mut headers = HeaderMap::new();
+    headers.insert(headers::DLQ_REASON, header_safe(reason).as_str());
+    headers.insert(headers::DLQ_ORIGINAL_SUBJECT, message.subject.as_str());
+    headers.insert(headers::DLQ_ORIGINAL_SEQUENCE, sequence.as_str());
+    headers.insert(headers::DLQ_CONSUMER, ctx.consumer.as_str());
+    // Dead-lettering the same stream message twice (crash before the ack) stores it once.
+    let publish = Publish::build()
+        .payload(message.payload.clone())
+        .headers(headers)
+        .message_id(format!("dlq.{}.{sequence}", ctx.consumer));
+    let published = async {
+        ctx.js
+            .send_publish(subjects::dead_letter(ctx.participant), publish)
+            .await?
+            .await?;
+        Ok::<_, async_nats::Error>(())
+    };
+    match published.await {
+        Ok(()) => {
+            if let Err(e) = message.double_ack().await {
+                warn!(error = %e, "ack of a dead-lettered message failed");
+            }
+        }
+        Err(e) => {
+            // Never lose it: keep it in the stream and try again.
+            warn!(error = %e, "dead-letter publish failed, retrying later");
+            nak(message, RETRY_DELAY).await;
+        }
+    }
+}

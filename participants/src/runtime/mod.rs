@@ -1,0 +1,256 @@
+//! The participant runtime: consume → decode → inbox → handle → reply → ack.
+//!
+//! At start-up it opens the database, connects to NATS, creates the protocol streams if
+//! missing, and gets or creates the durable pull consumer `participant-{kind}` on
+//! `SAGA_COMMANDS` (filter `saga.cmd.{kind}.>`, explicit ack, 30 s ack wait, unlimited
+//! redelivery). Every instance of a participant shares that consumer, so they split the work.
+//! It also serves the admin subject ([`crate::admin`]) in the queue group of the same name.
+//!
+//! Up to `concurrency` commands are in hand at once, each in its own task
+//! ([`message::process`]). When `shutdown` resolves it stops pulling, gives the commands in
+//! hand [`SHUTDOWN_GRACE`] to finish, and returns; anything unfinished is redelivered later.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), saga_participants::Error> {
+//! use saga_participants::{Kind, Options, run_with_ready};
+//!
+//! let (ready_tx, ready) = tokio::sync::oneshot::channel();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let shutdown = async move { let _ = stopped.await; };
+//! let task = tokio::spawn(run_with_ready(Kind::Account, Options::default(), shutdown, ready_tx));
+//! let _ = ready.await; // the consumer exists: commands published from now on are handled
+//! let _ = stop.send(());
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod message;
+
+use crate::handler::{self, Participant};
+use crate::{Kind, Options, account::Account, db, order::Orders, store::Store};
+use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
+use futures::StreamExt;
+use saga_protocol::{streams, subjects};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// How long in-hand commands may take to finish after shutdown is requested.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// In-process deadline of one command; below the consumer's ack wait, so a slow command is
+/// abandoned (rolled back) before JetStream redelivers it elsewhere.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
+/// The consumer's ack wait: an unacked command is redelivered after this.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// Pause before pulling again when the message stream ended.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+
+/// Why a participant could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(#[from] db::Error),
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot create the protocol streams: {0}")]
+    Streams(#[from] jetstream::context::CreateStreamError),
+    #[error("cannot open stream {stream}: {source}")]
+    Stream {
+        stream: &'static str,
+        #[source]
+        source: jetstream::context::GetStreamError,
+    },
+    #[error("cannot create consumer {name}: {source}")]
+    Consumer {
+        name: String,
+        #[source]
+        source: jetstream::stream::ConsumerError,
+    },
+    #[error("cannot pull messages: {0}")]
+    Pull(#[from] jetstream::consumer::StreamError),
+    #[error("cannot subscribe to the admin subject: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+}
+
+/// Runs participant `kind` until `shutdown` resolves (see the module docs).
+pub async fn run(
+    kind: Kind,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (ready, _) = oneshot::channel();
+    run_with_ready(kind, options, shutdown, ready).await
+}
+
+/// Like [`run`], and sends on `ready` once the consumer and the admin subscription exist:
+/// from then on, published commands are handled.
+pub async fn run_with_ready(
+    kind: Kind,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: oneshot::Sender<()>,
+) -> Result<(), Error> {
+    let connections = u32::try_from(options.concurrency.clamp(2, 16)).unwrap_or(16);
+    let store = Store::open(&options.database_url, connections).await?;
+    match kind {
+        Kind::Account => serve(Account::new(store), &options, shutdown, ready).await,
+        Kind::Order => {
+            let orders = Orders::new(store, options.review_limit);
+            serve(orders, &options, shutdown, ready).await
+        }
+    }
+}
+
+/// The pull consumer shared by every instance of participant `kind`.
+async fn consumer(js: &jetstream::Context, kind: Kind) -> Result<PullConsumer, Error> {
+    let stream = js
+        .get_stream(subjects::COMMANDS_STREAM)
+        .await
+        .map_err(|source| Error::Stream {
+            stream: subjects::COMMANDS_STREAM,
+            source,
+        })?;
+    let name = kind.consumer_name();
+    let config = pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subject: subjects::commands_for(kind.as_str()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_deliver: -1,
+        ..Default::default()
+    };
+    stream
+        .get_or_create_consumer(&name, config)
+        .await
+        .map_err(|source| Error::Consumer { name, source })
+}
+
+/// Pulls at most `batch` messages ahead, so none waits in a buffer past its ack wait.
+async fn pull(consumer: &PullConsumer, batch: usize) -> Result<pull::Stream, Error> {
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await?)
+}
+
+async fn next(messages: &mut Option<pull::Stream>) -> Option<Result<jetstream::Message, String>> {
+    match messages {
+        Some(stream) => stream.next().await.map(|r| r.map_err(|e| e.to_string())),
+        None => std::future::pending().await,
+    }
+}
+
+fn report(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a message task panicked");
+    }
+}
+
+async fn serve<P: Participant>(
+    participant: P,
+    options: &Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: oneshot::Sender<()>,
+) -> Result<(), Error> {
+    let kind = P::KIND;
+    let client = async_nats::connect(&options.nats_url)
+        .await
+        .map_err(|source| Error::Connect {
+            url: options.nats_url.clone(),
+            source,
+        })?;
+    let js = jetstream::new(client.clone());
+    streams::ensure(&js, options.stream_replicas).await?;
+    let consumer = consumer(&js, kind).await?;
+    let concurrency = options.concurrency.max(1);
+    let mut messages = Some(pull(&consumer, concurrency).await?);
+    let mut admin_requests = client
+        .queue_subscribe(crate::admin::subject(kind), kind.consumer_name())
+        .await?;
+    let ctx = Arc::new(message::Context {
+        js,
+        participant: kind.as_str(),
+        consumer: kind.consumer_name(),
+        commands: P::COMMANDS,
+    });
+    let service = handler::stack(participant.clone(), HANDLER_TIMEOUT);
+    info!(%kind, consumer = %ctx.consumer, concurrency, "participant ready");
+    let _ = ready.send(());
+
+    let mut commands = JoinSet::new();
+    let mut admins = JoinSet::new();
+    let mut admin_open = true;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = commands.join_next(), if !commands.is_empty() => report(done),
+            Some(done) = admins.join_next(), if !admins.is_empty() => report(done),
+            request = admin_requests.next(), if admin_open => match request {
+                Some(request) => {
+                    admins.spawn(admin::answer(participant.clone(), client.clone(), request));
+                }
+                None => {
+                    warn!("admin subscription closed");
+                    admin_open = false;
+                }
+            },
+            next = next(&mut messages), if messages.is_some() && commands.len() < concurrency => {
+                match next {
+                    Some(Ok(msg)) => {
+                        let (ctx, service) = (ctx.clone(), service.clone());
+                        commands.spawn(async move { message::process(&ctx, service, msg).await });
+                    }
+                    // Missed heartbeats and the like: the stream recovers by itself.
+                    Some(Err(e)) => warn!(error = %e, "pulling commands"),
+                    None => {
+                        warn!("command stream ended, pulling again");
+                        messages = None;
+                    }
+                }
+            }
+            () = tokio::time::sleep(REOPEN_DELAY), if messages.is_none() => {
+                match pull(&consumer, concurrency).await {
+                    Ok(stream) => messages = Some(stream),
+                    Err(e) => warn!(error = %e, "cannot pull commands yet"),
+                }
+            }
+        }
+    }
+
+    info!(%kind, in_hand = commands.len(), "shutting down");
+    drop(messages);
+    if let Err(e) = admin_requests.unsubscribe().await {
+        warn!(error = %e, "admin unsubscribe failed");
+    }
+    let drain = async {
+        while let Some(done) = commands.join_next().await {
+            report(done);
+        }
+        while let Some(done) = admins.join_next().await {
+            report(done);
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        warn!("commands still in hand after the grace period; they will be redelivered");
+        commands.abort_all();
+        admins.abort_all();
+    }
+    if let Err(e) = client.flush().await {
+        warn!(error = %e, "flush on shutdown failed");
+    }
+    participant.store().close().await;
+    info!(%kind, "participant stopped");
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! A whole system for one test: nats-server, a database backend, and the orchestrator and
+//! both participants as separate `saga` processes that can be SIGKILLed and restarted.
+
+use saga_participants::admin;
+use saga_testkit::{NatsServer, Postgres, free_port, saga_bin, wait_for};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Orchestrator,
+    Account,
+    Order,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Orchestrator => "orchestrator",
+            Service::Account => "account",
+            Service::Order => "order",
+        }
+    }
+}
+
+pub const REVIEW_LIMIT: i64 = 1_000_000;
+
+pub struct System {
+    pub nats: NatsServer,
+    _pg: Option<Postgres>,
+    dir: tempfile::TempDir,
+    pub api: String,
+    port: u16,
+    databases: HashMap<Service, String>,
+    processes: HashMap<Service, Child>,
+    pub client: async_nats::Client,
+    http: reqwest::Client,
+}
+
+impl System {
+    pub async fn start(backend: Backend) -> System {
+        let nats = NatsServer::start().expect("nats-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Postgres::start().expect("postgres")),
+        };
+        let mut databases = HashMap::new();
+        for service in [Service::Orchestrator, Service::Account, Service::Order] {
+            let url = match &pg {
+                None => format!(
+                    "sqlite:{}",
+                    dir.path().join(format!("{}.db", service.name())).display()
+                ),
+                Some(pg) => pg.create_database(service.name()).expect("createdb"),
+            };
+            databases.insert(service, url);
+        }
+        let port = free_port().expect("port");
+        let client = async_nats::connect(nats.url()).await.expect("nats client");
+        let mut system = System {
+            nats,
+            _pg: pg,
+            dir,
+            api: format!("http://127.0.0.1:{port}"),
+            port,
+            databases,
+            processes: HashMap::new(),
+            client,
+            http: reqwest::Client::new(),
+        };
+        for service in [Service::Account, Service::Order, Service::Orchestrator] {
+            system.spawn(service);
+        }
+        system.wait_ready().await;
+        system
+    }
+
+    /// Starts `service` as a `saga` process.
+    pub fn spawn(&mut self, service: Service) {
+        let mut cmd = Command::new(saga_bin().expect("saga binary"));
+        match service {
+            Service::Orchestrator => {
+                cmd.args([
+                    "orchestrator",
+                    "--listen",
+                    &format!("127.0.0.1:{}", self.port),
+                ])
+                .args(["--republish-after", "2s", "--sagas"])
+                .arg(saga_testkit::workspace_root().join("sagas"));
+            }
+            Service::Account => {
+                cmd.args(["participant", "account"]);
+            }
+            Service::Order => {
+                cmd.args([
+                    "participant",
+                    "order",
+                    "--review-limit",
+                    &REVIEW_LIMIT.to_string(),
+                ]);
+            }
+        }
+        cmd.args([
+            "--nats",
+            &self.nats.url(),
+            "--database",
+            &self.databases[&service],
+        ]);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(service))
+            .expect("log file");
+        cmd.env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn saga");
+        self.processes.insert(service, child);
+    }
+
+    /// SIGKILLs `service`: no shutdown, no flush, as a crashed machine.
+    pub fn kill(&mut self, service: Service) {
+        if let Some(mut child) = self.processes.remove(&service) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_path(&self, service: Service) -> std::path::PathBuf {
+        self.dir.path().join(format!("{}.log", service.name()))
+    }
+
+    /// The last lines of every process log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for service in [Service::Orchestrator, Service::Account, Service::Order] {
+            let text = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            out.push_str(&format!("--- {} ---\n", service.name()));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub async fn wait_ready(&self) {
+        let http = self.http.clone();
+        let url = format!("{}/readyz", self.api);
+        wait_for(
+            "the orchestrator to be ready",
+            Duration::from_secs(60),
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let r = http.get(&url).send().await.ok()?;
+                    r.status().is_success().then_some(())
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Opens an account with `deposit`, retrying until the account participant answers.
+    pub async fn open_account(&self, customer: &str, deposit: i64) {
+        let client = self.client.clone();
+        wait_for(
+            "the account participant to open an account",
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                async move { admin::open_account(&client, customer, deposit).await.ok() }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Starts a place_order saga through the HTTP API.
+    pub async fn start_saga(&self, customer: &str, amount: i64) -> Uuid {
+        let resp = self
+            .http
+            .post(format!("{}/v1/sagas/place_order", self.api))
+            .json(&json!({"customer_id": customer, "amount": amount}))
+            .send()
+            .await
+            .expect("POST /v1/sagas/place_order");
+        assert_eq!(resp.status().as_u16(), 201);
+        let body: Value = resp.json().await.expect("json");
+        body["saga_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("saga_id")
+    }
+
+    pub async fn saga(&self, id: Uuid) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/sagas/{id}", self.api))
+            .send()
+            .await
+            .ok()?;
+        resp.status().is_success().then_some(())?;
+        resp.json().await.ok()
+    }
+
+    /// Waits until every saga is completed, compensated or stuck; returns their statuses.
+    pub async fn wait_terminal(&self, ids: &[Uuid], deadline: Duration) -> HashMap<Uuid, String> {
+        let end = tokio::time::Instant::now() + deadline;
+        let mut done = HashMap::new();
+        loop {
+            for id in ids
+                .iter()
+                .filter(|id| !done.contains_key(*id))
+                .copied()
+                .collect::<Vec<_>>()
+            {
+                let Some(saga) = self.saga(id).await else {
+                    continue;
+                };
+                let status = saga["status"].as_str().unwrap_or_default().to_string();
+                if matches!(status.as_str(), "completed" | "compensated" | "stuck") {
+                    done.insert(id, status);
+                }
+            }
+            if done.len() == ids.len() {
+                return done;
+            }
+            if tokio::time::Instant::now() > end {
+                panic!(
+                    "after {deadline:?}, {} of {} sagas ended\n{}",
+                    done.len(),
+                    ids.len(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Checks money conservation: for every account, available + reserved == deposited, and
+    /// reserved == the sum of its approved orders. Returns the orders by status.
+    pub async fn assert_conserved(
+        &self,
+        deposits: &HashMap<String, i64>,
+    ) -> HashMap<String, usize> {
+        let balances = admin::balances(&self.client).await.expect("balances");
+        let orders = admin::orders(&self.client).await.expect("orders");
+        let mut approved: HashMap<String, i64> = HashMap::new();
+        let mut by_status: HashMap<String, usize> = HashMap::new();
+        for o in &orders {
+            *by_status.entry(o.status.clone()).or_default() += 1;
+            if o.status == "approved" {
+                *approved.entry(o.customer_id.clone()).or_default() += o.amount;
+            }
+        }
+        assert_eq!(balances.len(), deposits.len(), "one account per customer");
+        for b in balances {
+            let deposited = deposits[&b.customer_id];
+            assert_eq!(b.deposited, deposited, "{}: deposited", b.customer_id);
+            assert_eq!(
+                b.available + b.reserved,
+                deposited,
+                "{}: available + reserved",
+                b.customer_id
+            );
+            assert_eq!(
+                b.reserved,
+                approved.get(&b.customer_id).copied().unwrap_or(0),
+                "{}: reserved equals the approved orders",
+                b.customer_id
+            );
+        }
+        by_status
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for service in [Service::Orchestrator, Service::Account, Service::Order] {
+            self.kill(service);
+        }
+    }
+}
