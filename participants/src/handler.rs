@@ -241,3 +241,21 @@ pub fn stack<P: Participant>(
         .timeout(timeout)
         .service(Handler::new(participant))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_errors_map_back_to_kinds() {
+        let timeout = Duration::from_secs(3);
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert!(matches!(Error::from_layer(elapsed, timeout), Error::Timeout(d) if d == timeout));
+        let inner: BoxError = Box::new(Error::Corrupt("x".into()));
+        let back = Error::from_layer(inner, timeout);
+        assert!(matches!(back, Error::Corrupt(_)));
+        assert!(!back.is_transient());
+        assert!(Error::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!Error::Database(sqlx::Error::RowNotFound).is_transient());
+    }
+}

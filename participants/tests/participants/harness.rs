@@ -93,7 +93,6 @@ pub struct StoredReply {
 
 /// A participant process under test.
 pub struct Participant {
-    pub kind: Kind,
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub db: Database,
@@ -102,7 +101,7 @@ pub struct Participant {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), saga_participants::Error>>>,
     // Dropped last: the server outlives the clients.
-    pub nats: NatsServer,
+    _nats: NatsServer,
 }
 
 impl Participant {
@@ -136,7 +135,6 @@ impl Participant {
         let replies = Arc::new(Mutex::new(Vec::new()));
         let reader = read_replies(&js, kind, replies.clone()).await;
         Participant {
-            kind,
             client,
             js,
             db,
@@ -144,7 +142,7 @@ impl Participant {
             reader,
             stop: Some(stop),
             task: Some(task),
-            nats,
+            _nats: nats,
         }
     }
 
