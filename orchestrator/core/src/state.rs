@@ -107,9 +107,7 @@ impl SagaState {
 
     /// Folds `events` from the start.
     pub fn replay<'a>(saga_id: Uuid, events: impl IntoIterator<Item = &'a Occurred>) -> Self {
-        events
-            .into_iter()
-            .fold(SagaState::new(saga_id), evolve)
+        events.into_iter().fold(SagaState::new(saga_id), evolve)
     }
 
     pub fn step(&self, name: &str) -> Option<&StepState> {

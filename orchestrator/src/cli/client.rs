@@ -79,28 +79,28 @@ pub async fn history(args: SagaRef) -> Result<ExitCode, Error> {
         println!("{events}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:>4}  {:<22} {:<16} {:<14} {:<26} {}",
-        "seq", "event", "step", "command", "occurred", "recorded"
-    );
+    let mut t = super::table([
+        "seq", "event", "step", "command", "occurred", "recorded", "reason",
+    ]);
     for e in events.as_array().into_iter().flatten() {
         let data = &e["data"];
-        let detail = data["reason"]
-            .as_str()
-            .map(|r| format!("  ({r})"))
-            .unwrap_or_default();
-        println!(
-            "{:>4}  {:<22} {:<16} {:<14} {:<26} {}{}",
-            e["sequence"],
-            e["type"].as_str().unwrap_or_default(),
-            data["step"].as_str().unwrap_or("-"),
-            data["command"].as_str().unwrap_or("-"),
-            e["occurred_at"].as_str().unwrap_or_default(),
-            e["recorded_at"].as_str().unwrap_or_default(),
-            detail,
-        );
+        t.add_row([
+            e["sequence"].to_string(),
+            text(&e["type"]),
+            text(&data["step"]),
+            text(&data["command"]),
+            text(&e["occurred_at"]),
+            text(&e["recorded_at"]),
+            text(&data["reason"]),
+        ]);
     }
+    super::print_table(&t);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON string as plain text, `-` when absent.
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or("-").to_string()
 }
 
 async fn get(server: &ServerArg, path: &str) -> Result<Value, Error> {
@@ -160,15 +160,20 @@ pub async fn account(args: AccountArgs) -> Result<ExitCode, Error> {
         } => vec![admin::balance(&client, &id).await?],
         AccountAction::Balance { customer_id: None } => admin::balances(&client).await?,
     };
-    println!(
-        "{:<16} {:>14} {:>14} {:>14}",
-        "customer", "available", "reserved", "deposited"
-    );
-    for b in balances {
-        println!(
-            "{:<16} {:>14} {:>14} {:>14}",
-            b.customer_id, b.available, b.reserved, b.deposited
-        );
-    }
+    super::print_table(&balance_table(&balances));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Balances as a table: customer, available, reserved, deposited.
+pub(crate) fn balance_table(balances: &[saga_participants::admin::Balance]) -> comfy_table::Table {
+    let mut t = super::table(["customer", "available", "reserved", "deposited"]);
+    for b in balances {
+        t.add_row([
+            b.customer_id.clone(),
+            b.available.to_string(),
+            b.reserved.to_string(),
+            b.deposited.to_string(),
+        ]);
+    }
+    t
 }

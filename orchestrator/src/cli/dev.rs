@@ -215,10 +215,7 @@ async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Resu
         });
     }
     println!("\nran {count} place_order sagas:\n");
-    println!(
-        "{:<36}  {:<8} {:>10}  {:<12} {:>8}  {}",
-        "saga", "customer", "amount", "status", "took", "reason"
-    );
+    let mut table = super::table(["saga", "customer", "amount", "status", "took", "reason"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
     for s in &sagas {
@@ -243,29 +240,21 @@ async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Resu
         };
         let status = loaded.state.status;
         *by_status.entry(status.as_str()).or_default() += 1;
-        println!(
-            "{:<36}  {:<8} {:>10}  {:<12} {:>8}  {}",
-            s.saga_id,
-            s.customer,
-            s.amount,
-            status.as_str(),
+        table.add_row([
+            s.saga_id.to_string(),
+            s.customer.to_string(),
+            s.amount.to_string(),
+            status.as_str().to_string(),
             took,
-            loaded.state.reason.unwrap_or_default()
-        );
+            loaded.state.reason.unwrap_or_default(),
+        ]);
     }
+    super::print_table(&table);
     let summary: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!("\n{}", summary.join(", "));
     println!("\naccounts (available + reserved = deposited; reserved = approved orders):\n");
-    println!(
-        "{:<10} {:>12} {:>12} {:>12}",
-        "customer", "available", "reserved", "deposited"
-    );
-    for b in saga_participants::admin::balances(&client).await? {
-        println!(
-            "{:<10} {:>12} {:>12} {:>12}",
-            b.customer_id, b.available, b.reserved, b.deposited
-        );
-    }
+    let balances = saga_participants::admin::balances(&client).await?;
+    super::print_table(&super::client::balance_table(&balances));
     let unfinished = sagas.len()
         - by_status
             .iter()

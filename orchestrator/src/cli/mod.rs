@@ -210,5 +210,19 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// A table for the terminal, without borders, headed by `header`.
+pub(crate) fn table<const N: usize>(header: [&str; N]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header);
+    t
+}
+
+/// Prints a table without the padding that would trail each line.
+pub(crate) fn print_table(table: &comfy_table::Table) {
+    println!("{}", table.trim_fmt());
+}
+
 /// A command-line failure, printed as `error: …`.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
