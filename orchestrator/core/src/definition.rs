@@ -19,8 +19,10 @@
 //! assert_eq!(def.steps[0].compensation.as_deref(), Some("ReleaseCredit"));
 //! ```
 
+use crate::policy::{RawRetry, RetryPolicy, parse_duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -66,6 +68,36 @@ pub struct Step {
     /// Command that undoes this step, sent to the same participant.
     pub compensation: Option<String>,
     pub kind: StepKind,
+    /// How long to wait for a reply before the attempt counts as timed out.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Retries of the command after a timeout or a transient failure. A pivot and the steps
+    /// after it retry until they succeed, whatever the policy says about attempts.
+    pub retry: RetryPolicy,
+}
+
+/// Default step timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default retry policy of compensations: they must succeed, so they are retried longer.
+pub fn default_compensation_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: Some(8),
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(30),
+        ..RetryPolicy::default()
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A validated saga definition.
@@ -77,6 +109,11 @@ pub struct Definition {
     /// Required input fields and their types.
     pub input: BTreeMap<String, FieldType>,
     pub steps: Vec<Step>,
+    /// The whole saga must finish its forward path within this time, or it compensates.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub deadline: Option<Duration>,
+    /// Retries of every compensation; when they run out the saga is Stuck.
+    pub compensation_retry: RetryPolicy,
 }
 
 /// A definition that cannot be loaded, with where and why.
@@ -97,6 +134,7 @@ struct RawDefinition {
     input: BTreeMap<String, FieldType>,
     #[serde(default)]
     step: Vec<RawStep>,
+    compensation_retry: Option<Spanned<RawRetry>>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +144,7 @@ struct RawSaga {
     version: u32,
     #[serde(default)]
     description: String,
+    deadline: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +156,8 @@ struct RawStep {
     compensation: Option<String>,
     #[serde(default)]
     pivot: Option<Spanned<bool>>,
+    timeout: Option<Spanned<String>>,
+    retry: Option<Spanned<RawRetry>>,
 }
 
 impl Definition {
@@ -166,11 +207,29 @@ impl Definition {
                     ),
                 ));
             }
+            let timeout = match s.timeout {
+                Some(t) => {
+                    let span = t.span();
+                    parse_duration("timeout", t.get_ref()).map_err(|m| at(Some(span), m))?
+                }
+                None => DEFAULT_TIMEOUT,
+            };
+            let retry = match s.retry {
+                Some(r) => {
+                    let span = r.span();
+                    r.into_inner()
+                        .resolve(&RetryPolicy::default())
+                        .map_err(|m| at(Some(span), m))?
+                }
+                None => RetryPolicy::default(),
+            };
             steps.push(Step {
                 name,
                 participant: s.participant,
                 command: s.command,
                 compensation: s.compensation,
+                timeout,
+                retry,
                 kind: match (pivot, pivot_seen) {
                     (true, _) => StepKind::Pivot,
                     (false, true) => StepKind::Retriable,
@@ -179,12 +238,30 @@ impl Definition {
             });
             pivot_seen |= pivot;
         }
+        let deadline = match raw.saga.deadline {
+            Some(d) => {
+                let span = d.span();
+                Some(parse_duration("deadline", d.get_ref()).map_err(|m| at(Some(span), m))?)
+            }
+            None => None,
+        };
+        let compensation_retry = match raw.compensation_retry {
+            Some(r) => {
+                let span = r.span();
+                r.into_inner()
+                    .resolve(&default_compensation_retry())
+                    .map_err(|m| at(Some(span), m))?
+            }
+            None => default_compensation_retry(),
+        };
         Ok(Definition {
             name: raw.saga.name,
             version: raw.saga.version,
             description: raw.saga.description,
             input: raw.input,
             steps,
+            deadline,
+            compensation_retry,
         })
     }
 
@@ -261,7 +338,7 @@ mod tests {
 
     #[test]
     fn reports_unknown_keys() {
-        insta::assert_snapshot!(err(&format!("{HEAD}colour = 1\n")), @"t.toml:4:1: error: unknown field `colour`, expected one of `name`, `version`, `description`");
+        insta::assert_snapshot!(err(&format!("{HEAD}colour = 1\n")), @"t.toml:4:1: error: unknown field `colour`, expected one of `name`, `version`, `description`, `deadline`");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! The tag (`type`) and the fields are stored forever: renaming one needs a new
 //! [`EVENT_SCHEMA_VERSION`] and an upcaster in [`Event::decode`], never an UPDATE.
 
-use saga_protocol::{MessageId, Timestamp};
+use saga_protocol::{CommandKind, MessageId, Outcome, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Schema version written with every event by this build.
@@ -18,6 +18,9 @@ pub enum Event {
         name: String,
         definition_version: u32,
         input: serde_json::Value,
+        /// When the forward path must be done by, from the definition's deadline.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_at: Option<Timestamp>,
     },
     /// The orchestrator decided to send a step's command. Carries everything needed to
     /// publish it again, byte for byte, after a crash.
@@ -28,6 +31,9 @@ pub enum Event {
         participant: String,
         command: String,
         payload: serde_json::Value,
+        /// When this attempt times out if no reply has come.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at: Option<Timestamp>,
     },
     /// The participant applied the step; its output feeds later steps.
     StepSucceeded {
@@ -51,15 +57,65 @@ pub enum Event {
         participant: String,
         command: String,
         payload: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at: Option<Timestamp>,
     },
     /// The participant undid the step (or recorded a tombstone for it).
     StepCompensated { step: String, attempt: u32 },
+    /// No reply came in time: the command may or may not have been applied.
+    CommandTimedOut {
+        step: String,
+        attempt: u32,
+        kind: CommandKind,
+    },
+    /// The participant could not apply the command for now (a transient failure).
+    CommandFailed {
+        step: String,
+        attempt: u32,
+        kind: CommandKind,
+        reason: String,
+    },
+    /// The command will be sent again as attempt `attempt` at `retry_at`.
+    RetryScheduled {
+        step: String,
+        kind: CommandKind,
+        attempt: u32,
+        retry_at: Timestamp,
+        reason: String,
+    },
+    /// A reply to a command that was no longer awaited (after a timeout, or after the saga
+    /// moved on). Recorded, never dropped; it does not move the saga.
+    LateReplyRecorded {
+        step: String,
+        attempt: u32,
+        kind: CommandKind,
+        command_id: MessageId,
+        outcome: Outcome,
+    },
+    /// An operator asked to try the stuck command again.
+    OperatorRetried { by: String, reason: String },
+    /// An operator resolved a step's command by hand; the saga goes on without it.
+    StepSkipped {
+        step: String,
+        kind: CommandKind,
+        by: String,
+        reason: String,
+    },
+    /// An operator stopped the saga; nothing more happens to it.
+    SagaAborted { by: String, reason: String },
     /// Every step succeeded.
     SagaCompleted,
     /// Every completed step was compensated.
     SagaCompensated,
     /// The saga cannot make progress without an operator.
-    SagaStuck { reason: String },
+    SagaStuck {
+        reason: String,
+        /// The step and command that could not be done, for the operator's retry or skip.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<CommandKind>,
+    },
 }
 
 impl Event {
@@ -73,6 +129,13 @@ impl Event {
             Event::SagaFailed { .. } => "SagaFailed",
             Event::CompensationStarted { .. } => "CompensationStarted",
             Event::StepCompensated { .. } => "StepCompensated",
+            Event::CommandTimedOut { .. } => "CommandTimedOut",
+            Event::CommandFailed { .. } => "CommandFailed",
+            Event::RetryScheduled { .. } => "RetryScheduled",
+            Event::LateReplyRecorded { .. } => "LateReplyRecorded",
+            Event::OperatorRetried { .. } => "OperatorRetried",
+            Event::StepSkipped { .. } => "StepSkipped",
+            Event::SagaAborted { .. } => "SagaAborted",
             Event::SagaCompleted => "SagaCompleted",
             Event::SagaCompensated => "SagaCompensated",
             Event::SagaStuck { .. } => "SagaStuck",

@@ -22,17 +22,19 @@
 //! let state = SagaState::new(Uuid::nil());
 //! let events = decide(&def, &state, Input::Start { input: serde_json::json!({}) }, Timestamp(0)).unwrap();
 //! let state = events.iter().fold(state, evolve);
-//! assert_eq!(actions(&state, &events).len(), 1); // send the command of step `a`
+//! // Send the command of step `a`, and arm its timeout.
+//! assert!(matches!(actions(&state, &events)[0], saga_core::Action::SendCommand(_)));
 //! ```
 
 mod action;
 mod decide;
 pub mod definition;
 mod event;
+pub mod policy;
 mod state;
 
 pub use action::{Action, actions};
-pub use decide::{Input, Rejection, decide};
+pub use decide::{Input, OperatorAction, OperatorCommand, Rejection, decide};
 pub use definition::{Definition, DefinitionError, Step, StepKind};
 pub use event::{DecodeError, EVENT_SCHEMA_VERSION, Event, Occurred};
 pub use state::{SagaState, Status, StepState, StepStatus, evolve};

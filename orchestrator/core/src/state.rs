@@ -17,6 +17,8 @@ pub enum Status {
     Completed,
     Compensated,
     Stuck,
+    /// Stopped by an operator.
+    Aborted,
 }
 
 impl Status {
@@ -32,15 +34,21 @@ impl Status {
             Status::Completed => "completed",
             Status::Compensated => "compensated",
             Status::Stuck => "stuck",
+            Status::Aborted => "aborted",
         }
     }
 
-    /// Completed, Compensated or Stuck: nothing more happens without an operator.
+    /// Completed, Compensated, Stuck or Aborted: nothing more happens without an operator.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::Completed | Status::Compensated | Status::Stuck
+            Status::Completed | Status::Compensated | Status::Stuck | Status::Aborted
         )
+    }
+
+    /// Completed, Compensated or Aborted: not even an operator can move it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Compensated | Status::Aborted)
     }
 }
 
@@ -49,10 +57,27 @@ impl Status {
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Running,
+    /// Waiting to send the next attempt.
+    Retrying,
     Succeeded,
     Rejected,
+    /// Timed out or failed with no attempt left: it may or may not have been applied, so it
+    /// is compensated like a step that succeeded.
+    Unknown,
     Compensating,
     Compensated,
+    /// Resolved by an operator.
+    Skipped,
+}
+
+impl StepStatus {
+    /// Whether the step's effect may exist, so that undoing the saga must compensate it.
+    pub fn may_have_applied(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Unknown | StepStatus::Retrying
+        )
+    }
 }
 
 /// One started step.
@@ -65,6 +90,14 @@ pub struct StepState {
     pub reason: Option<String>,
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
+    /// Attempts of the compensation so far (0: not compensated).
+    pub compensation_attempt: u32,
+    /// When the pending command times out.
+    pub timeout_at: Option<Timestamp>,
+    /// When the next attempt is due, and of which command.
+    pub retry_at: Option<Timestamp>,
+    #[serde(skip)]
+    pub retry_kind: Option<CommandKind>,
     /// The command sent and not yet answered; re-published after a crash.
     #[serde(skip)]
     pub pending: Option<CommandEnvelope>,
@@ -86,6 +119,13 @@ pub struct SagaState {
     pub reason: Option<String>,
     pub started_at: Option<Timestamp>,
     pub updated_at: Option<Timestamp>,
+    /// When the forward path must be done by.
+    pub deadline_at: Option<Timestamp>,
+    /// What a Stuck saga is stuck on: the step and its command kind.
+    pub stuck_on: Option<(String, CommandKind)>,
+    /// Commands whose reply has been recorded: a second copy changes nothing.
+    #[serde(skip)]
+    pub answered: std::collections::BTreeSet<MessageId>,
 }
 
 impl SagaState {
@@ -102,6 +142,9 @@ impl SagaState {
             reason: None,
             started_at: None,
             updated_at: None,
+            deadline_at: None,
+            stuck_on: None,
+            answered: Default::default(),
         }
     }
 
@@ -142,6 +185,7 @@ impl SagaState {
                 participant,
                 command,
                 payload,
+                ..
             } => (
                 CommandKind::Forward,
                 step,
@@ -158,6 +202,7 @@ impl SagaState {
                 participant,
                 command,
                 payload,
+                ..
             } => (
                 CommandKind::Compensation,
                 step,
@@ -189,6 +234,21 @@ impl SagaState {
         self.steps.iter_mut().find(|s| s.name == name)
     }
 
+    /// Every time at which something may fall due: pending timeouts, scheduled retries and,
+    /// while the forward path runs, the deadline. The runtime arms a timer for each.
+    pub fn timers(&self) -> Vec<Timestamp> {
+        let mut at: Vec<Timestamp> = self
+            .steps
+            .iter()
+            .flat_map(|s| [s.pending.as_ref().and(s.timeout_at), s.retry_at])
+            .flatten()
+            .collect();
+        if self.status == Status::Running {
+            at.extend(self.deadline_at);
+        }
+        at
+    }
+
     /// Whether `command_id` is the unanswered command of `step`.
     pub fn is_pending(&self, step: &str, command_id: &MessageId) -> bool {
         self.step(step)
@@ -203,33 +263,59 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
     state.version += 1;
     state.updated_at = Some(occurred.at);
     let at = occurred.at;
+    let saga_id = state.saga_id;
     match &occurred.event {
         Event::SagaStarted {
             name,
             definition_version,
             input,
+            deadline_at,
         } => {
             state.name = name.clone();
             state.definition_version = *definition_version;
             state.input = input.clone();
             state.status = Status::Running;
             state.started_at = Some(at);
+            state.deadline_at = *deadline_at;
         }
-        Event::StepStarted { step, attempt, .. } => {
+        Event::StepStarted {
+            step,
+            attempt,
+            timeout_at,
+            ..
+        } => {
             let pending = state.envelope(occurred);
-            state.steps.retain(|s| &s.name != step);
-            state.steps.push(StepState {
-                name: step.clone(),
-                attempt: *attempt,
-                status: StepStatus::Running,
-                output: None,
-                reason: None,
-                started_at: at,
-                ended_at: None,
-                pending,
-            });
+            match state.step_mut(step) {
+                Some(s) => {
+                    s.attempt = *attempt;
+                    s.status = StepStatus::Running;
+                    s.timeout_at = *timeout_at;
+                    s.retry_at = None;
+                    s.retry_kind = None;
+                    s.pending = pending;
+                }
+                None => state.steps.push(StepState {
+                    name: step.clone(),
+                    attempt: *attempt,
+                    status: StepStatus::Running,
+                    output: None,
+                    reason: None,
+                    started_at: at,
+                    ended_at: None,
+                    compensation_attempt: 0,
+                    timeout_at: *timeout_at,
+                    retry_at: None,
+                    retry_kind: None,
+                    pending,
+                }),
+            }
         }
-        Event::StepSucceeded { step, output, .. } => {
+        Event::StepSucceeded {
+            step,
+            attempt,
+            output,
+        } => {
+            state.answered.insert(MessageId::command(saga_id, step, *attempt, CommandKind::Forward));
             if let Some(s) = state.step_mut(step) {
                 s.status = StepStatus::Succeeded;
                 s.output = Some(output.clone());
@@ -237,7 +323,12 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
                 s.pending = None;
             }
         }
-        Event::StepRejected { step, reason, .. } => {
+        Event::StepRejected {
+            step,
+            attempt,
+            reason,
+        } => {
+            state.answered.insert(MessageId::command(saga_id, step, *attempt, CommandKind::Forward));
             if let Some(s) = state.step_mut(step) {
                 s.status = StepStatus::Rejected;
                 s.reason = Some(reason.clone());
@@ -245,30 +336,127 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
                 s.pending = None;
             }
         }
+        Event::CommandTimedOut {
+            step,
+            kind,
+            ..
+        } => {
+            if let Some(s) = state.step_mut(step) {
+                s.pending = None;
+                s.timeout_at = None;
+                if *kind == CommandKind::Forward {
+                    s.status = StepStatus::Unknown;
+                }
+            }
+        }
+        Event::CommandFailed {
+            step,
+            attempt,
+            kind,
+            reason,
+        } => {
+            state.answered.insert(MessageId::command(saga_id, step, *attempt, *kind));
+            if let Some(s) = state.step_mut(step) {
+                s.pending = None;
+                s.timeout_at = None;
+                s.reason = Some(reason.clone());
+                if *kind == CommandKind::Forward {
+                    s.status = StepStatus::Unknown;
+                }
+            }
+        }
+        Event::RetryScheduled {
+            step,
+            kind,
+            retry_at,
+            ..
+        } => {
+            if let Some(s) = state.step_mut(step) {
+                s.retry_at = Some(*retry_at);
+                s.retry_kind = Some(*kind);
+                if *kind == CommandKind::Forward {
+                    s.status = StepStatus::Retrying;
+                }
+            }
+        }
+        Event::LateReplyRecorded { command_id, .. } => {
+            state.answered.insert(command_id.clone());
+        }
         Event::SagaFailed { step, reason } => {
             state.status = Status::Compensating;
             state.reason = Some(format!("{step}: {reason}"));
         }
-        Event::CompensationStarted { step, .. } => {
+        Event::CompensationStarted {
+            step,
+            attempt,
+            timeout_at,
+            ..
+        } => {
             let pending = state.envelope(occurred);
             if let Some(s) = state.step_mut(step) {
                 s.status = StepStatus::Compensating;
+                s.compensation_attempt = *attempt;
+                s.timeout_at = *timeout_at;
+                s.retry_at = None;
+                s.retry_kind = None;
                 s.pending = pending;
             }
         }
-        Event::StepCompensated { step, .. } => {
+        Event::StepCompensated { step, attempt } => {
+            state.answered.insert(MessageId::command(saga_id, step, *attempt, CommandKind::Compensation));
             if let Some(s) = state.step_mut(step) {
                 s.status = StepStatus::Compensated;
                 s.ended_at = Some(at);
                 s.pending = None;
+                s.timeout_at = None;
+            }
+        }
+        Event::OperatorRetried { .. } => {
+            if let Some((_, kind)) = state.stuck_on.take() {
+                state.status = resumed(kind);
+            }
+        }
+        Event::StepSkipped { step, kind, .. } => {
+            state.stuck_on = None;
+            state.status = resumed(*kind);
+            if let Some(s) = state.step_mut(step) {
+                s.status = StepStatus::Skipped;
+                s.ended_at = Some(at);
+                s.pending = None;
+                s.timeout_at = None;
+                s.retry_at = None;
+            }
+        }
+        Event::SagaAborted { reason, by } => {
+            state.status = Status::Aborted;
+            state.reason = Some(format!("aborted by {by}: {reason}"));
+            state.stuck_on = None;
+            for s in &mut state.steps {
+                s.pending = None;
+                s.timeout_at = None;
+                s.retry_at = None;
             }
         }
         Event::SagaCompleted => state.status = Status::Completed,
         Event::SagaCompensated => state.status = Status::Compensated,
-        Event::SagaStuck { reason } => {
+        Event::SagaStuck { reason, step, kind } => {
             state.status = Status::Stuck;
             state.reason = Some(reason.clone());
+            state.stuck_on = step.clone().zip(*kind);
+            for s in &mut state.steps {
+                s.pending = None;
+                s.timeout_at = None;
+                s.retry_at = None;
+            }
         }
     }
     state
+}
+
+/// The status a stuck saga resumes in when its `kind` of command is retried or skipped.
+fn resumed(kind: CommandKind) -> Status {
+    match kind {
+        CommandKind::Forward => Status::Running,
+        CommandKind::Compensation => Status::Compensating,
+    }
 }

@@ -50,6 +50,9 @@ pub enum Outcome {
     Succeeded { output: serde_json::Value },
     /// A business rule refused the command (e.g. insufficient credit). Never retried.
     Rejected { reason: String },
+    /// The participant could not apply it for now (a dependency is down, its own retries ran
+    /// out). Nothing is known to be applied; the orchestrator retries with backoff.
+    Failed { reason: String },
 }
 
 /// A participant's reply, published on [`subjects::reply`](crate::subjects::reply).
