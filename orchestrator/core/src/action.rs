@@ -40,10 +40,18 @@ pub fn actions(state: &SagaState, events: &[Occurred]) -> Vec<Action> {
             Event::RetryScheduled { retry_at, .. } => {
                 timers.push(Action::ScheduleTimer { at: *retry_at })
             }
-            Event::SagaCompleted => out.push(Action::Finish { status: Status::Completed }),
-            Event::SagaCompensated => out.push(Action::Finish { status: Status::Compensated }),
-            Event::SagaStuck { .. } => out.push(Action::Finish { status: Status::Stuck }),
-            Event::SagaAborted { .. } => out.push(Action::Finish { status: Status::Aborted }),
+            Event::SagaCompleted => out.push(Action::Finish {
+                status: Status::Completed,
+            }),
+            Event::SagaCompensated => out.push(Action::Finish {
+                status: Status::Compensated,
+            }),
+            Event::SagaStuck { .. } => out.push(Action::Finish {
+                status: Status::Stuck,
+            }),
+            Event::SagaAborted { .. } => out.push(Action::Finish {
+                status: Status::Aborted,
+            }),
             _ => {}
         }
     }

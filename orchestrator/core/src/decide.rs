@@ -130,19 +130,38 @@ impl Decision<'_> {
         let at = reply.occurred_at;
         let (step, attempt, kind) = (reply.step.clone(), reply.attempt, reply.kind);
         if !self.state.is_pending(&step, &reply.command_id) {
-            return Ok(self.late(reply));
+            self.late(reply);
+            return Ok(());
         }
         match (kind, reply.outcome) {
             (CommandKind::Forward, Outcome::Succeeded { output }) => {
-                self.push(at, Event::StepSucceeded { step: step.clone(), attempt, output });
+                self.push(
+                    at,
+                    Event::StepSucceeded {
+                        step: step.clone(),
+                        attempt,
+                        output,
+                    },
+                );
                 if self.state.status == Status::Running {
                     self.forward_after(&step);
                 }
             }
             (CommandKind::Forward, Outcome::Rejected { reason }) => {
-                self.push(at, Event::StepRejected { step: step.clone(), attempt, reason: reason.clone() });
+                self.push(
+                    at,
+                    Event::StepRejected {
+                        step: step.clone(),
+                        attempt,
+                        reason: reason.clone(),
+                    },
+                );
                 if self.kind_of(&step) == StepKind::Retriable {
-                    self.stuck(format!("step `{step}` after the pivot was rejected: {reason}"), &step, kind);
+                    self.stuck(
+                        format!("step `{step}` after the pivot was rejected: {reason}"),
+                        &step,
+                        kind,
+                    );
                 } else {
                     self.fail(step, reason);
                 }
@@ -156,22 +175,27 @@ impl Decision<'_> {
                 self.stuck(reason, &step, kind);
             }
             (kind, Outcome::Failed { reason }) => {
-                self.push(at, Event::CommandFailed { step: step.clone(), attempt, kind, reason: reason.clone() });
+                self.push(
+                    at,
+                    Event::CommandFailed {
+                        step: step.clone(),
+                        attempt,
+                        kind,
+                        reason: reason.clone(),
+                    },
+                );
                 self.retry_or_give_up(&step, kind, attempt, reason);
             }
         }
         Ok(())
     }
 
-    /// A reply nobody waits for any more: recorded with its time, it never moves the saga
-    /// backwards. The only way it moves the saga is forwards: the late success of the very
-    /// compensation a saga is stuck on lets the compensation go on.
+    /// A reply nobody waits for any more: recorded with its time, it never moves the saga.
+    /// Its effect, if any, is covered already: a step that timed out for good is compensated
+    /// (its compensation shares the effect key), and a retried attempt shares its effect.
+    /// A stuck saga stays stuck until an operator acts, even if the late reply is a success
+    /// of the compensation it is stuck on: the operator sees it in the history and retries.
     fn late(&mut self, reply: ReplyEnvelope) {
-        let resumes = self.state.status == Status::Stuck
-            && reply.kind == CommandKind::Compensation
-            && matches!(reply.outcome, Outcome::Succeeded { .. })
-            && self.state.stuck_on == Some((reply.step.clone(), CommandKind::Compensation));
-        let (step, attempt) = (reply.step.clone(), reply.attempt);
         self.push(
             reply.occurred_at,
             Event::LateReplyRecorded {
@@ -182,14 +206,6 @@ impl Decision<'_> {
                 outcome: reply.outcome,
             },
         );
-        if resumes {
-            self.push(self.now, Event::OperatorRetried {
-                by: "orchestrator".into(),
-                reason: "a late reply reports the stuck compensation succeeded".into(),
-            });
-            self.push(reply.occurred_at, Event::StepCompensated { step, attempt });
-            self.compensate_next();
-        }
     }
 
     fn tick(&mut self) {
@@ -200,12 +216,26 @@ impl Decision<'_> {
         let past_deadline = self.state.deadline_at.is_some_and(|d| d <= now);
         if self.state.status == Status::Running && past_deadline && !self.pivot_sent() {
             let running = self.state.steps.iter().find_map(|s| {
-                s.pending.as_ref().map(|p| (s.name.clone(), s.attempt, p.kind))
+                s.pending
+                    .as_ref()
+                    .map(|p| (s.name.clone(), s.attempt, p.kind))
             });
             if let Some((step, attempt, kind)) = running {
-                self.push(now, Event::CommandTimedOut { step, attempt, kind });
+                self.push(
+                    now,
+                    Event::CommandTimedOut {
+                        step,
+                        attempt,
+                        kind,
+                    },
+                );
             }
-            let step = self.state.steps.last().map(|s| s.name.clone()).unwrap_or_default();
+            let step = self
+                .state
+                .steps
+                .last()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
             self.fail(step, "the saga's deadline passed".into());
             return;
         }
@@ -214,8 +244,13 @@ impl Decision<'_> {
             .steps
             .iter()
             .map(|s| {
-                let timed_out = s.pending.as_ref().filter(|_| s.timeout_at.is_some_and(|t| t <= now));
-                let retry = s.retry_kind.filter(|_| s.retry_at.is_some_and(|t| t <= now));
+                let timed_out = s
+                    .pending
+                    .as_ref()
+                    .filter(|_| s.timeout_at.is_some_and(|t| t <= now));
+                let retry = s
+                    .retry_kind
+                    .filter(|_| s.retry_at.is_some_and(|t| t <= now));
                 (
                     s.name.clone(),
                     timed_out.map(|p| (p.kind, p.attempt)),
@@ -225,7 +260,14 @@ impl Decision<'_> {
             .collect();
         for (step, timed_out, retry) in due {
             if let Some((kind, attempt)) = timed_out {
-                self.push(now, Event::CommandTimedOut { step: step.clone(), attempt, kind });
+                self.push(
+                    now,
+                    Event::CommandTimedOut {
+                        step: step.clone(),
+                        attempt,
+                        kind,
+                    },
+                );
                 let timeout = self.def.step(&step).map(|s| s.timeout).unwrap_or_default();
                 let reason = format!("no reply within {}", humantime::format_duration(timeout));
                 self.retry_or_give_up(&step, kind, attempt, reason);
@@ -238,7 +280,11 @@ impl Decision<'_> {
     fn operator(&mut self, action: OperatorAction) -> Result<(), Rejection> {
         let status = self.state.status;
         let now = self.now;
-        let OperatorAction { command, by, reason } = action;
+        let OperatorAction {
+            command,
+            by,
+            reason,
+        } = action;
         match command {
             OperatorCommand::Abort => {
                 if status.is_final() || status == Status::New {
@@ -247,7 +293,12 @@ impl Decision<'_> {
                 self.push(now, Event::SagaAborted { by, reason });
             }
             OperatorCommand::Retry | OperatorCommand::Skip => {
-                let Some((step, kind)) = self.state.stuck_on.clone().filter(|_| status == Status::Stuck) else {
+                let Some((step, kind)) = self
+                    .state
+                    .stuck_on
+                    .clone()
+                    .filter(|_| status == Status::Stuck)
+                else {
                     return Err(Rejection::NotStuck(status.as_str()));
                 };
                 if command == OperatorCommand::Retry {
@@ -255,7 +306,15 @@ impl Decision<'_> {
                     let attempt = self.state.step(&step).map_or(1, |s| next_attempt(s, kind));
                     self.send(&step, kind, attempt);
                 } else {
-                    self.push(now, Event::StepSkipped { step: step.clone(), kind, by, reason });
+                    self.push(
+                        now,
+                        Event::StepSkipped {
+                            step: step.clone(),
+                            kind,
+                            by,
+                            reason,
+                        },
+                    );
                     match kind {
                         CommandKind::Forward => self.forward_after(&step),
                         CommandKind::Compensation => self.compensate_next(),
@@ -268,7 +327,9 @@ impl Decision<'_> {
 
     /// Sends attempt `attempt` of `step`'s command or compensation.
     fn send(&mut self, name: &str, kind: CommandKind, attempt: u32) {
-        let Some(step) = self.def.step(name) else { return };
+        let Some(step) = self.def.step(name) else {
+            return;
+        };
         let command = match kind {
             CommandKind::Forward => step.command.clone(),
             CommandKind::Compensation => match &step.compensation {
@@ -282,10 +343,22 @@ impl Decision<'_> {
         let payload = self.state.arguments();
         let event = match kind {
             CommandKind::Forward => Event::StepStarted {
-                step: step_name, attempt, command_id, participant, command, payload, timeout_at,
+                step: step_name,
+                attempt,
+                command_id,
+                participant,
+                command,
+                payload,
+                timeout_at,
             },
             CommandKind::Compensation => Event::CompensationStarted {
-                step: step_name, attempt, command_id, participant, command, payload, timeout_at,
+                step: step_name,
+                attempt,
+                command_id,
+                participant,
+                command,
+                payload,
+                timeout_at,
             },
         };
         self.push(self.now, event);
@@ -308,7 +381,10 @@ impl Decision<'_> {
     fn retry_or_give_up(&mut self, step: &str, kind: CommandKind, attempt: u32, reason: String) {
         let (policy, unlimited) = match kind {
             CommandKind::Forward => (
-                self.def.step(step).map(|s| s.retry.clone()).unwrap_or_default(),
+                self.def
+                    .step(step)
+                    .map(|s| s.retry.clone())
+                    .unwrap_or_default(),
                 self.kind_of(step) != StepKind::Compensatable,
             ),
             CommandKind::Compensation => (self.def.compensation_retry.clone(), false),
@@ -317,7 +393,16 @@ impl Decision<'_> {
         if unlimited || policy.allows(next) {
             let key = RetryPolicy::jitter_key(&self.state.saga_id, step, attempt);
             let retry_at = self.now.plus(policy.backoff(attempt, key));
-            self.push(self.now, Event::RetryScheduled { step: step.to_string(), kind, attempt: next, retry_at, reason });
+            self.push(
+                self.now,
+                Event::RetryScheduled {
+                    step: step.to_string(),
+                    kind,
+                    attempt: next,
+                    retry_at,
+                    reason,
+                },
+            );
             return;
         }
         let why = format!("gave up after {attempt} attempts: {reason}");
@@ -336,7 +421,14 @@ impl Decision<'_> {
     }
 
     fn stuck(&mut self, reason: String, step: &str, kind: CommandKind) {
-        self.push(self.now, Event::SagaStuck { reason, step: Some(step.to_string()), kind: Some(kind) });
+        self.push(
+            self.now,
+            Event::SagaStuck {
+                reason,
+                step: Some(step.to_string()),
+                kind: Some(kind),
+            },
+        );
     }
 
     /// Starts the compensation of the latest step that may have applied and has one, or
@@ -354,16 +446,19 @@ impl Decision<'_> {
     }
 
     fn kind_of(&self, step: &str) -> StepKind {
-        self.def.step(step).map_or(StepKind::Compensatable, |s| s.kind)
+        self.def
+            .step(step)
+            .map_or(StepKind::Compensatable, |s| s.kind)
     }
 
     /// Whether the pivot has been sent and not refused. From then on its outcome must be
     /// learned, never guessed: a deadline cannot undo the saga, since the pivot may have
     /// applied and nothing undoes a pivot.
     fn pivot_sent(&self) -> bool {
-        self.state.steps.iter().any(|s| {
-            self.kind_of(&s.name) == StepKind::Pivot && s.status != StepStatus::Rejected
-        })
+        self.state
+            .steps
+            .iter()
+            .any(|s| self.kind_of(&s.name) == StepKind::Pivot && s.status != StepStatus::Rejected)
     }
 }
 

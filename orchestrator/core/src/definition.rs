@@ -22,10 +22,10 @@
 use crate::policy::{RawRetry, RetryPolicy, parse_duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 use toml::Spanned;
 
 /// The type of an input field.

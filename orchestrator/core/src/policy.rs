@@ -105,10 +105,16 @@ impl RawRetry {
             jitter: self.jitter.unwrap_or(base.jitter),
         };
         if !(1.0..=10.0).contains(&p.multiplier) {
-            return Err(format!("retry.multiplier must be between 1 and 10, got {}", p.multiplier));
+            return Err(format!(
+                "retry.multiplier must be between 1 and 10, got {}",
+                p.multiplier
+            ));
         }
         if !(0.0..=1.0).contains(&p.jitter) {
-            return Err(format!("retry.jitter must be between 0 and 1, got {}", p.jitter));
+            return Err(format!(
+                "retry.jitter must be between 0 and 1, got {}",
+                p.jitter
+            ));
         }
         if p.initial_backoff > p.max_backoff {
             return Err("retry.initial_backoff is longer than retry.max_backoff".into());
@@ -119,8 +125,9 @@ impl RawRetry {
 
 /// Parses "250ms", "30s", "5m".
 pub(crate) fn parse_duration(what: &str, s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{what}: `{s}` is not a duration such as \"250ms\", \"30s\" or \"5m\" ({e})"))
+    humantime::parse_duration(s).map_err(|e| {
+        format!("{what}: `{s}` is not a duration such as \"250ms\", \"30s\" or \"5m\" ({e})")
+    })
 }
 
 /// Serialises durations as humantime strings in snapshots and API views.

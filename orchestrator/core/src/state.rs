@@ -48,7 +48,10 @@ impl Status {
 
     /// Completed, Compensated or Aborted: not even an operator can move it.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Compensated | Status::Aborted)
+        matches!(
+            self,
+            Status::Completed | Status::Compensated | Status::Aborted
+        )
     }
 }
 
@@ -315,7 +318,12 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             attempt,
             output,
         } => {
-            state.answered.insert(MessageId::command(saga_id, step, *attempt, CommandKind::Forward));
+            state.answered.insert(MessageId::command(
+                saga_id,
+                step,
+                *attempt,
+                CommandKind::Forward,
+            ));
             if let Some(s) = state.step_mut(step) {
                 s.status = StepStatus::Succeeded;
                 s.output = Some(output.clone());
@@ -328,7 +336,12 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             attempt,
             reason,
         } => {
-            state.answered.insert(MessageId::command(saga_id, step, *attempt, CommandKind::Forward));
+            state.answered.insert(MessageId::command(
+                saga_id,
+                step,
+                *attempt,
+                CommandKind::Forward,
+            ));
             if let Some(s) = state.step_mut(step) {
                 s.status = StepStatus::Rejected;
                 s.reason = Some(reason.clone());
@@ -336,11 +349,7 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
                 s.pending = None;
             }
         }
-        Event::CommandTimedOut {
-            step,
-            kind,
-            ..
-        } => {
+        Event::CommandTimedOut { step, kind, .. } => {
             if let Some(s) = state.step_mut(step) {
                 s.pending = None;
                 s.timeout_at = None;
@@ -355,7 +364,9 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             kind,
             reason,
         } => {
-            state.answered.insert(MessageId::command(saga_id, step, *attempt, *kind));
+            state
+                .answered
+                .insert(MessageId::command(saga_id, step, *attempt, *kind));
             if let Some(s) = state.step_mut(step) {
                 s.pending = None;
                 s.timeout_at = None;
@@ -403,7 +414,12 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             }
         }
         Event::StepCompensated { step, attempt } => {
-            state.answered.insert(MessageId::command(saga_id, step, *attempt, CommandKind::Compensation));
+            state.answered.insert(MessageId::command(
+                saga_id,
+                step,
+                *attempt,
+                CommandKind::Compensation,
+            ));
             if let Some(s) = state.step_mut(step) {
                 s.status = StepStatus::Compensated;
                 s.ended_at = Some(at);

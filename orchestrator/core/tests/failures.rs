@@ -21,7 +21,10 @@ fn a_timeout_is_retried_with_backoff_and_a_late_reply_is_recorded() {
     assert_eq!(command(&next[0]).command, "CreateOrder");
     // The first attempt's reply arrives at last: recorded, and the saga does not move.
     let version = saga.state.version;
-    assert!(saga.reply(&first[0], ok(json!({"reserved": 500}))).is_empty());
+    assert!(
+        saga.reply(&first[0], ok(json!({"reserved": 500})))
+            .is_empty()
+    );
     assert_eq!(saga.state.version, version + 1);
     insta::assert_yaml_snapshot!(saga.story);
 }
@@ -40,9 +43,17 @@ fn a_step_that_times_out_for_good_is_compensated_too() {
     let release = saga.reply(&cancel[0], ok(json!({})));
     assert_eq!(command(&release[0]).command, "ReleaseCredit");
     // The late success of CreateOrder is recorded; its effect is already being undone.
-    assert!(saga.reply(&create[0], ok(json!({"order_id": "o-1"}))).is_empty());
+    assert!(
+        saga.reply(&create[0], ok(json!({"order_id": "o-1"})))
+            .is_empty()
+    );
     let done = saga.reply(&release[0], ok(json!({})));
-    assert_eq!(done, vec![Action::Finish { status: Status::Compensated }]);
+    assert_eq!(
+        done,
+        vec![Action::Finish {
+            status: Status::Compensated
+        }]
+    );
     insta::assert_yaml_snapshot!(saga.story);
 }
 
@@ -64,35 +75,59 @@ fn stuck_on_cancel() -> Saga {
     let a = saga.start(2_000_000);
     let a = saga.reply(&a[0], ok(json!({"reserved": 2_000_000})));
     let a = saga.reply(&a[0], ok(json!({"order_id": "o-1"})));
-    let cancel = saga.reply(&a[0], rejected("amount 2000000 exceeds the review limit 1000000"));
+    let cancel = saga.reply(
+        &a[0],
+        rejected("amount 2000000 exceeds the review limit 1000000"),
+    );
     saga.reply(&cancel[0], failed("order database unreachable"));
     let clock = saga.clock;
     saga.tick(clock + 200);
     let stuck = saga.tick(clock + 1_200);
-    assert_eq!(stuck, vec![Action::Finish { status: Status::Stuck }]);
+    assert_eq!(
+        stuck,
+        vec![Action::Finish {
+            status: Status::Stuck
+        }]
+    );
     saga
 }
 
 #[test]
 fn a_compensation_that_keeps_failing_gets_stuck_and_retry_completes_it() {
     let mut saga = stuck_on_cancel();
-    assert_eq!(saga.state.reason.as_deref(), Some("compensation of `create_order` gave up after 2 attempts: no reply within 1s"));
+    assert_eq!(
+        saga.state.reason.as_deref(),
+        Some("compensation of `create_order` gave up after 2 attempts: no reply within 1s")
+    );
     let cancel3 = saga.operator(OperatorCommand::Retry, "order database is back");
     assert_eq!(command(&cancel3[0]).attempt, 3);
     let release = saga.reply(&cancel3[0], ok(json!({})));
     assert_eq!(command(&release[0]).command, "ReleaseCredit");
     let done = saga.reply(&release[0], ok(json!({})));
-    assert_eq!(done, vec![Action::Finish { status: Status::Compensated }]);
+    assert_eq!(
+        done,
+        vec![Action::Finish {
+            status: Status::Compensated
+        }]
+    );
     insta::assert_yaml_snapshot!(saga.story);
 }
 
 #[test]
 fn skip_resolves_the_stuck_compensation_by_hand_and_goes_on() {
     let mut saga = stuck_on_cancel();
-    let release = saga.operator(OperatorCommand::Skip, "order cancelled by hand in the back office");
+    let release = saga.operator(
+        OperatorCommand::Skip,
+        "order cancelled by hand in the back office",
+    );
     assert_eq!(command(&release[0]).command, "ReleaseCredit");
     let done = saga.reply(&release[0], ok(json!({})));
-    assert_eq!(done, vec![Action::Finish { status: Status::Compensated }]);
+    assert_eq!(
+        done,
+        vec![Action::Finish {
+            status: Status::Compensated
+        }]
+    );
     let skipped = saga.state.step("create_order").unwrap();
     assert_eq!(skipped.status, saga_core::StepStatus::Skipped);
     insta::assert_yaml_snapshot!(saga.story.last().unwrap());
@@ -102,29 +137,55 @@ fn skip_resolves_the_stuck_compensation_by_hand_and_goes_on() {
 fn abort_stops_the_saga_and_a_finished_saga_refuses_operators() {
     let mut saga = stuck_on_cancel();
     let done = saga.operator(OperatorCommand::Abort, "handled outside the system");
-    assert_eq!(done, vec![Action::Finish { status: Status::Aborted }]);
+    assert_eq!(
+        done,
+        vec![Action::Finish {
+            status: Status::Aborted
+        }]
+    );
     assert!(saga.state.in_flight().next().is_none());
     assert!(saga.state.timers().is_empty());
     let again = decide(&saga.def, &saga.state, Input::Tick, Timestamp(1_000_000)).unwrap();
     assert!(again.is_empty(), "an aborted saga never moves again");
     let refused = |cmd| {
-        let action = saga_core::OperatorAction { command: cmd, by: "ops".into(), reason: "x".into() };
-        decide(&saga.def, &saga.state, Input::Operator(action), Timestamp(0)).unwrap_err()
+        let action = saga_core::OperatorAction {
+            command: cmd,
+            by: "ops".into(),
+            reason: "x".into(),
+        };
+        decide(
+            &saga.def,
+            &saga.state,
+            Input::Operator(action),
+            Timestamp(0),
+        )
+        .unwrap_err()
     };
-    assert_eq!(refused(OperatorCommand::Abort), Rejection::Finished("aborted"));
-    assert_eq!(refused(OperatorCommand::Retry), Rejection::NotStuck("aborted"));
+    assert_eq!(
+        refused(OperatorCommand::Abort),
+        Rejection::Finished("aborted")
+    );
+    assert_eq!(
+        refused(OperatorCommand::Retry),
+        Rejection::NotStuck("aborted")
+    );
     insta::assert_yaml_snapshot!(saga.story.last().unwrap());
 }
 
 #[test]
-fn a_late_success_of_the_stuck_compensation_lets_it_go_on() {
+fn a_late_success_of_the_stuck_compensation_is_recorded_and_waits_for_the_operator() {
     let mut saga = stuck_on_cancel();
     // The second CancelOrder was in fact applied; its success arrives after the give-up.
     let second = saga.state.steps[1].compensation_attempt;
     let late = saga_protocol::ReplyEnvelope {
         schema_version: 1,
         message_id: saga_protocol::MessageId::from_raw("late"),
-        command_id: saga_protocol::MessageId::command(saga.state.saga_id, "create_order", second, saga_protocol::CommandKind::Compensation),
+        command_id: saga_protocol::MessageId::command(
+            saga.state.saga_id,
+            "create_order",
+            second,
+            saga_protocol::CommandKind::Compensation,
+        ),
         saga_id: saga.state.saga_id,
         step: "create_order".into(),
         attempt: second,
@@ -133,9 +194,14 @@ fn a_late_success_of_the_stuck_compensation_lets_it_go_on() {
         outcome: ok(json!({})),
         occurred_at: Timestamp(saga.clock + 1),
     };
-    let release = saga.when("late CancelOrder succeeded", Input::Reply(late));
-    assert_eq!(command(&release[0]).command, "ReleaseCredit");
-    insta::assert_yaml_snapshot!(saga.story.last().unwrap());
+    assert!(
+        saga.when("late CancelOrder succeeded", Input::Reply(late))
+            .is_empty()
+    );
+    assert_eq!(saga.state.status, Status::Stuck);
+    let cancel = saga.operator(OperatorCommand::Retry, "history shows CancelOrder applied");
+    assert_eq!(command(&cancel[0]).command, "CancelOrder");
+    insta::assert_yaml_snapshot!(&saga.story[saga.story.len() - 2..]);
 }
 
 #[test]
@@ -145,7 +211,11 @@ fn the_deadline_compensates_the_forward_path_but_not_after_the_pivot() {
     saga.reply(&a[0], ok(json!({"reserved": 500})));
     // create_order keeps timing out and being retried until the deadline (60s after start).
     let release = saga.tick(61_010);
-    assert!(release.iter().any(|a| matches!(a, Action::SendCompensation(c) if c.command == "CancelOrder")));
+    assert!(
+        release
+            .iter()
+            .any(|a| matches!(a, Action::SendCompensation(c) if c.command == "CancelOrder"))
+    );
     insta::assert_yaml_snapshot!(saga.story.last().unwrap());
 
     let mut past_pivot = Saga::given(strict_place_order(), vec![]);
@@ -155,7 +225,11 @@ fn the_deadline_compensates_the_forward_path_but_not_after_the_pivot() {
     // The pivot times out: it is retried, never given up, and the deadline does not undo it.
     past_pivot.tick(past_pivot.clock + 1_000);
     let nothing = past_pivot.tick(61_010);
-    assert!(nothing.iter().all(|a| !matches!(a, Action::SendCompensation(_))));
+    assert!(
+        nothing
+            .iter()
+            .all(|a| !matches!(a, Action::SendCompensation(_)))
+    );
     assert_eq!(past_pivot.state.status, Status::Running);
     let _ = a;
 }

@@ -6,7 +6,10 @@ mod common;
 
 use common::strict_place_order;
 use proptest::prelude::*;
-use saga_core::{Action, Definition, Event, Input, Occurred, SagaState, Status, StepKind, actions, decide, evolve};
+use saga_core::{
+    Action, Definition, Event, Input, Occurred, SagaState, Status, StepKind, actions, decide,
+    evolve,
+};
 use saga_protocol::{CommandEnvelope, Outcome, ReplyEnvelope, Timestamp};
 use serde_json::json;
 use uuid::Uuid;
@@ -28,9 +31,15 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn outcome(code: u8) -> Outcome {
     match code {
-        0 | 1 => Outcome::Succeeded { output: json!({"order_id": "o-1"}) },
-        2 => Outcome::Rejected { reason: "no".into() },
-        _ => Outcome::Failed { reason: "down".into() },
+        0 | 1 => Outcome::Succeeded {
+            output: json!({"order_id": "o-1"}),
+        },
+        2 => Outcome::Rejected {
+            reason: "no".into(),
+        },
+        _ => Outcome::Failed {
+            reason: "down".into(),
+        },
     }
 }
 
@@ -58,7 +67,9 @@ impl Run {
         if before.is_final() {
             assert_eq!(self.state.status, before);
             assert!(
-                events.iter().all(|o| matches!(o.event, Event::LateReplyRecorded { .. })),
+                events
+                    .iter()
+                    .all(|o| matches!(o.event, Event::LateReplyRecorded { .. })),
                 "a {before:?} saga changed: {events:?}"
             );
         }

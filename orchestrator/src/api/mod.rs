@@ -6,6 +6,9 @@
 //! | GET    | `/v1/sagas`               | newest sagas (`?limit=`)                          |
 //! | GET    | `/v1/sagas/{id}`          | status and steps                                  |
 //! | GET    | `/v1/sagas/{id}/events`   | the event log, with both clocks                   |
+//! | POST   | `/v1/sagas/{id}/retry`    | operator: send the stuck command again            |
+//! | POST   | `/v1/sagas/{id}/skip`     | operator: resolve the stuck command by hand       |
+//! | POST   | `/v1/sagas/{id}/abort`    | operator: stop the saga                           |
 //! | GET    | `/v1/definitions`         | loaded saga definitions                           |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
 //!
@@ -23,13 +26,14 @@ mod views;
 pub use error::Error;
 pub use views::{EventView, SagaView, StartedView, SummaryView};
 
-use crate::runtime::Orchestrator;
+use crate::runtime::{Handled, Orchestrator, Refusal};
 use crate::store::EventStore;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use saga_core::{OperatorAction, OperatorCommand};
 use serde::Deserialize;
 use std::time::Duration;
 use uuid::Uuid;
@@ -40,6 +44,7 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/sagas", get(list::<S>))
         .route("/v1/sagas/{name}", post(start::<S>).get(status::<S>))
         .route("/v1/sagas/{id}/events", get(history::<S>))
+        .route("/v1/sagas/{id}/{action}", post(operate::<S>))
         .route("/v1/definitions", get(definitions::<S>))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(ready::<S>))
@@ -111,6 +116,55 @@ async fn history<S: EventStore>(
 ) -> Result<Json<Vec<EventView>>, Error> {
     let loaded = o.load(parse_id(&id)?).await?;
     Ok(Json(loaded.events.into_iter().map(Into::into).collect()))
+}
+
+/// Body of an operator action: who does it and why (both recorded in the saga's history).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorBody {
+    by: String,
+    reason: String,
+}
+
+async fn operate<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+    Path((id, action)): Path<(String, String)>,
+    body: Result<Json<OperatorBody>, JsonRejection>,
+) -> Result<Json<SagaView>, Error> {
+    let saga_id = parse_id(&id)?;
+    let command = match action.as_str() {
+        "retry" => OperatorCommand::Retry,
+        "skip" => OperatorCommand::Skip,
+        "abort" => OperatorCommand::Abort,
+        other => {
+            return Err(Error::NotFound(format!(
+                "no operator action `{other}`: use retry, skip or abort"
+            )));
+        }
+    };
+    let Json(body) = body.map_err(|e| {
+        Error::BadRequest(format!(
+            "the body must be JSON {{\"by\": \"who\", \"reason\": \"why\"}} ({})",
+            e.body_text()
+        ))
+    })?;
+    if body.by.trim().is_empty() || body.reason.trim().is_empty() {
+        return Err(Error::BadRequest(
+            "`by` and `reason` must not be empty: they are recorded in the saga's history".into(),
+        ));
+    }
+    let action = OperatorAction {
+        command,
+        by: body.by,
+        reason: body.reason,
+    };
+    match o.operate(saga_id, action).await? {
+        Handled::Refused(Refusal::UnknownSaga(_)) => {
+            Err(Error::NotFound(format!("saga {saga_id} not found")))
+        }
+        Handled::Refused(reason) => Err(Error::Conflict(reason.to_string())),
+        Handled::Applied | Handled::Unchanged => Ok(Json(o.load(saga_id).await?.into())),
+    }
 }
 
 #[derive(Deserialize)]

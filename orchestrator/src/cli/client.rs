@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-fn http() -> reqwest::Client {
+pub(super) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -14,7 +14,7 @@ fn http() -> reqwest::Client {
 }
 
 /// Sends a request and returns the JSON body, or the API's problem detail as the error.
-async fn call(req: reqwest::RequestBuilder, server: &str) -> Result<Value, Error> {
+pub(super) async fn call(req: reqwest::RequestBuilder, server: &str) -> Result<Value, Error> {
     let resp = req
         .send()
         .await
@@ -108,7 +108,7 @@ async fn get(server: &ServerArg, path: &str) -> Result<Value, Error> {
     call(http().get(format!("{base}{path}")), base).await
 }
 
-fn print_saga(saga: &Value, output: Output) {
+pub(super) fn print_saga(saga: &Value, output: Output) {
     if output == Output::Json {
         println!("{saga}");
         return;

@@ -6,6 +6,8 @@
 
 mod client;
 mod dev;
+mod dlq;
+mod operator;
 mod servers;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -36,8 +38,55 @@ pub enum Command {
     Status(SagaRef),
     /// Show a saga's event log.
     History(SagaRef),
+    /// Send the command a stuck saga is stuck on again.
+    Retry(OperatorArgs),
+    /// Mark the command a stuck saga is stuck on as resolved by hand, and go on.
+    Skip(OperatorArgs),
+    /// Stop a saga for good.
+    Abort(OperatorArgs),
+    /// Inspect and replay dead letters.
+    Dlq(DlqArgs),
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Saga id.
+    pub id: String,
+    /// Why: recorded in the saga's history.
+    #[arg(long)]
+    pub reason: String,
+    /// Who: recorded in the saga's history.
+    #[arg(long, env = "USER", default_value = "operator")]
+    pub by: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub action: DlqAction,
+    /// NATS server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SAGA_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List dead letters with why and where they came from.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Publish a dead letter to its original subject again and remove it.
+    Replay { sequence: u64 },
 }
 
 /// Where the orchestrator's API is.
@@ -199,6 +248,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Start(args) => client::start(args).await,
         Command::Status(args) => client::status(args).await,
         Command::History(args) => client::history(args).await,
+        Command::Retry(args) => operator::run("retry", args).await,
+        Command::Skip(args) => operator::run("skip", args).await,
+        Command::Abort(args) => operator::run("abort", args).await,
+        Command::Dlq(args) => dlq::run(args).await,
         Command::Account(args) => client::account(args).await,
     };
     match result {

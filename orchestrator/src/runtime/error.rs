@@ -13,6 +13,8 @@ pub enum Error {
     NotFound(Uuid),
     #[error("saga {saga_id}: {reason}")]
     Corrupt { saga_id: Uuid, reason: String },
+    #[error("this orchestrator is already running: Orchestrator::run takes its timers once")]
+    AlreadyRunning,
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     #[error(transparent)]

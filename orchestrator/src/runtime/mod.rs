@@ -21,13 +21,17 @@
 mod error;
 mod registry;
 mod replies;
+mod timers;
 
 pub use error::{Error, Result};
 pub use registry::Registry;
+pub use timers::Timers;
 
 use crate::store::{Created, EventStore, NewEvent, NewSaga, SagaRecord, SqlStore, StoredEvent};
 use crate::transport::Transport;
-use saga_core::{Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, SagaState, Status};
+use saga_core::{
+    Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, OperatorAction, SagaState, Status,
+};
 use saga_protocol::{ReplyEnvelope, Timestamp};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -82,15 +86,27 @@ pub struct Loaded {
     pub state: SagaState,
 }
 
-/// What handling a reply did.
+/// What handling an input did.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ReplyHandled {
-    /// New events were recorded (and their commands published).
+pub enum Handled {
+    /// New events were recorded (and their commands published, their timers armed).
     Applied,
-    /// The reply had been handled before; nothing changed.
-    Duplicate,
-    /// The reply cannot apply to any saga: dead-letter it with this reason.
-    Refused(String),
+    /// Nothing changed: a reply handled before, or a tick with nothing due.
+    Unchanged,
+    /// The input cannot apply to the saga (a reply to an unknown saga, an operator action
+    /// on a saga that is not stuck).
+    Refused(Refusal),
+}
+
+/// Why an input was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown saga {0}")]
+    UnknownSaga(Uuid),
+    #[error("saga {saga_id} runs definition `{name}`, which is not loaded")]
+    UnknownDefinition { saga_id: Uuid, name: String },
+    #[error(transparent)]
+    Rejected(#[from] saga_core::Rejection),
 }
 
 /// The orchestrator: a cheap-to-clone handle on the store, the transport and the definitions.
@@ -100,6 +116,9 @@ pub struct Orchestrator<S = SqlStore> {
     transport: Transport,
     registry: Registry,
     options: Options,
+    timers: Timers,
+    /// The wheel behind `timers`, taken by [`Orchestrator::run`].
+    wheel: std::sync::Arc<std::sync::Mutex<Option<timers::TimerWheel>>>,
 }
 
 /// Appends that lose a race are decided again this many times before giving up.
@@ -135,11 +154,14 @@ pub enum OpenError {
 
 impl<S: EventStore> Orchestrator<S> {
     pub fn new(store: S, transport: Transport, registry: Registry, options: Options) -> Self {
+        let (timers, wheel) = timers::timers();
         Orchestrator {
             store,
             transport,
             registry,
             options,
+            timers,
+            wheel: std::sync::Arc::new(std::sync::Mutex::new(Some(wheel))),
         }
     }
 
@@ -192,7 +214,8 @@ impl<S: EventStore> Orchestrator<S> {
             .await?;
         match created {
             Created::New => {
-                self.act(&saga_core::actions(&state, &events)).await?;
+                self.act(saga_id, &saga_core::actions(&state, &events))
+                    .await?;
                 Ok(Started {
                     saga_id,
                     created: true,
@@ -226,34 +249,43 @@ impl<S: EventStore> Orchestrator<S> {
     }
 
     /// Records a participant's reply and acts on what it decides.
-    pub async fn handle_reply(&self, reply: &ReplyEnvelope) -> Result<ReplyHandled> {
+    pub async fn handle_reply(&self, reply: &ReplyEnvelope) -> Result<Handled> {
+        self.handle(reply.saga_id, Input::Reply(reply.clone()))
+            .await
+    }
+
+    /// Records an operator's action on a saga and acts on what it decides.
+    pub async fn operate(&self, saga_id: Uuid, action: OperatorAction) -> Result<Handled> {
+        self.handle(saga_id, Input::Operator(action)).await
+    }
+
+    /// The one loop for an existing saga: load, fold, decide, append, act. A lost append race
+    /// (another writer moved the saga on) loads the new state and decides again.
+    pub async fn handle(&self, saga_id: Uuid, input: Input) -> Result<Handled> {
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let loaded = match self.load(reply.saga_id).await {
-                Err(Error::NotFound(id)) => {
-                    return Ok(ReplyHandled::Refused(format!("unknown saga {id}")));
-                }
+            let loaded = match self.load(saga_id).await {
+                Err(Error::NotFound(id)) => return Ok(Handled::Refused(Refusal::UnknownSaga(id))),
                 other => other?,
             };
             let Some(def) = self.registry.get(&loaded.record.name) else {
-                return Ok(ReplyHandled::Refused(format!(
-                    "saga {} runs definition `{}`, which is not loaded",
-                    reply.saga_id, loaded.record.name
-                )));
+                return Ok(Handled::Refused(Refusal::UnknownDefinition {
+                    saga_id,
+                    name: loaded.record.name,
+                }));
             };
             let now = Timestamp::now();
-            let events =
-                match saga_core::decide(def, &loaded.state, Input::Reply(reply.clone()), now) {
-                    Ok(events) => events,
-                    Err(rejection) => return Ok(ReplyHandled::Refused(rejection.to_string())),
-                };
+            let events = match saga_core::decide(def, &loaded.state, input.clone(), now) {
+                Ok(events) => events,
+                Err(rejection) => return Ok(Handled::Refused(rejection.into())),
+            };
             if events.is_empty() {
-                return Ok(ReplyHandled::Duplicate);
+                return Ok(Handled::Unchanged);
             }
             let state = events.iter().fold(loaded.state, saga_core::evolve);
             let appended = self
                 .store
                 .append(
-                    reply.saga_id,
+                    saga_id,
                     loaded.record.version,
                     events.iter().map(to_new_event).collect(),
                     state.status.as_str(),
@@ -262,26 +294,29 @@ impl<S: EventStore> Orchestrator<S> {
                 .await;
             match appended {
                 Ok(_) => {
-                    self.act(&saga_core::actions(&state, &events)).await?;
-                    return Ok(ReplyHandled::Applied);
+                    self.act(saga_id, &saga_core::actions(&state, &events))
+                        .await?;
+                    return Ok(Handled::Applied);
                 }
-                // Another writer moved the saga on: load its new state and decide again.
                 Err(crate::store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(Error::Corrupt {
-            saga_id: reply.saga_id,
+            saga_id,
             reason: format!("lost {MAX_CONFLICT_RETRIES} append races in a row"),
         })
     }
 
-    /// Publishes the commands of `actions`. Finishing needs no I/O: the status is stored.
-    async fn act(&self, actions: &[Action]) -> Result<()> {
+    /// Publishes the commands of `actions` and arms their timers. Finishing needs no I/O:
+    /// the status is stored with the events.
+    async fn act(&self, saga_id: Uuid, actions: &[Action]) -> Result<()> {
         let mut commands = Vec::with_capacity(actions.len());
         for action in actions {
-            if let Action::SendCommand(c) | Action::SendCompensation(c) = action {
-                commands.push(c);
+            match action {
+                Action::SendCommand(c) | Action::SendCompensation(c) => commands.push(c),
+                Action::ScheduleTimer { at } => self.timers.schedule(saga_id, *at),
+                Action::Finish { .. } => {}
             }
         }
         self.transport.publish_all(&commands).await?;
@@ -289,7 +324,8 @@ impl<S: EventStore> Orchestrator<S> {
     }
 
     /// Publishes again the in-flight commands of every active saga whose last event is
-    /// older than `quiet_for` (all of them with `Duration::ZERO`, as at start-up).
+    /// older than `quiet_for` (all of them with `Duration::ZERO`, as at start-up), and arms
+    /// their pending timers (timeouts, retries, deadlines) again.
     /// Returns how many commands were published.
     pub async fn recover(&self, quiet_for: Duration) -> Result<usize> {
         let active: Vec<&str> = Status::ACTIVE.iter().map(|s| s.as_str()).collect();
@@ -311,11 +347,15 @@ impl<S: EventStore> Orchestrator<S> {
         Ok(published)
     }
 
-    /// Publishes saga `id`'s in-flight commands again if it has been quiet for `quiet_for`.
+    /// Publishes saga `id`'s in-flight commands again, and arms its timers, if it has been
+    /// quiet for `quiet_for`.
     async fn republish(&self, id: Uuid, now: Timestamp, quiet_for: Duration) -> Result<usize> {
         let loaded = self.load(id).await?;
         if now.since(loaded.record.updated_at) < quiet_for {
             return Ok(0);
+        }
+        for at in loaded.state.timers() {
+            self.timers.schedule(id, at);
         }
         let commands: Vec<_> = loaded.state.in_flight().collect();
         self.transport.publish_all(&commands).await?;
@@ -329,7 +369,16 @@ impl<S: EventStore> Orchestrator<S> {
         if recovered > 0 {
             tracing::info!(recovered, "re-published in-flight commands after start-up");
         }
-        replies::consume(self, shutdown).await
+        let wheel = self.wheel.lock().map_err(|_| Error::AlreadyRunning)?.take();
+        let Some(wheel) = wheel else {
+            return Err(Error::AlreadyRunning);
+        };
+        replies::consume(self, wheel, shutdown).await
+    }
+
+    /// The timer handle: arms an `Input::Tick` for a saga.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
     }
 
     pub(crate) fn options(&self) -> &Options {

@@ -1,25 +1,36 @@
-//! Consuming participant replies: decode, route to a worker by saga id, handle, ack.
+//! Consuming participant replies and firing timers: decode, route to a worker by saga id,
+//! handle, ack.
 //!
-//! Replies of one saga are handled in order by one worker (the saga id picks it), replies of
-//! different sagas in parallel. A reply is acknowledged only after its events are appended
+//! Replies and timer ticks of one saga are handled in order by one worker (the saga id picks
+//! it), those of different sagas in parallel. A reply is acknowledged only after its events are appended
 //! and the commands they decided are published, so a crash anywhere before the ack makes
 //! JetStream redeliver it, and the core recognises it as already handled.
 
-use super::{Orchestrator, ReplyHandled, Result};
+use super::timers::TimerWheel;
+use super::{Handled, Orchestrator, Result};
 use crate::store::EventStore;
 use crate::transport::REPLY_CONSUMER;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
+use saga_core::Input;
 use saga_protocol::ReplyEnvelope;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 /// How long JetStream waits before redelivering a reply that hit a transient failure.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// Work for a saga's worker.
+enum Work {
+    Reply(Box<Message>, ReplyEnvelope),
+    Tick(Uuid),
+}
+
 pub(super) async fn consume<S: EventStore>(
     orchestrator: Orchestrator<S>,
+    mut wheel: TimerWheel,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let consumer = orchestrator.transport().replies(REPLY_CONSUMER).await?;
@@ -31,7 +42,7 @@ pub(super) async fn consume<S: EventStore>(
     let mut senders = Vec::with_capacity(workers);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (tx, rx) = mpsc::channel::<(Message, ReplyEnvelope)>(64);
+        let (tx, rx) = mpsc::channel::<Work>(64);
         senders.push(tx);
         tasks.spawn(work(orchestrator.clone(), rx));
     }
@@ -56,6 +67,14 @@ pub(super) async fn consume<S: EventStore>(
                     }
                 });
             }
+            due = wheel.next_due() => {
+                let Some(due) = due else { break };
+                for saga_id in due {
+                    if senders[shard_of(&saga_id, senders.len())].send(Work::Tick(saga_id)).await.is_err() {
+                        break;
+                    }
+                }
+            }
             next = messages.next() => {
                 let Some(next) = next else { break };
                 let msg = match next {
@@ -67,8 +86,8 @@ pub(super) async fn consume<S: EventStore>(
                 };
                 match ReplyEnvelope::decode(&msg.payload) {
                     Ok(reply) => {
-                        let shard = shard_of(&reply, senders.len());
-                        if senders[shard].send((msg, reply)).await.is_err() {
+                        let shard = shard_of(&reply.saga_id, senders.len());
+                        if senders[shard].send(Work::Reply(Box::new(msg), reply)).await.is_err() {
                             break;
                         }
                     }
@@ -89,20 +108,26 @@ pub(super) async fn consume<S: EventStore>(
     Ok(())
 }
 
-fn shard_of(reply: &ReplyEnvelope, shards: usize) -> usize {
+fn shard_of(saga_id: &Uuid, shards: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    reply.saga_id.hash(&mut h);
+    saga_id.hash(&mut h);
     usize::try_from(h.finish() % shards as u64).unwrap_or(0)
 }
 
-async fn work<S: EventStore>(
-    orchestrator: Orchestrator<S>,
-    mut rx: mpsc::Receiver<(Message, ReplyEnvelope)>,
-) {
-    while let Some((msg, reply)) = rx.recv().await {
+async fn work<S: EventStore>(orchestrator: Orchestrator<S>, mut rx: mpsc::Receiver<Work>) {
+    while let Some(work) = rx.recv().await {
+        let (msg, reply) = match work {
+            Work::Reply(msg, reply) => (msg, reply),
+            Work::Tick(saga_id) => {
+                tick(&orchestrator, saga_id).await;
+                continue;
+            }
+        };
         match orchestrator.handle_reply(&reply).await {
-            Ok(ReplyHandled::Applied | ReplyHandled::Duplicate) => ack(&msg).await,
-            Ok(ReplyHandled::Refused(reason)) => dead_letter(&orchestrator, &msg, &reason).await,
+            Ok(Handled::Applied | Handled::Unchanged) => ack(&msg).await,
+            Ok(Handled::Refused(reason)) => {
+                dead_letter(&orchestrator, &msg, &reason.to_string()).await;
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(saga_id = %reply.saga_id, error = %e, "reply will be retried");
                 if let Err(e) = msg.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await {
@@ -113,6 +138,21 @@ async fn work<S: EventStore>(
                 tracing::error!(saga_id = %reply.saga_id, error = %e, "reply cannot be handled");
                 dead_letter(&orchestrator, &msg, &e.to_string()).await;
             }
+        }
+    }
+}
+
+/// Fires a saga's due timers. A failure re-arms the timer shortly, since the tick is not a
+/// message that JetStream would redeliver.
+async fn tick<S: EventStore>(orchestrator: &Orchestrator<S>, saga_id: Uuid) {
+    match orchestrator.handle(saga_id, Input::Tick).await {
+        Ok(Handled::Applied | Handled::Unchanged) => {}
+        Ok(Handled::Refused(reason)) => tracing::debug!(%saga_id, %reason, "tick refused"),
+        Err(e) => {
+            tracing::warn!(%saga_id, error = %e, "timer will fire again");
+            orchestrator
+                .timers()
+                .schedule(saga_id, saga_protocol::Timestamp::now().plus(RETRY_DELAY));
         }
     }
 }

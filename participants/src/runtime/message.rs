@@ -18,6 +18,10 @@ use tracing::{debug, error, warn};
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Delay before a command that hit a permanent error (corrupt data) is tried again.
 const STUCK_DELAY: Duration = Duration::from_secs(30);
+/// After this many deliveries that all hit a transient error, the participant stops
+/// retrying by itself and answers `Failed`, so the orchestrator's durable retries (with
+/// backoff, visible in the saga's history) take over.
+const FAIL_AFTER_DELIVERIES: i64 = 5;
 /// Longest dead-letter reason put in a header.
 const MAX_REASON_LEN: usize = 1024;
 
@@ -67,6 +71,7 @@ where
     };
     let message_id = envelope.message_id.clone();
     debug!(%message_id, command = %envelope.command, "handling command");
+    let failed_for = envelope.clone();
     match service.oneshot(envelope).await {
         Ok(reply) => match publish_reply(ctx, &reply).await {
             Ok(()) => {
@@ -81,8 +86,27 @@ where
             }
         },
         Err(e) if e.is_transient() => {
-            warn!(%message_id, error = %e, "transient failure, retrying later");
-            nak(&message, RETRY_DELAY).await;
+            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+            if delivered < FAIL_AFTER_DELIVERIES {
+                warn!(%message_id, error = %e, delivered, "transient failure, retrying later");
+                return nak(&message, RETRY_DELAY).await;
+            }
+            // Nothing was applied (the transaction did not commit) and nothing is recorded
+            // in the inbox: the orchestrator's next attempt has a new message id.
+            warn!(%message_id, error = %e, delivered, "transient failure persists, answering Failed");
+            let outcome = saga_protocol::Outcome::Failed {
+                reason: e.to_string(),
+            };
+            let reply =
+                ReplyEnvelope::answering(&failed_for, outcome, saga_protocol::Timestamp::now());
+            match publish_reply(ctx, &reply).await {
+                Ok(()) => {
+                    if let Err(e) = message.double_ack().await {
+                        warn!(%message_id, error = %e, "ack failed");
+                    }
+                }
+                Err(_) => nak(&message, RETRY_DELAY).await,
+            }
         }
         Err(e) => {
             error!(%message_id, error = %e, "command cannot be handled, retrying later");

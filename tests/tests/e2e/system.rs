@@ -41,6 +41,7 @@ pub struct System {
     pub api: String,
     port: u16,
     databases: HashMap<Service, String>,
+    sagas: std::path::PathBuf,
     processes: HashMap<Service, Child>,
     pub client: async_nats::Client,
     http: reqwest::Client,
@@ -48,6 +49,11 @@ pub struct System {
 
 impl System {
     pub async fn start(backend: Backend) -> System {
+        System::start_with(backend, None).await
+    }
+
+    /// A system running `definition` (TOML) as its only saga, instead of the repository's.
+    pub async fn start_with(backend: Backend, definition: Option<&str>) -> System {
         let nats = NatsServer::start().expect("nats-server");
         let dir = tempfile::tempdir().expect("temp dir");
         let pg = match backend {
@@ -65,6 +71,15 @@ impl System {
             };
             databases.insert(service, url);
         }
+        let sagas = match definition {
+            None => saga_testkit::workspace_root().join("sagas"),
+            Some(toml) => {
+                let dir = dir.path().join("sagas");
+                std::fs::create_dir_all(&dir).expect("sagas dir");
+                std::fs::write(dir.join("place_order.toml"), toml).expect("definition");
+                dir
+            }
+        };
         let port = free_port().expect("port");
         let client = async_nats::connect(nats.url()).await.expect("nats client");
         let mut system = System {
@@ -74,6 +89,7 @@ impl System {
             api: format!("http://127.0.0.1:{port}"),
             port,
             databases,
+            sagas,
             processes: HashMap::new(),
             client,
             http: reqwest::Client::new(),
@@ -96,7 +112,7 @@ impl System {
                     &format!("127.0.0.1:{}", self.port),
                 ])
                 .args(["--republish-after", "2s", "--sagas"])
-                .arg(saga_testkit::workspace_root().join("sagas"));
+                .arg(&self.sagas);
             }
             Service::Account => {
                 cmd.args(["participant", "account"]);
@@ -205,6 +221,74 @@ impl System {
             .expect("saga_id")
     }
 
+    /// The saga's event log through the API.
+    pub async fn history(&self, id: Uuid) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/sagas/{id}/events", self.api))
+            .send()
+            .await
+            .expect("events");
+        resp.json().await.expect("json")
+    }
+
+    /// The event types of the saga's log.
+    pub async fn event_types(&self, id: Uuid) -> Vec<String> {
+        self.history(id)
+            .await
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Waits until the saga's log holds an event of `event_type`.
+    pub async fn wait_event(&self, id: Uuid, event_type: &str, deadline: Duration) {
+        let found = wait_for(event_type, deadline, || async move {
+            self.event_types(id)
+                .await
+                .iter()
+                .any(|t| t == event_type)
+                .then_some(())
+        })
+        .await;
+        if let Err(e) = found {
+            panic!(
+                "{e}: saga {id} has {:?}\n{}",
+                self.event_types(id).await,
+                self.logs()
+            );
+        }
+    }
+
+    /// An operator action through the API; returns the HTTP status and the body.
+    pub async fn operate(&self, id: Uuid, action: &str, reason: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/sagas/{id}/{action}", self.api))
+            .json(&json!({"by": "e2e", "reason": reason}))
+            .send()
+            .await
+            .expect("operator action");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Runs the `saga` binary with `args` and returns its standard output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(saga_bin().expect("saga binary"))
+            .args(args)
+            .env("SAGA_SERVER", &self.api)
+            .env("SAGA_NATS_URL", self.nats.url())
+            .output()
+            .expect("run saga");
+        assert!(
+            out.status.success(),
+            "saga {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub async fn saga(&self, id: Uuid) -> Option<Value> {
         let resp = self
             .http
@@ -231,7 +315,10 @@ impl System {
                     continue;
                 };
                 let status = saga["status"].as_str().unwrap_or_default().to_string();
-                if matches!(status.as_str(), "completed" | "compensated" | "stuck") {
+                if matches!(
+                    status.as_str(),
+                    "completed" | "compensated" | "stuck" | "aborted"
+                ) {
                     done.insert(id, status);
                 }
             }

@@ -70,7 +70,11 @@ impl Saga {
     /// An operator's action by `ops`.
     pub fn operator(&mut self, command: OperatorCommand, reason: &str) -> Vec<Action> {
         let label = format!("operator {command:?}");
-        let action = OperatorAction { command, by: "ops".into(), reason: reason.into() };
+        let action = OperatorAction {
+            command,
+            by: "ops".into(),
+            reason: reason.into(),
+        };
         self.when(&label, Input::Operator(action))
     }
 
@@ -119,9 +123,10 @@ pub fn rejected(reason: &str) -> Outcome {
     }
 }
 
-
 pub fn failed(reason: &str) -> Outcome {
-    Outcome::Failed { reason: reason.into() }
+    Outcome::Failed {
+        reason: reason.into(),
+    }
 }
 
 /// place_order with short timeouts, two attempts per command, no jitter and a deadline.
