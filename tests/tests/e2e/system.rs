@@ -204,6 +204,25 @@ impl System {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
     }
 
+    /// Starts a place_order saga through the HTTP API under an idempotency key, so a retried
+    /// start whose first answer was lost starts nothing twice; `None` when the API cannot
+    /// take it now.
+    pub async fn try_start_saga(&self, customer: &str, amount: i64, key: &str) -> Option<Uuid> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/sagas/place_order", self.api))
+            .header("Idempotency-Key", key)
+            .json(&json!({"customer_id": customer, "amount": amount}))
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body: Value = resp.json().await.ok()?;
+        body["saga_id"].as_str().and_then(|s| s.parse().ok())
+    }
+
     /// Starts a place_order saga through the HTTP API.
     pub async fn start_saga(&self, customer: &str, amount: i64) -> Uuid {
         let resp = self
