@@ -76,7 +76,7 @@ pub fn decide(
             if state.status != Status::New {
                 return Err(Rejection::AlreadyStarted);
             }
-            def.check_input(&input).map_err(Rejection::InvalidInput)?;
+            let input = def.check_input(&input).map_err(Rejection::InvalidInput)?;
             d.push(
                 now,
                 Event::SagaStarted {
@@ -87,7 +87,7 @@ pub fn decide(
                 },
             );
             if let Some(first) = def.steps.first() {
-                d.send(&first.name.clone(), CommandKind::Forward, 1);
+                d.start_unit(&first.name.clone());
             }
         }
         Input::Reply(reply) => d.reply(reply)?,
@@ -143,8 +143,11 @@ impl Decision<'_> {
                         output,
                     },
                 );
-                if self.state.status == Status::Running {
-                    self.forward_after(&step);
+                match self.state.status {
+                    Status::Running => self.forward_after(&step),
+                    // A parallel member that answered after another member failed.
+                    Status::Compensating => self.compensate_next(),
+                    _ => {}
                 }
             }
             (CommandKind::Forward, Outcome::Rejected { reason }) => {
@@ -156,7 +159,9 @@ impl Decision<'_> {
                         reason: reason.clone(),
                     },
                 );
-                if self.kind_of(&step) == StepKind::Retriable {
+                if self.state.status == Status::Compensating {
+                    self.compensate_next();
+                } else if self.kind_of(&step) == StepKind::Retriable {
                     self.stuck(
                         format!("step `{step}` after the pivot was rejected: {reason}"),
                         &step,
@@ -215,12 +220,18 @@ impl Decision<'_> {
         }
         let past_deadline = self.state.deadline_at.is_some_and(|d| d <= now);
         if self.state.status == Status::Running && past_deadline && !self.pivot_sent() {
-            let running = self.state.steps.iter().find_map(|s| {
-                s.pending
-                    .as_ref()
-                    .map(|p| (s.name.clone(), s.attempt, p.kind))
-            });
-            if let Some((step, attempt, kind)) = running {
+            // Every command in flight (a whole parallel group, maybe) has an unknown outcome.
+            let running: Vec<_> = self
+                .state
+                .steps
+                .iter()
+                .filter_map(|s| {
+                    s.pending
+                        .as_ref()
+                        .map(|p| (s.name.clone(), s.attempt, p.kind))
+                })
+                .collect();
+            for (step, attempt, kind) in running {
                 self.push(
                     now,
                     Event::CommandTimedOut {
@@ -340,7 +351,17 @@ impl Decision<'_> {
         let command_id = MessageId::command(self.state.saga_id, name, attempt, kind);
         let (step_name, participant) = (step.name.clone(), step.participant.clone());
         let timeout_at = Some(self.now.plus(step.timeout));
-        let payload = self.state.arguments();
+        let mapping = match kind {
+            CommandKind::Forward => step.input.as_ref(),
+            CommandKind::Compensation => step.compensation_input.as_ref().or(step.input.as_ref()),
+        };
+        let payload = match mapping {
+            None => self.state.arguments(),
+            Some(m) => match crate::definition::mapping::eval(m, &self.state.context()) {
+                Ok(p) => p,
+                Err(e) => return self.unbuildable(name, kind, e),
+            },
+        };
         let event = match kind {
             CommandKind::Forward => Event::StepStarted {
                 step: step_name,
@@ -364,14 +385,53 @@ impl Decision<'_> {
         self.push(self.now, event);
     }
 
-    /// After `step` succeeded or was skipped: start the next step, or complete.
+    /// Starts `first`'s unit: the step alone, or every step of its parallel group at once.
+    fn start_unit(&mut self, first: &str) {
+        let unit: Vec<String> = self
+            .def
+            .unit_of(first)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        for name in unit {
+            if self.state.status != Status::Running {
+                break;
+            }
+            self.send(&name, CommandKind::Forward, 1);
+        }
+    }
+
+    /// After `step` succeeded or was skipped: when its whole unit is done, start the next
+    /// unit, or complete.
     fn forward_after(&mut self, step: &str) {
+        let unit_done = self.def.unit_of(step).iter().all(|s| {
+            self.state
+                .step(&s.name)
+                .is_some_and(|st| matches!(st.status, StepStatus::Succeeded | StepStatus::Skipped))
+        });
+        if !unit_done {
+            return;
+        }
         match self.def.next_step(step) {
             Some(next) => {
                 let next = next.name.clone();
-                self.send(&next, CommandKind::Forward, 1);
+                self.start_unit(&next);
             }
             None => self.push(self.now, Event::SagaCompleted),
+        }
+    }
+
+    /// A command whose fields cannot be built from the mapping (an output that is missing,
+    /// say): nothing is sent. The forward path fails; a compensation or a step after the
+    /// pivot is stuck for an operator.
+    fn unbuildable(&mut self, step: &str, kind: CommandKind, error: String) {
+        let reason = format!("cannot build the command of `{step}`: {error}");
+        if kind == CommandKind::Forward && self.kind_of(step) != StepKind::Retriable {
+            if self.state.status == Status::Running {
+                self.fail(step.to_string(), reason);
+            }
+        } else {
+            self.stuck(reason, step, kind);
         }
     }
 
@@ -379,6 +439,11 @@ impl Decision<'_> {
     /// with backoff, or give up. A pivot and the steps after it never give up: their outcome
     /// must become known, because nothing can undo them.
     fn retry_or_give_up(&mut self, step: &str, kind: CommandKind, attempt: u32, reason: String) {
+        if kind == CommandKind::Forward && self.state.status == Status::Compensating {
+            // The saga is undoing itself already: this step's outcome stays unknown and it
+            // is compensated with the rest.
+            return self.compensate_next();
+        }
         let (policy, unlimited) = match kind {
             CommandKind::Forward => (
                 self.def
@@ -431,17 +496,38 @@ impl Decision<'_> {
         );
     }
 
-    /// Starts the compensation of the latest step that may have applied and has one, or
-    /// finishes the saga as compensated when none is left. Steps are undone in reverse order.
+    /// Moves the compensation on. First every command in flight must settle (a parallel
+    /// member still running may yet apply). Then the latest unit with steps that may have
+    /// applied is compensated, all its members at once; the unit before it only when those
+    /// are done. Nothing left: the saga is compensated.
     fn compensate_next(&mut self) {
-        let next = self.state.steps.iter().rev().find_map(|s| {
+        if self.state.status != Status::Compensating {
+            return;
+        }
+        let busy = self
+            .state
+            .steps
+            .iter()
+            .any(|s| s.pending.is_some() || s.retry_at.is_some());
+        if busy {
+            return;
+        }
+        let undo = |s: &crate::state::StepState| {
             let def = self.def.step(&s.name)?;
             def.compensation.as_ref()?;
             s.status.may_have_applied().then(|| s.name.clone())
-        });
-        match next {
-            Some(step) => self.send(&step, CommandKind::Compensation, 1),
-            None => self.push(self.now, Event::SagaCompensated),
+        };
+        let Some(last) = self.state.steps.iter().rev().find_map(undo) else {
+            return self.push(self.now, Event::SagaCompensated);
+        };
+        let unit: Vec<String> = self
+            .def
+            .unit_of(&last)
+            .iter()
+            .filter_map(|member| self.state.step(&member.name).and_then(undo))
+            .collect();
+        for step in unit {
+            self.send(&step, CommandKind::Compensation, 1);
         }
     }
 

@@ -177,6 +177,19 @@ impl SagaState {
         serde_json::Value::Object(args)
     }
 
+    /// What input mappings read: `{"input": …, "steps": {name: {"output": …}}}`.
+    pub fn context(&self) -> serde_json::Value {
+        let steps: serde_json::Map<String, serde_json::Value> = self
+            .steps
+            .iter()
+            .filter_map(|s| {
+                let output = s.output.clone()?;
+                Some((s.name.clone(), serde_json::json!({ "output": output })))
+            })
+            .collect();
+        serde_json::json!({ "input": self.input, "steps": steps })
+    }
+
     /// The envelope of a `StepStarted` or `CompensationStarted` event of this saga.
     pub fn envelope(&self, occurred: &Occurred) -> Option<CommandEnvelope> {
         let (kind, step, attempt, command_id, participant, command, payload) = match &occurred.event
@@ -396,6 +409,15 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
         Event::SagaFailed { step, reason } => {
             state.status = Status::Compensating;
             state.reason = Some(format!("{step}: {reason}"));
+            // Forward retries stop: a step waiting for its next attempt may have applied an
+            // earlier one, so it is compensated like a step whose outcome is unknown.
+            for s in &mut state.steps {
+                if s.retry_kind == Some(CommandKind::Forward) {
+                    s.retry_at = None;
+                    s.retry_kind = None;
+                    s.status = StepStatus::Unknown;
+                }
+            }
         }
         Event::CompensationStarted {
             step,

@@ -9,7 +9,9 @@
 //! | POST   | `/v1/sagas/{id}/retry`    | operator: send the stuck command again            |
 //! | POST   | `/v1/sagas/{id}/skip`     | operator: resolve the stuck command by hand       |
 //! | POST   | `/v1/sagas/{id}/abort`    | operator: stop the saga                           |
-//! | GET    | `/v1/definitions`         | loaded saga definitions                           |
+//! | GET    | `/v1/definitions`         | loaded saga definitions, every version            |
+//! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
+//! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
 //!
 //! ```no_run
@@ -46,15 +48,24 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/sagas/{id}/events", get(history::<S>))
         .route("/v1/sagas/{id}/{action}", post(operate::<S>))
         .route("/v1/definitions", get(definitions::<S>))
+        .route("/v1/definitions/reload", post(reload::<S>))
+        .route("/v1/definitions/validate", post(validate::<S>))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(ready::<S>))
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
 }
 
+#[derive(Deserialize)]
+struct StartQuery {
+    /// The definition version to run; the newest when absent.
+    version: Option<u32>,
+}
+
 async fn start<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     Path(name): Path<String>,
+    Query(q): Query<StartQuery>,
     headers: HeaderMap,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<StartedView>), Error> {
@@ -78,7 +89,7 @@ async fn start<S: EventStore>(
                 .to_string(),
         ),
     };
-    let started = o.start(&name, input, key).await?;
+    let started = o.start_version(&name, q.version, input, key).await?;
     let status = if started.created {
         StatusCode::CREATED
     } else {
@@ -193,19 +204,46 @@ struct DefinitionView {
     steps: Vec<String>,
 }
 
-async fn definitions<S: EventStore>(State(o): State<Orchestrator<S>>) -> Json<Vec<DefinitionView>> {
-    let defs = o
-        .registry()
-        .names()
-        .filter_map(|n| o.registry().get(n))
+fn definition_views(registry: &crate::runtime::Registry) -> Vec<DefinitionView> {
+    registry
+        .definitions()
         .map(|d| DefinitionView {
             name: d.name.clone(),
             version: d.version,
             description: d.description.clone(),
             steps: d.steps.iter().map(|s| s.name.clone()).collect(),
         })
-        .collect();
-    Json(defs)
+        .collect()
+}
+
+async fn definitions<S: EventStore>(State(o): State<Orchestrator<S>>) -> Json<Vec<DefinitionView>> {
+    Json(definition_views(&o.registry()))
+}
+
+/// Loads the definitions directory again: new versions are added, running sagas keep theirs.
+async fn reload<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+) -> Result<Json<Vec<DefinitionView>>, Error> {
+    let registry = o
+        .reload()
+        .map_err(|e| Error::BadRequest(format!("the definitions were not reloaded:\n{e}")))?;
+    Ok(Json(definition_views(&registry)))
+}
+
+/// Validates a posted definition (TOML body) against the loaded catalogue.
+async fn validate<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+    body: String,
+) -> Result<Json<DefinitionView>, Error> {
+    let registry = o.registry();
+    let def = saga_core::Definition::parse("posted.toml", &body, registry.catalogue())
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    Ok(Json(DefinitionView {
+        name: def.name.clone(),
+        version: def.version,
+        description: def.description.clone(),
+        steps: def.steps.iter().map(|s| s.name.clone()).collect(),
+    }))
 }
 
 /// Ready when the database answers and NATS is connected.

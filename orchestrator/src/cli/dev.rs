@@ -41,6 +41,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         (saga_participants::Kind::Account, "account.db"),
         (saga_participants::Kind::Order, "order.db"),
     ] {
+        super::servers::check_catalogue(kind, &args.sagas.join(crate::runtime::CATALOGUE_FILE))?;
         let options = saga_participants::Options {
             nats_url: nats_url.clone(),
             database_url: sqlite_url(&data, file),

@@ -9,6 +9,7 @@ mod dev;
 mod dlq;
 mod operator;
 mod servers;
+mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ pub enum Command {
     Abort(OperatorArgs),
     /// Inspect and replay dead letters.
     Dlq(DlqArgs),
+    /// Check saga definitions (files or directories) before deploying them.
+    Validate(ValidateArgs),
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
 }
@@ -62,6 +65,19 @@ pub struct OperatorArgs {
     pub by: String,
     #[command(flatten)]
     pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Definition files, or directories of them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The participants catalogue (default: participants.toml beside the definitions).
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
+    /// `text` for people, `json` for tools.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub format: Output,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +186,13 @@ pub struct ParticipantArgs {
     /// Commands handled concurrently.
     #[arg(long, env = "SAGA_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
+    /// The participants catalogue this participant is checked against at start-up.
+    #[arg(
+        long,
+        env = "SAGA_CATALOGUE",
+        default_value = "sagas/participants.toml"
+    )]
+    pub catalogue: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +211,9 @@ pub struct StartArgs {
     /// Same key, same saga: a retried start does not start a second one.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// Definition version to run (default: the newest loaded).
+    #[arg(long)]
+    pub definition_version: Option<u32>,
     /// Wait until the saga is completed, compensated or stuck, then print it.
     #[arg(long)]
     pub wait: bool,
@@ -252,6 +278,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Skip(args) => operator::run("skip", args).await,
         Command::Abort(args) => operator::run("abort", args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,
     };
     match result {

@@ -62,6 +62,7 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "orchestrator API listening");
+    reload_on_hangup(orchestrator.clone(), shutdown.clone());
     let app = crate::api::router(orchestrator.clone());
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -78,11 +79,54 @@ pub async fn serve(
     Ok(())
 }
 
+/// Reloads the saga definitions on SIGHUP, until `shutdown`.
+fn reload_on_hangup(orchestrator: Orchestrator, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = hangup.recv() => match orchestrator.reload() {
+                    Ok(registry) => tracing::info!(definitions = registry.definitions().count(), "saga definitions reloaded"),
+                    Err(e) => tracing::error!("saga definitions not reloaded:\n{e}"),
+                },
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (orchestrator, shutdown);
+}
+
+/// Checks a participant's commands against the catalogue, if there is one.
+pub fn check_catalogue(
+    kind: saga_participants::Kind,
+    catalogue: &std::path::Path,
+) -> Result<(), Error> {
+    use saga_participants::handler::Participant;
+    if !catalogue.exists() {
+        tracing::warn!(path = %catalogue.display(), "no participants catalogue; commands not checked");
+        return Ok(());
+    }
+    let catalogue = saga_core::Catalogue::from_file(catalogue).map_err(|e| e.to_string())?;
+    let implemented = match kind {
+        saga_participants::Kind::Account => saga_participants::account::Account::COMMANDS,
+        saga_participants::Kind::Order => saga_participants::order::Orders::COMMANDS,
+    };
+    catalogue
+        .check_participant(kind.as_str(), implemented)
+        .map_err(|e| format!("the {kind} participant does not match the catalogue:\n{e}").into())
+}
+
 pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
     let kind = match args.kind {
         ParticipantKind::Account => saga_participants::Kind::Account,
         ParticipantKind::Order => saga_participants::Kind::Order,
     };
+    check_catalogue(kind, &args.catalogue)?;
     let options = saga_participants::Options {
         nats_url: args.connection.nats,
         database_url: args.connection.database,

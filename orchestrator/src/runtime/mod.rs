@@ -24,7 +24,7 @@ mod replies;
 mod timers;
 
 pub use error::{Error, Result};
-pub use registry::Registry;
+pub use registry::{CATALOGUE_FILE, Registry};
 pub use timers::Timers;
 
 use crate::store::{Created, EventStore, NewEvent, NewSaga, SagaRecord, SqlStore, StoredEvent};
@@ -114,7 +114,8 @@ pub enum Refusal {
 pub struct Orchestrator<S = SqlStore> {
     store: S,
     transport: Transport,
-    registry: Registry,
+    /// Replaced whole on reload; readers clone the cheap `Registry` out.
+    registry: std::sync::Arc<std::sync::RwLock<Registry>>,
     options: Options,
     timers: Timers,
     /// The wheel behind `timers`, taken by [`Orchestrator::run`].
@@ -146,8 +147,8 @@ impl Orchestrator<SqlStore> {
 /// Why an orchestrator could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("invalid saga definitions:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Definitions(Vec<saga_core::DefinitionError>),
+    #[error("invalid saga definitions:\n{0}")]
+    Definitions(saga_core::Errors),
     #[error(transparent)]
     Store(Error),
 }
@@ -158,15 +159,32 @@ impl<S: EventStore> Orchestrator<S> {
         Orchestrator {
             store,
             transport,
-            registry,
+            registry: std::sync::Arc::new(std::sync::RwLock::new(registry)),
             options,
             timers,
             wheel: std::sync::Arc::new(std::sync::Mutex::new(Some(wheel))),
         }
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The definitions loaded now.
+    pub fn registry(&self) -> Registry {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the definitions directory again and adds its new versions. Running sagas keep
+    /// their versions; an invalid directory changes nothing and says why.
+    pub fn reload(&self) -> Result<Registry, saga_core::Errors> {
+        let newer = Registry::load_dir(&self.options.sagas_dir)?;
+        let mut guard = match self.registry.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let merged = guard.merge(newer)?;
+        *guard = merged.clone();
+        Ok(merged)
     }
 
     pub fn store(&self) -> &S {
@@ -177,18 +195,37 @@ impl<S: EventStore> Orchestrator<S> {
         &self.transport
     }
 
-    /// Starts saga `name` with `input`. With an idempotency key already used for the same
-    /// input, returns that saga instead; with a different input, fails with a conflict.
+    /// Starts the newest version of saga `name` with `input`. With an idempotency key
+    /// already used for the same input, returns that saga instead; with a different input,
+    /// fails with a conflict.
     pub async fn start(
         &self,
         name: &str,
         input: serde_json::Value,
         idempotency_key: Option<String>,
     ) -> Result<Started> {
-        let def = self
-            .registry
-            .get(name)
-            .ok_or_else(|| Error::UnknownSaga(name.to_string()))?;
+        self.start_version(name, None, input, idempotency_key).await
+    }
+
+    /// [`Orchestrator::start`] on version `version` of the definition (the newest if `None`).
+    pub async fn start_version(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        input: serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Started> {
+        let registry = self.registry();
+        let def = match version {
+            Some(v) => registry.get(name, v),
+            None => registry.latest(name),
+        }
+        .ok_or_else(|| {
+            Error::UnknownSaga(match version {
+                Some(v) => format!("{name}` version `{v}"),
+                None => name.to_string(),
+            })
+        })?;
         let saga_id = Uuid::new_v4();
         let now = Timestamp::now();
         let state = SagaState::new(saga_id);
@@ -267,7 +304,9 @@ impl<S: EventStore> Orchestrator<S> {
                 Err(Error::NotFound(id)) => return Ok(Handled::Refused(Refusal::UnknownSaga(id))),
                 other => other?,
             };
-            let Some(def) = self.registry.get(&loaded.record.name) else {
+            let registry = self.registry();
+            let Some(def) = registry.get(&loaded.record.name, loaded.record.definition_version)
+            else {
                 return Ok(Handled::Refused(Refusal::UnknownDefinition {
                     saga_id,
                     name: loaded.record.name,

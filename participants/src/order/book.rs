@@ -159,7 +159,11 @@ pub async fn transition(
 
 /// Appends `event` after the last event of its order; the (order_id, sequence) key makes a
 /// racing append fail with a conflict.
-async fn append(conn: &mut AnyConnection, event: &OrderEvent, now: Timestamp) -> Result<(), Error> {
+pub async fn append(
+    conn: &mut AnyConnection,
+    event: &OrderEvent,
+    now: Timestamp,
+) -> Result<(), Error> {
     let last: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(sequence), 0) FROM order_events WHERE order_id = $1",
     )

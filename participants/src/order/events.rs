@@ -32,6 +32,9 @@ pub enum OrderEvent {
     OrderRejected { order_id: String, reason: String },
     #[serde(rename = "OrderCancelled")]
     OrderCancelled { order_id: String },
+    /// The customer was told the approved order is confirmed (a step after the pivot).
+    #[serde(rename = "OrderConfirmed")]
+    OrderConfirmed { order_id: String },
 }
 
 impl OrderEvent {
@@ -42,6 +45,7 @@ impl OrderEvent {
             OrderEvent::OrderApproved { .. } => "OrderApproved",
             OrderEvent::OrderRejected { .. } => "OrderRejected",
             OrderEvent::OrderCancelled { .. } => "OrderCancelled",
+            OrderEvent::OrderConfirmed { .. } => "OrderConfirmed",
         }
     }
 
@@ -51,7 +55,8 @@ impl OrderEvent {
             OrderEvent::OrderCreated { order_id, .. }
             | OrderEvent::OrderApproved { order_id }
             | OrderEvent::OrderRejected { order_id, .. }
-            | OrderEvent::OrderCancelled { order_id } => order_id,
+            | OrderEvent::OrderCancelled { order_id }
+            | OrderEvent::OrderConfirmed { order_id } => order_id,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! | `CreateOrder`  | forward      | `{customer_id, amount}`  | `{order_id}`                   |
 //! | `CancelOrder`  | compensation | (ignored: by effect key) | `{order_id, status}`           |
 //! | `ApproveOrder` | forward      | `{order_id, amount?}`    | `{order_id, status: approved}` |
+//! | `ConfirmOrder` | forward      | `{order_id}`             | `{order_id, confirmed: true}`  |
 //!
 //! The order id is a UUID v5 of the effect key ([`order_id_for`]), so a retried
 //! `CreateOrder` names the same order and finds it. An order above the review limit is
@@ -38,6 +39,9 @@ pub const CANCEL_ORDER: &str = "CancelOrder";
 /// Approves a pending order, or rejects it above the review limit (forward).
 pub const APPROVE_ORDER: &str = "ApproveOrder";
 
+/// Confirms an approved order to the customer, once (forward; a step after the pivot).
+pub const CONFIRM_ORDER: &str = "ConfirmOrder";
+
 /// Namespace of the order ids derived from effect keys. A persisted contract.
 const ORDER_NAMESPACE: Uuid = Uuid::from_u128(0x5d1b_0a57_8c1e_4f4e_9a2b_6f72_6465_7273);
 
@@ -69,6 +73,7 @@ impl Participant for Orders {
         (CREATE_ORDER, CommandKind::Forward),
         (CANCEL_ORDER, CommandKind::Compensation),
         (APPROVE_ORDER, CommandKind::Forward),
+        (CONFIRM_ORDER, CommandKind::Forward),
     ];
 
     fn store(&self) -> &Store {
@@ -85,6 +90,7 @@ impl Participant for Orders {
             CREATE_ORDER => create(tx, command, now).await,
             CANCEL_ORDER => cancel(tx, command, now).await,
             APPROVE_ORDER => approve(tx, command, self.review_limit, now).await,
+            CONFIRM_ORDER => confirm(tx, command, now).await,
             other => Ok(rejected(format!("unknown order command `{other}`"))),
         }
     }
@@ -265,4 +271,45 @@ async fn approve(
             Ok(approved())
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfirmOrder {
+    order_id: String,
+}
+
+/// Records `OrderConfirmed` once for an approved order; a retried attempt finds it recorded.
+async fn confirm(
+    tx: &mut AnyConnection,
+    command: &CommandEnvelope,
+    now: Timestamp,
+) -> Result<Outcome, Error> {
+    let args: ConfirmOrder = match payload(command) {
+        Ok(args) => args,
+        Err(refusal) => return Ok(refusal),
+    };
+    let order = match book::by_id(tx, &args.order_id).await? {
+        Some(order) if order.status == Status::Approved => order,
+        Some(order) => {
+            return Ok(rejected(format!(
+                "order {} is {}, only an approved order can be confirmed",
+                order.order_id,
+                order.status.as_str()
+            )));
+        }
+        None => return Ok(rejected(format!("no order `{}`", args.order_id))),
+    };
+    let confirmed = book::events(tx, &order.order_id)
+        .await?
+        .iter()
+        .any(|e| matches!(e, OrderEvent::OrderConfirmed { .. }));
+    if !confirmed {
+        let event = OrderEvent::OrderConfirmed {
+            order_id: order.order_id.clone(),
+        };
+        book::append(tx, &event, now).await?;
+    }
+    Ok(succeeded(
+        json!({ "order_id": order.order_id, "confirmed": true }),
+    ))
 }

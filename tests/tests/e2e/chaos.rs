@@ -55,7 +55,7 @@ max_backoff = "2s"
 name = "approve_order"
 participant = "order"
 command = "ApproveOrder"
-pivot = true
+kind = "pivot"
 timeout = "3s"
 "#;
 

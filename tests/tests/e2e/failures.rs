@@ -36,7 +36,7 @@ fn strict(forward_attempts: u32, compensation_attempts: u32) -> String {
             "CreateOrder",
             "compensation = \"CancelOrder\""
         ),
-        step("approve_order", "order", "ApproveOrder", "pivot = true"),
+        step("approve_order", "order", "ApproveOrder", "kind = \"pivot\""),
     )
 }
 

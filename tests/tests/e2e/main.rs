@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chaos;
+mod definitions;
 mod failures;
 mod place_order;
 mod system;

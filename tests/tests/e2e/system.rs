@@ -77,6 +77,8 @@ impl System {
                 let dir = dir.path().join("sagas");
                 std::fs::create_dir_all(&dir).expect("sagas dir");
                 std::fs::write(dir.join("place_order.toml"), toml).expect("definition");
+                let catalogue = saga_testkit::workspace_root().join("sagas/participants.toml");
+                std::fs::copy(catalogue, dir.join("participants.toml")).expect("catalogue");
                 dir
             }
         };
@@ -225,9 +227,30 @@ impl System {
 
     /// Starts a place_order saga through the HTTP API.
     pub async fn start_saga(&self, customer: &str, amount: i64) -> Uuid {
+        self.start_named("place_order", customer, amount).await
+    }
+
+    /// The directory of saga definitions the orchestrator loads.
+    pub fn sagas_dir(&self) -> &std::path::Path {
+        &self.sagas
+    }
+
+    /// Asks the orchestrator to load new definition versions; returns the HTTP status.
+    pub async fn reload(&self) -> u16 {
         let resp = self
             .http
-            .post(format!("{}/v1/sagas/place_order", self.api))
+            .post(format!("{}/v1/definitions/reload", self.api))
+            .send()
+            .await
+            .expect("reload");
+        resp.status().as_u16()
+    }
+
+    /// Starts saga `name` through the HTTP API.
+    pub async fn start_named(&self, name: &str, customer: &str, amount: i64) -> Uuid {
+        let resp = self
+            .http
+            .post(format!("{}/v1/sagas/{name}", self.api))
             .json(&json!({"customer_id": customer, "amount": amount}))
             .send()
             .await

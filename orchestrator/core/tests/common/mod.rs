@@ -123,6 +123,15 @@ pub fn rejected(reason: &str) -> Outcome {
     }
 }
 
+/// The real `sagas/express_order.toml`: a parallel group, a pivot and a retriable step.
+pub fn express_order() -> Definition {
+    Definition::from_toml(
+        "sagas/express_order.toml",
+        include_str!("../../../../sagas/express_order.toml"),
+    )
+    .unwrap()
+}
+
 pub fn failed(reason: &str) -> Outcome {
     Outcome::Failed {
         reason: reason.into(),
@@ -174,7 +183,7 @@ jitter = 0.0
 name = "approve_order"
 participant = "order"
 command = "ApproveOrder"
-pivot = true
+kind = "pivot"
 timeout = "1s"
 "#,
     )

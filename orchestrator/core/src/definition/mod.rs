@@ -1,0 +1,205 @@
+//! Saga definitions: TOML (`sagas/*.toml`) → raw serde structs → a validated [`Definition`],
+//! checked against the participants catalogue ([`Catalogue`]) when there is one.
+//!
+//! ```
+//! let src = r#"
+//! [saga]
+//! name = "demo"
+//! version = 1
+//!
+//! [input]
+//! customer_id = "string"
+//!
+//! [[step]]
+//! name = "reserve"
+//! participant = "account"
+//! command = "ReserveCredit"
+//! compensation = "ReleaseCredit"
+//! "#;
+//! let def = saga_core::Definition::from_toml("demo.toml", src).unwrap();
+//! assert_eq!(def.steps[0].compensation.as_deref(), Some("ReleaseCredit"));
+//! ```
+//!
+//! Every problem is reported, not just the first, each as a [`DefinitionError`] with the
+//! file, line and column, the byte span (for a caret under the source) and a hint.
+
+mod catalogue;
+pub mod mapping;
+mod raw;
+mod source;
+mod types;
+mod validate;
+
+pub use catalogue::{Catalogue, CommandSpec};
+pub use mapping::{Mapping, MappingValue};
+pub use source::{DefinitionError, Errors, SourceMap, render, render_styled};
+pub use types::{Field, FieldType};
+
+use crate::policy::RetryPolicy;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// How a step behaves on failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Undone by its compensation when a later step fails.
+    Compensatable,
+    /// Once it succeeds the saga only goes forward.
+    Pivot,
+    /// Comes after the pivot: has no compensation and is retried until it succeeds.
+    Retriable,
+}
+
+/// One step of a validated definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub participant: String,
+    pub command: String,
+    /// Command that undoes this step, sent to the same participant.
+    pub compensation: Option<String>,
+    pub kind: StepKind,
+    /// Steps of one group start together; the group is done when all are.
+    pub group: Option<String>,
+    /// How long to wait for a reply before the attempt counts as timed out.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Retries of the command after a timeout or a transient failure. A pivot and the steps
+    /// after it retry until they succeed, whatever the policy says about attempts.
+    pub retry: RetryPolicy,
+    /// The command's fields. Without one, the command gets the saga input merged with the
+    /// outputs of the steps before it.
+    pub input: Option<Mapping>,
+    /// The compensation's fields; without one, the same as the command's.
+    pub compensation_input: Option<Mapping>,
+}
+
+/// Default step timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default retry policy of compensations: they must succeed, so they are retried longer.
+pub fn default_compensation_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: Some(8),
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(30),
+        ..RetryPolicy::default()
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A validated saga definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Definition {
+    pub name: String,
+    pub version: u32,
+    pub description: String,
+    /// Input fields, their types, and defaults of the optional ones.
+    pub input: BTreeMap<String, Field>,
+    pub steps: Vec<Step>,
+    /// The whole saga must finish its forward path within this time, or it compensates.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub deadline: Option<Duration>,
+    /// Retries of every compensation; when they run out the saga is Stuck.
+    pub compensation_retry: RetryPolicy,
+}
+
+impl Definition {
+    /// Parses and validates `src` without a catalogue; `file` is only used in messages.
+    pub fn from_toml(file: &str, src: &str) -> Result<Self, Errors> {
+        Self::parse(file, src, None)
+    }
+
+    /// Parses and validates `src`, checking participants, commands and fields against
+    /// `catalogue` when given.
+    pub fn parse(file: &str, src: &str, catalogue: Option<&Catalogue>) -> Result<Self, Errors> {
+        let map = SourceMap::new(file, src);
+        let raw: raw::RawDefinition =
+            toml::from_str(src).map_err(|e| Errors(vec![map.toml_error(&e)]))?;
+        validate::build(&map, raw, catalogue)
+    }
+
+    /// Reads and validates one file.
+    pub fn from_file(path: &Path, catalogue: Option<&Catalogue>) -> Result<Self, Errors> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            Errors(vec![DefinitionError::whole_file(
+                &file,
+                format!("cannot read: {e}"),
+            )])
+        })?;
+        Self::parse(&file, &src, catalogue)
+    }
+
+    /// The step named `name`.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// The steps that start together with `name` (its group, or itself alone), in order.
+    pub fn unit_of(&self, name: &str) -> Vec<&Step> {
+        match self.step(name).and_then(|s| s.group.as_deref()) {
+            Some(group) => self
+                .steps
+                .iter()
+                .filter(|s| s.group.as_deref() == Some(group))
+                .collect(),
+            None => self.step(name).into_iter().collect(),
+        }
+    }
+
+    /// The first step after `name`'s unit (group), if any.
+    pub fn next_step(&self, name: &str) -> Option<&Step> {
+        let unit = self.unit_of(name);
+        let last = unit.last()?;
+        let i = self.steps.iter().position(|s| s.name == last.name)?;
+        self.steps.get(i + 1)
+    }
+
+    /// Position of step `name` in the definition.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// Checks `input` against the declared fields and fills in defaults; the message says
+    /// what to fix.
+    pub fn check_input(&self, input: &serde_json::Value) -> Result<serde_json::Value, String> {
+        let Some(obj) = input.as_object() else {
+            return Err("the saga input must be a JSON object".into());
+        };
+        let mut out = obj.clone();
+        for (name, field) in &self.input {
+            match obj.get(name) {
+                Some(value) if !field.ty.accepts(value) => {
+                    return Err(format!(
+                        "input field `{name}` must be {}, got {value}",
+                        field.ty
+                    ));
+                }
+                Some(_) => {}
+                None if field.required => {
+                    return Err(format!("missing input field `{name}` ({})", field.ty));
+                }
+                None => {
+                    if let Some(default) = &field.default {
+                        out.insert(name.clone(), default.clone());
+                    }
+                }
+            }
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}

@@ -1,0 +1,46 @@
+//! The TOML shape of a definition, field for field, with spans for diagnostics.
+
+use super::StepKind;
+use super::types::RawField;
+use crate::policy::RawRetry;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDefinition {
+    pub saga: RawSaga,
+    #[serde(default)]
+    pub input: BTreeMap<String, Spanned<RawField>>,
+    #[serde(default)]
+    pub step: Vec<RawStep>,
+    pub compensation_retry: Option<Spanned<RawRetry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSaga {
+    pub name: String,
+    pub version: u32,
+    #[serde(default)]
+    pub description: String,
+    pub deadline: Option<Spanned<String>>,
+}
+
+pub(super) type RawMapping = Spanned<BTreeMap<String, Spanned<toml::Value>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub name: Spanned<String>,
+    pub participant: Spanned<String>,
+    pub command: Spanned<String>,
+    pub compensation: Option<Spanned<String>>,
+    pub kind: Option<Spanned<StepKind>>,
+    pub group: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retry: Option<Spanned<RawRetry>>,
+    pub input: Option<RawMapping>,
+    pub compensation_input: Option<RawMapping>,
+}

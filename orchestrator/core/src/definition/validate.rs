@@ -1,0 +1,564 @@
+//! Building a [`Definition`] from its raw TOML shape, checking everything that can be known
+//! before deploy, and collecting every problem with its place in the source.
+
+use super::mapping::{Mapping, MappingValue};
+use super::raw::{RawDefinition, RawMapping, RawStep};
+use super::source::closest;
+use super::types::{Field, FieldType};
+use super::{
+    Catalogue, CommandSpec, Definition, DefinitionError, Errors, SourceMap, Step, StepKind,
+};
+use super::{DEFAULT_TIMEOUT, default_compensation_retry};
+use crate::policy::{RetryPolicy, parse_duration};
+use saga_protocol::CommandKind;
+use std::collections::BTreeMap;
+
+pub(super) fn build(
+    map: &SourceMap,
+    raw: RawDefinition,
+    catalogue: Option<&Catalogue>,
+) -> Result<Definition, Errors> {
+    let mut errors: Vec<DefinitionError> = Vec::new();
+    let mut input = BTreeMap::new();
+    // Every declared name, even one whose type is wrong: a mapping reading it is not wrong too.
+    let declared: Vec<String> = raw.input.keys().cloned().collect();
+    for (name, field) in raw.input {
+        let span = field.span();
+        match field.into_inner().resolve() {
+            Ok(f) => {
+                input.insert(name, f);
+            }
+            Err(m) => errors.push(map.error(span, format!("input field `{name}`: {m}"))),
+        }
+    }
+    let deadline = raw.saga.deadline.and_then(|d| {
+        let span = d.span();
+        parse_duration("deadline", d.get_ref())
+            .map_err(|m| errors.push(map.error(span, m)))
+            .ok()
+    });
+    let compensation_retry = match raw.compensation_retry {
+        Some(r) => {
+            let span = r.span();
+            r.into_inner()
+                .resolve(&default_compensation_retry())
+                .unwrap_or_else(|m| {
+                    errors.push(map.error(span, m));
+                    default_compensation_retry()
+                })
+        }
+        None => default_compensation_retry(),
+    };
+    if raw.step.is_empty() {
+        errors.push(
+            map.error(0..0, "a saga needs at least one [[step]]".into())
+                .with_hint("add [[step]] tables with name, participant and command"),
+        );
+    }
+
+    let mut steps: Vec<Step> = Vec::with_capacity(raw.step.len());
+    let mut checker = Checker {
+        map,
+        catalogue,
+        input: &input,
+        declared: &declared,
+        errors: &mut errors,
+    };
+    let mut pivot: Option<usize> = None;
+    let mut closed_groups: Vec<String> = Vec::new();
+    for (i, s) in raw.step.into_iter().enumerate() {
+        let step = checker.step(s, i, &steps, &mut pivot, &mut closed_groups);
+        if let Some(step) = step {
+            steps.push(step);
+        }
+    }
+    if errors.is_empty() {
+        Ok(Definition {
+            name: raw.saga.name,
+            version: raw.saga.version,
+            description: raw.saga.description,
+            input,
+            steps,
+            deadline,
+            compensation_retry,
+        })
+    } else {
+        errors.sort_by_key(|e| e.span.start);
+        Err(Errors(errors))
+    }
+}
+
+struct Checker<'a, 'm> {
+    map: &'a SourceMap<'m>,
+    catalogue: Option<&'a Catalogue>,
+    input: &'a BTreeMap<String, Field>,
+    declared: &'a [String],
+    errors: &'a mut Vec<DefinitionError>,
+}
+
+impl Checker<'_, '_> {
+    fn err(&mut self, span: std::ops::Range<usize>, message: String) -> &mut DefinitionError {
+        self.errors.push(self.map.error(span, message));
+        let last = self.errors.len() - 1;
+        &mut self.errors[last]
+    }
+
+    /// Checks one step against those before it; `None` when it is too broken to keep.
+    fn step(
+        &mut self,
+        s: RawStep,
+        index: usize,
+        earlier: &[Step],
+        pivot: &mut Option<usize>,
+        closed_groups: &mut Vec<String>,
+    ) -> Option<Step> {
+        let name_span = s.name.span();
+        let name = s.name.into_inner();
+        if earlier.iter().any(|e| e.name == name) {
+            self.err(name_span.clone(), format!("duplicate step name `{name}`"))
+                .hint = Some("step names must be unique: outputs are referred to by name".into());
+        }
+        // Kinds: at most one pivot; before it compensatable steps, after it retriable ones.
+        let kind_span = s
+            .kind
+            .as_ref()
+            .map(|k| k.span())
+            .unwrap_or(name_span.clone());
+        let kind = match (s.kind.map(|k| k.into_inner()), *pivot) {
+            (Some(StepKind::Pivot), Some(first)) => {
+                self.err(
+                    kind_span.clone(),
+                    "a saga has at most one pivot step".into(),
+                )
+                .hint = Some(format!(
+                    "step `{}` is already the pivot",
+                    earlier[first].name
+                ));
+                StepKind::Pivot
+            }
+            (Some(StepKind::Pivot), None) => {
+                *pivot = Some(index);
+                StepKind::Pivot
+            }
+            (Some(StepKind::Compensatable), Some(_)) => {
+                self.err(kind_span.clone(), format!("step `{name}` is compensatable but comes after the pivot, which can never be undone")).hint =
+                    Some("make it kind = \"retriable\" (retried until it succeeds)".into());
+                StepKind::Compensatable
+            }
+            (Some(StepKind::Retriable), None) => {
+                self.err(
+                    kind_span.clone(),
+                    format!("retriable step `{name}` comes before any pivot"),
+                )
+                .hint = Some(
+                    "retriable steps follow the pivot; mark an earlier step kind = \"pivot\""
+                        .into(),
+                );
+                StepKind::Retriable
+            }
+            (Some(k), _) => k,
+            (None, Some(_)) => StepKind::Retriable,
+            (None, None) => StepKind::Compensatable,
+        };
+        if let Some(c) = &s.compensation
+            && kind != StepKind::Compensatable
+        {
+            {
+                let why = if kind == StepKind::Pivot {
+                    "a pivot is never undone"
+                } else {
+                    "it comes after the pivot, which is never undone"
+                };
+                self.err(
+                    c.span(),
+                    format!("step `{name}` cannot have a compensation: {why}"),
+                )
+                .hint = Some("remove the compensation".into());
+            }
+        }
+        // Groups: consecutive members, no pivot inside.
+        let group = s.group.map(|g| {
+            let span = g.span();
+            let g = g.into_inner();
+            let previous = earlier.last().and_then(|e| e.group.as_deref());
+            if previous != Some(g.as_str()) && closed_groups.contains(&g) {
+                self.err(span.clone(), format!("the steps of group `{g}` must be next to each other"));
+            }
+            if kind == StepKind::Pivot {
+                self.err(span, format!("the pivot `{name}` cannot be in parallel group `{g}`")).hint =
+                    Some("the pivot must run alone: its outcome decides whether the saga can still be undone".into());
+            }
+            g
+        });
+        if let Some(prev) = earlier.last().and_then(|e| e.group.clone())
+            && group.as_deref() != Some(prev.as_str())
+            && !closed_groups.contains(&prev)
+        {
+            closed_groups.push(prev);
+        }
+        let timeout = match s.timeout {
+            Some(t) => parse_duration("timeout", t.get_ref()).unwrap_or_else(|m| {
+                self.err(t.span(), m);
+                DEFAULT_TIMEOUT
+            }),
+            None => DEFAULT_TIMEOUT,
+        };
+        let retry = match s.retry {
+            Some(r) => {
+                let span = r.span();
+                r.into_inner()
+                    .resolve(&RetryPolicy::default())
+                    .unwrap_or_else(|m| {
+                        self.err(span, m);
+                        RetryPolicy::default()
+                    })
+            }
+            None => RetryPolicy::default(),
+        };
+
+        // The catalogue: participant, command, compensation.
+        let participant_span = s.participant.span();
+        let participant = s.participant.into_inner();
+        let command_span = s.command.span();
+        let command = s.command.into_inner();
+        let compensation = s.compensation.map(|c| (c.span(), c.into_inner()));
+        let specs = self.catalogue.map(|cat| {
+            let Some(commands) = cat.participants.get(&participant) else {
+                let known: Vec<&str> = cat.participants.keys().map(String::as_str).collect();
+                let e = self.err(
+                    participant_span.clone(),
+                    format!("unknown participant `{participant}`"),
+                );
+                e.hint = Some(match closest(&participant, known.iter().copied()) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => format!("the catalogue lists: {}", known.join(", ")),
+                });
+                return (None, None);
+            };
+            let forward = self.offered(
+                commands,
+                &participant,
+                &command,
+                command_span.clone(),
+                CommandKind::Forward,
+            );
+            let undo = compensation.as_ref().and_then(|(span, c)| {
+                self.offered(
+                    commands,
+                    &participant,
+                    c,
+                    span.clone(),
+                    CommandKind::Compensation,
+                )
+            });
+            (forward, undo)
+        });
+        let (forward_spec, undo_spec) = specs.unwrap_or((None, None));
+
+        let input = s
+            .input
+            .map(|m| self.mapping(m, &name, group.as_deref(), earlier, forward_spec, false));
+        let compensation_input = s
+            .compensation_input
+            .map(|m| self.mapping(m, &name, group.as_deref(), earlier, undo_spec, true));
+        // Without a mapping the command gets the saga input merged with earlier outputs:
+        // every required field must be among those.
+        if let (None, Some(spec)) = (&input, forward_spec) {
+            self.available(spec, &command, &name, name_span.clone(), earlier, None);
+        }
+        if let (None, None, Some(spec)) = (&compensation_input, &input, undo_spec) {
+            let undo_name = compensation
+                .as_ref()
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default();
+            self.available(
+                spec,
+                &undo_name,
+                &name,
+                name_span.clone(),
+                earlier,
+                forward_spec,
+            );
+        }
+        Some(Step {
+            name,
+            participant,
+            command,
+            compensation: compensation.map(|(_, c)| c),
+            kind,
+            group,
+            timeout,
+            retry,
+            input,
+            compensation_input,
+        })
+    }
+
+    /// The spec of `command` if `participant` offers it as `kind`; reports it otherwise.
+    fn offered<'c>(
+        &mut self,
+        commands: &'c BTreeMap<String, CommandSpec>,
+        participant: &str,
+        command: &str,
+        span: std::ops::Range<usize>,
+        kind: CommandKind,
+    ) -> Option<&'c CommandSpec> {
+        let what = match kind {
+            CommandKind::Forward => "command",
+            CommandKind::Compensation => "compensation",
+        };
+        match commands.get(command) {
+            Some(spec) if spec.kind == kind => Some(spec),
+            Some(_) => {
+                self.err(
+                    span,
+                    format!("participant `{participant}` does not offer `{command}` as a {what}"),
+                );
+                None
+            }
+            None => {
+                let offered: Vec<&str> = commands
+                    .iter()
+                    .filter(|(_, s)| s.kind == kind)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                let e = self.err(
+                    span,
+                    format!("participant `{participant}` has no {what} `{command}`"),
+                );
+                e.hint = Some(match closest(command, offered.iter().copied()) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => format!("it offers: {}", offered.join(", ")),
+                });
+                None
+            }
+        }
+    }
+
+    /// Parses a mapping and checks what it reads and what it gives the command.
+    fn mapping(
+        &mut self,
+        raw: RawMapping,
+        step: &str,
+        group: Option<&str>,
+        earlier: &[Step],
+        spec: Option<&CommandSpec>,
+        compensation: bool,
+    ) -> Mapping {
+        let table_span = raw.span();
+        let mut out = Mapping::new();
+        let mut given: Vec<String> = Vec::new();
+        for (field, value) in raw.into_inner() {
+            let span = value.span();
+            given.push(field.clone());
+            let parsed = match MappingValue::parse(value.get_ref()) {
+                Ok(p) => p,
+                Err(m) => {
+                    self.err(span, m);
+                    continue;
+                }
+            };
+            let mut refs_ok = true;
+            for reference in parsed.references().unwrap_or_default() {
+                if let Err((m, hint)) =
+                    self.reference(&reference, step, group, earlier, compensation)
+                {
+                    self.err(span.clone(), m).hint = hint;
+                    refs_ok = false;
+                }
+            }
+            if let Some(spec) = spec {
+                match spec.input.get(&field) {
+                    None => {
+                        let e =
+                            self.err(span.clone(), format!("the command has no field `{field}`"));
+                        e.hint = closest(&field, spec.input.keys().map(String::as_str))
+                            .map(|c| format!("did you mean `{c}`?"));
+                    }
+                    Some(expected) if refs_ok => {
+                        if let Some(found) = self.type_of(&parsed, earlier)
+                            && !found.fits(expected.ty)
+                        {
+                            self.err(
+                                span.clone(),
+                                format!(
+                                    "field `{field}` must be {}, but this mapping gives {found}",
+                                    expected.ty
+                                ),
+                            );
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            out.insert(field, parsed);
+        }
+        if let Some(spec) = spec {
+            for (field, f) in &spec.input {
+                if f.required && !given.contains(field) {
+                    self.err(
+                        table_span.clone(),
+                        format!(
+                            "step `{step}` does not set `{field}` ({}), which the command requires",
+                            f.ty
+                        ),
+                    )
+                    .hint = Some(format!("add {field} = \"{{{{ … }}}}\" to the mapping"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks one dotted name a mapping reads; the error says why it cannot be read.
+    fn reference(
+        &self,
+        reference: &str,
+        step: &str,
+        group: Option<&str>,
+        earlier: &[Step],
+        compensation: bool,
+    ) -> Result<(), (String, Option<String>)> {
+        let parts: Vec<&str> = reference.split('.').collect();
+        match parts.as_slice() {
+            ["input"] => Ok(()),
+            ["input", field, ..] => {
+                if self.declared.iter().any(|d| d == field) {
+                    Ok(())
+                } else {
+                    let hint = closest(field, self.declared.iter().map(String::as_str))
+                        .map(|c| format!("did you mean `input.{c}`?"));
+                    Err((format!("unknown input field `{field}`"), hint))
+                }
+            }
+            ["steps", other, rest @ ..] => {
+                let is_self = *other == step;
+                let found = earlier.iter().find(|e| e.name == *other);
+                let same_group =
+                    found.is_some_and(|e| group.is_some() && e.group.as_deref() == group);
+                if is_self && !compensation {
+                    return Err((
+                        format!("step `{step}` cannot read its own output before it runs"),
+                        None,
+                    ));
+                }
+                if !is_self && found.is_none() {
+                    return Err((
+                        format!("`{other}` is not a step before `{step}`"),
+                        Some("a mapping can read the outputs of earlier steps only".into()),
+                    ));
+                }
+                if same_group && !compensation {
+                    return Err((
+                        format!(
+                            "`{other}` runs in parallel with `{step}` (group `{}`), so its output is not there yet",
+                            group.unwrap_or_default()
+                        ),
+                        None,
+                    ));
+                }
+                match rest {
+                    [] | ["output"] => Ok(()),
+                    ["output", field, ..] => {
+                        let Some(spec) =
+                            self.spec_of(if is_self { None } else { found }, step, earlier)
+                        else {
+                            return Ok(());
+                        };
+                        if spec.output.contains_key(*field) {
+                            Ok(())
+                        } else {
+                            let hint = closest(field, spec.output.keys().map(String::as_str))
+                                .map(|c| format!("did you mean `{c}`?"));
+                            Err((format!("step `{other}` has no output `{field}`"), hint))
+                        }
+                    }
+                    _ => Err((
+                        format!(
+                            "`{reference}`: read a step's output as steps.<step>.output.<field>"
+                        ),
+                        None,
+                    )),
+                }
+            }
+            [root, ..] => Err((
+                format!("unknown name `{root}`"),
+                Some("a mapping reads input.<field> or steps.<step>.output.<field>".into()),
+            )),
+            [] => Ok(()),
+        }
+    }
+
+    /// The catalogue spec of `found` (or of the step being checked when `None`).
+    fn spec_of<'s>(
+        &'s self,
+        found: Option<&Step>,
+        _step: &str,
+        _earlier: &[Step],
+    ) -> Option<&'s CommandSpec> {
+        let step = found?;
+        self.catalogue?.command(&step.participant, &step.command)
+    }
+
+    /// The type a mapping gives, when it can be known before running it.
+    fn type_of(&self, value: &MappingValue, earlier: &[Step]) -> Option<FieldType> {
+        match value {
+            MappingValue::Template(_) => Some(FieldType::String),
+            MappingValue::Literal(v) => match v {
+                serde_json::Value::String(_) => Some(FieldType::String),
+                serde_json::Value::Number(n) if n.is_i64() => Some(FieldType::Integer),
+                serde_json::Value::Bool(_) => Some(FieldType::Boolean),
+                serde_json::Value::Array(_) => Some(FieldType::Array),
+                serde_json::Value::Object(_) => Some(FieldType::Object),
+                _ => None,
+            },
+            MappingValue::Expression(_) => {
+                let path = value.path()?;
+                let parts: Vec<&str> = path.split('.').collect();
+                match parts.as_slice() {
+                    ["input", field] => self.input.get(*field).map(|f| f.ty),
+                    ["steps", step, "output", field] => {
+                        let s = earlier.iter().find(|e| e.name == *step)?;
+                        self.catalogue?
+                            .command(&s.participant, &s.command)?
+                            .output
+                            .get(*field)
+                            .map(|f| f.ty)
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// Without a mapping the command gets the saga input merged with earlier outputs:
+    /// reports each required field that none of them provides.
+    fn available(
+        &mut self,
+        spec: &CommandSpec,
+        command: &str,
+        step: &str,
+        span: std::ops::Range<usize>,
+        earlier: &[Step],
+        own: Option<&CommandSpec>,
+    ) {
+        let mut names: Vec<&str> = self.input.keys().map(String::as_str).collect();
+        let outputs: Vec<String> = earlier
+            .iter()
+            .filter_map(|e| self.catalogue?.command(&e.participant, &e.command))
+            .chain(own)
+            .flat_map(|s| s.output.keys().cloned())
+            .collect();
+        names.extend(outputs.iter().map(String::as_str));
+        let missing: Vec<String> = spec
+            .input
+            .iter()
+            .filter(|(f, field)| field.required && !names.contains(&f.as_str()))
+            .map(|(f, field)| format!("`{f}` ({})", field.ty))
+            .collect();
+        if !missing.is_empty() {
+            self.err(span, format!("step `{step}`: `{command}` needs {}, which neither the saga input nor an earlier step provides", missing.join(", "))).hint =
+                Some("map it in [step.input]".into());
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `saga validate <files or dirs>`: everything that can be known before deploy, each problem
+//! as `file:line:column: error: message` with the source line, a caret and a hint.
+//!
+//! Exit code 0 when every file is valid, 1 otherwise; `--format json` for tools.
+
+use super::{Error, Output, ValidateArgs};
+use crate::runtime::CATALOGUE_FILE;
+use saga_core::{Catalogue, Definition, DefinitionError, Errors};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in &args.paths {
+        if path.is_dir() {
+            let mut in_dir: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            in_dir.sort();
+            files.extend(in_dir);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let catalogue_path = args.catalogue.clone().or_else(|| {
+        files
+            .iter()
+            .filter_map(|f| f.parent().map(|d| d.join(CATALOGUE_FILE)))
+            .find(|c| c.exists())
+    });
+    let mut report: Vec<(PathBuf, String, Result<String, Errors>)> = Vec::new();
+    let catalogue = match &catalogue_path {
+        Some(path) => {
+            let src = std::fs::read_to_string(path).unwrap_or_default();
+            match Catalogue::from_file(path) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    report.push((path.clone(), src, Err(e)));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    for file in files
+        .iter()
+        .filter(|f| Some(*f) != catalogue_path.as_ref() && !is_catalogue(f))
+    {
+        let src = std::fs::read_to_string(file).unwrap_or_default();
+        let result = if file.exists() {
+            Definition::parse(&file.display().to_string(), &src, catalogue.as_ref())
+                .map(|d| format!("{} v{}", d.name, d.version))
+        } else {
+            Err(Errors(vec![DefinitionError::whole_file(
+                &file.display().to_string(),
+                "no such file".into(),
+            )]))
+        };
+        report.push((file.clone(), src, result));
+    }
+    let failed = report.iter().any(|(_, _, r)| r.is_err());
+    match args.format {
+        Output::Json => {
+            let files: Vec<serde_json::Value> = report
+                .iter()
+                .map(|(path, _, r)| match r {
+                    Ok(what) => serde_json::json!({"file": path, "valid": true, "saga": what}),
+                    Err(e) => serde_json::json!({"file": path, "valid": false, "errors": e.0}),
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({ "valid": !failed, "files": files })
+            );
+        }
+        Output::Text => {
+            let color = std::io::stdout().is_terminal();
+            for (path, src, r) in &report {
+                match r {
+                    Ok(what) => println!("{}: ok ({what})", path.display()),
+                    Err(e) if color => print!("{}", saga_core::definition::render_styled(e, src)),
+                    Err(e) => print!("{}", saga_core::definition::render(e, src)),
+                }
+            }
+            if catalogue.is_none() && catalogue_path.is_none() {
+                println!(
+                    "note: no {CATALOGUE_FILE} found: participants, commands and fields were not checked"
+                );
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn is_catalogue(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == CATALOGUE_FILE)
+}
