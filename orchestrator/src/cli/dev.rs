@@ -185,13 +185,15 @@ async fn start_nats(data: &Path, port: u16) -> Result<Child, Error> {
 
 struct DemoSaga {
     saga_id: uuid::Uuid,
+    name: &'static str,
     customer: &'static str,
     amount: i64,
     started: Instant,
 }
 
-/// Opens the demo accounts and runs `count` place_order sagas: most complete, those above
-/// the review limit and those beyond a customer's credit are compensated.
+/// Opens the demo accounts and runs `count` sagas: mostly place_order, every fourth an
+/// express_order (a parallel group, a pivot and a retriable step). Most complete; those
+/// above the review limit and those beyond a customer's credit are compensated.
 async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Result<(), Error> {
     let client = async_nats::connect(nats_url).await?;
     for (customer, deposit) in CUSTOMERS {
@@ -206,17 +208,25 @@ async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Resu
             _ => 1_000 + 2_500 * i64::try_from(i).unwrap_or(0),
         };
         let input = serde_json::json!({ "customer_id": customer, "amount": amount });
+        let name = if i % 4 == 2 && orchestrator.registry().latest("express_order").is_some() {
+            "express_order"
+        } else {
+            "place_order"
+        };
         let started = Instant::now();
-        let saga = orchestrator.start("place_order", input, None).await?;
+        let saga = orchestrator.start(name, input, None).await?;
         sagas.push(DemoSaga {
             saga_id: saga.saga_id,
+            name,
             customer,
             amount,
             started,
         });
     }
-    println!("\nran {count} place_order sagas:\n");
-    let mut table = super::table(["saga", "customer", "amount", "status", "took", "reason"]);
+    println!("\nran {count} demo sagas:\n");
+    let mut table = super::table([
+        "saga id", "saga", "customer", "amount", "status", "took", "reason",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut by_status = std::collections::BTreeMap::<&str, usize>::new();
     for s in &sagas {
@@ -243,6 +253,7 @@ async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Resu
         *by_status.entry(status.as_str()).or_default() += 1;
         table.add_row([
             s.saga_id.to_string(),
+            s.name.to_string(),
             s.customer.to_string(),
             s.amount.to_string(),
             status.as_str().to_string(),
