@@ -121,6 +121,9 @@ pub struct ParticipantArgs {
     /// Commands handled concurrently.
     #[arg(long, env = "SAGA_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
+    /// Address of the health endpoints (/livez, /readyz); none when unset.
+    #[arg(long, env = "SAGA_LISTEN")]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
