@@ -18,6 +18,7 @@
 //! ```
 
 mod error;
+mod health;
 mod views;
 
 pub use error::Error;
@@ -31,7 +32,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use std::time::Duration;
 use uuid::Uuid;
 
 /// The API's routes over `orchestrator`.
@@ -42,7 +42,7 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/sagas/{id}/events", get(history::<S>))
         .route("/v1/definitions", get(definitions::<S>))
         .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(ready::<S>))
+        .route("/readyz", get(health::ready::<S>))
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
 }
@@ -152,16 +152,4 @@ async fn definitions<S: EventStore>(State(o): State<Orchestrator<S>>) -> Json<Ve
         })
         .collect();
     Json(defs)
-}
-
-/// Ready when the database answers and NATS is connected.
-async fn ready<S: EventStore>(State(o): State<Orchestrator<S>>) -> Result<&'static str, Error> {
-    let db = tokio::time::timeout(Duration::from_secs(2), o.store().list(1)).await;
-    if !matches!(db, Ok(Ok(_))) {
-        return Err(Error::Unavailable);
-    }
-    if o.transport().client().connection_state() != async_nats::connection::State::Connected {
-        return Err(Error::Unavailable);
-    }
-    Ok("ready")
 }
