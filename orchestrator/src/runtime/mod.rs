@@ -24,6 +24,7 @@ mod replies;
 
 pub use error::{Error, Result};
 pub use registry::Registry;
+pub use replies::SHUTDOWN_GRACE;
 
 use crate::store::{Created, EventStore, NewEvent, NewSaga, SagaRecord, SqlStore, StoredEvent};
 use crate::transport::Transport;
