@@ -2,5 +2,7 @@
 //! real databases (SQLite files, a throwaway PostgreSQL cluster).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod health;
 mod place_order;
+mod shutdown;
 mod system;
