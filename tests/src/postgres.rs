@@ -47,24 +47,43 @@ impl Postgres {
                 "UTF8",
             ],
         )?;
+        pg.launch()?;
+        Ok(pg)
+    }
+
+    /// Stops the server as an outage would: open connections are cut (`pg_ctl -m fast`),
+    /// the data stays. [`Postgres::start_again`] brings it back.
+    pub fn stop(&self) -> Result<()> {
+        let data = self.data_dir();
+        self.run_pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"])
+    }
+
+    /// Starts a server stopped by [`Postgres::stop`] again, on the same port with the same data.
+    pub fn start_again(&self) -> Result<()> {
+        self.launch()
+    }
+
+    /// Starts the server on its port and waits until it accepts connections.
+    fn launch(&self) -> Result<()> {
+        let data = self.data_dir();
         let opts = format!(
             "-p {} -k {} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-            pg.port,
-            pg.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
-        let log = format!("{}/log", pg.dir.path().display());
-        pg.run_pg(
+        let log = format!("{}/log", self.dir.path().display());
+        self.run_pg(
             "pg_ctl",
             &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"],
         )?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", pg.port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if Instant::now() > deadline {
                 return Err(Error::Timeout("PostgreSQL to accept connections".into()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(pg)
+        Ok(())
     }
 
     /// URL of the `postgres` database.

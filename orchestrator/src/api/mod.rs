@@ -23,6 +23,7 @@
 //! ```
 
 mod error;
+mod health;
 mod views;
 
 pub use error::Error;
@@ -37,7 +38,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use saga_core::{OperatorAction, OperatorCommand};
 use serde::Deserialize;
-use std::time::Duration;
 use uuid::Uuid;
 
 /// The API's routes over `orchestrator`.
@@ -51,7 +51,7 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/definitions/reload", post(reload::<S>))
         .route("/v1/definitions/validate", post(validate::<S>))
         .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(ready::<S>))
+        .route("/readyz", get(health::ready::<S>))
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
 }
@@ -244,16 +244,4 @@ async fn validate<S: EventStore>(
         description: def.description.clone(),
         steps: def.steps.iter().map(|s| s.name.clone()).collect(),
     }))
-}
-
-/// Ready when the database answers and NATS is connected.
-async fn ready<S: EventStore>(State(o): State<Orchestrator<S>>) -> Result<&'static str, Error> {
-    let db = tokio::time::timeout(Duration::from_secs(2), o.store().list(1)).await;
-    if !matches!(db, Ok(Ok(_))) {
-        return Err(Error::Unavailable);
-    }
-    if o.transport().client().connection_state() != async_nats::connection::State::Connected {
-        return Err(Error::Unavailable);
-    }
-    Ok("ready")
 }

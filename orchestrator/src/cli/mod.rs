@@ -193,6 +193,9 @@ pub struct ParticipantArgs {
         default_value = "sagas/participants.toml"
     )]
     pub catalogue: PathBuf,
+    /// Address of the health endpoints (/livez, /readyz); none when unset.
+    #[arg(long, env = "SAGA_LISTEN")]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

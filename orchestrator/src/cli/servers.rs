@@ -2,7 +2,7 @@
 //! Ctrl-C, finishing the messages in hand within a deadline.
 
 use super::{Error, OrchestratorArgs, ParticipantArgs, ParticipantKind};
-use crate::runtime::{Options, Orchestrator};
+use crate::runtime::{Options, Orchestrator, SHUTDOWN_GRACE};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -72,9 +72,13 @@ pub async fn serve(
     });
     let stopped = shutdown.clone();
     let result = orchestrator.run(stopped.cancelled_owned()).await;
-    // The loop only ends on shutdown or failure; either way the API stops with it.
+    // The loop only ends on shutdown or failure; either way the API stops with it. Requests
+    // in progress get the same grace as replies in hand: a client holding one open must not
+    // keep the process past its termination grace period.
     shutdown.cancel();
-    let _ = http.await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, http).await.is_err() {
+        tracing::warn!("HTTP requests still open after the shutdown grace; closing them");
+    }
     result?;
     Ok(())
 }
@@ -133,6 +137,7 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
         review_limit: args.review_limit,
         concurrency: args.concurrency,
         stream_replicas: args.connection.stream_replicas,
+        listen: args.listen,
     };
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;

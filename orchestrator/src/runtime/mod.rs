@@ -25,6 +25,7 @@ mod timers;
 
 pub use error::{Error, Result};
 pub use registry::{CATALOGUE_FILE, Registry};
+pub use replies::SHUTDOWN_GRACE;
 pub use timers::Timers;
 
 use crate::store::{Created, EventStore, NewEvent, NewSaga, SagaRecord, SqlStore, StoredEvent};

@@ -21,6 +21,9 @@ use uuid::Uuid;
 
 /// How long JetStream waits before redelivering a reply that hit a transient failure.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long the replies in hand may take to finish after shutdown is requested. Kubernetes'
+/// `terminationGracePeriodSeconds` must leave room for it (the manifests' test checks this).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Work for a saga's worker.
 enum Work {
@@ -96,13 +99,13 @@ pub(super) async fn consume<S: EventStore>(
             }
         }
     }
+    // Stop pulling before draining: replies not pulled yet go to the other replicas at once.
+    // Those pulled but not handed to a worker are redelivered after the ack wait.
+    drop(messages);
     // Let the workers finish what they hold; unacked messages are redelivered anyway.
     drop(senders);
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         tracing::warn!("shutdown deadline passed with replies still in hand");
     }
     Ok(())

@@ -9,6 +9,8 @@
 //! Up to `concurrency` commands are in hand at once, each in its own task
 //! ([`message::process`]). When `shutdown` resolves it stops pulling, gives the commands in
 //! hand [`SHUTDOWN_GRACE`] to finish, and returns; anything unfinished is redelivered later.
+//! With [`Options::listen`] set it also serves `/livez` and `/readyz` ([`crate::health`])
+//! from start-up until it returns.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), saga_participants::Error> {
@@ -27,7 +29,7 @@ mod admin;
 mod message;
 
 use crate::handler::{self, Participant};
-use crate::{Kind, Options, account::Account, db, order::Orders, store::Store};
+use crate::{Kind, Options, account::Account, db, health, order::Orders, store::Store};
 use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
 use futures::StreamExt;
 use saga_protocol::{streams, subjects};
@@ -77,6 +79,8 @@ pub enum Error {
     Pull(#[from] jetstream::consumer::StreamError),
     #[error("cannot subscribe to the admin subject: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    #[error(transparent)]
+    Listen(#[from] health::ListenError),
 }
 
 /// Runs participant `kind` until `shutdown` resolves (see the module docs).
@@ -184,6 +188,13 @@ async fn serve<P: Participant>(
         commands: P::COMMANDS,
     });
     let service = handler::stack(participant.clone(), HANDLER_TIMEOUT);
+    let health = match options.listen {
+        Some(addr) => {
+            let checks = health::Health::new(kind, participant.store().clone(), client.clone());
+            Some(health::spawn(addr, checks).await?)
+        }
+        None => None,
+    };
     info!(%kind, consumer = %ctx.consumer, concurrency, "participant ready");
     let _ = ready.send(());
 
@@ -249,6 +260,11 @@ async fn serve<P: Participant>(
     }
     if let Err(e) = client.flush().await {
         warn!(error = %e, "flush on shutdown failed");
+    }
+    // Probes keep answering while the commands in hand drain, so the pod is not restarted
+    // in the middle of its own graceful shutdown.
+    if let Some(server) = health {
+        server.stop().await;
     }
     participant.store().close().await;
     info!(%kind, "participant stopped");

@@ -5,5 +5,7 @@
 mod chaos;
 mod definitions;
 mod failures;
+mod health;
 mod place_order;
+mod shutdown;
 mod system;

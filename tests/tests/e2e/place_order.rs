@@ -11,7 +11,7 @@ const CUSTOMERS: usize = 10;
 const DEPOSIT: i64 = 100_000_000;
 
 /// Opens the customers' accounts and returns what each deposited.
-async fn open_accounts(system: &System) -> HashMap<String, i64> {
+pub(crate) async fn open_accounts(system: &System) -> HashMap<String, i64> {
     let mut deposits = HashMap::new();
     for i in 0..CUSTOMERS {
         let customer = format!("c-{i}");
@@ -22,7 +22,7 @@ async fn open_accounts(system: &System) -> HashMap<String, i64> {
 }
 
 /// The i-th saga of a batch: every tenth is above the review limit.
-fn nth(i: usize) -> (String, i64, &'static str) {
+pub(crate) fn nth(i: usize) -> (String, i64, &'static str) {
     let customer = format!("c-{}", i % CUSTOMERS);
     if i % 10 == 9 {
         (customer, REVIEW_LIMIT + 1 + i as i64, "compensated")
@@ -42,7 +42,7 @@ async fn start_batch(system: &System, range: std::ops::Range<usize>) -> Vec<(Uui
 }
 
 /// Every saga ended as expected, money is conserved, and each saga made exactly one order.
-async fn assert_outcome(
+pub(crate) async fn assert_outcome(
     system: &System,
     sagas: &[(Uuid, &'static str)],
     deposits: &HashMap<String, i64>,

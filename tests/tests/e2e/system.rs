@@ -36,10 +36,11 @@ pub const REVIEW_LIMIT: i64 = 1_000_000;
 
 pub struct System {
     pub nats: NatsServer,
-    _pg: Option<Postgres>,
+    pub pg: Option<Postgres>,
     dir: tempfile::TempDir,
     pub api: String,
-    port: u16,
+    /// Port of each service's /livez and /readyz (the orchestrator's is its API port).
+    health: HashMap<Service, u16>,
     databases: HashMap<Service, String>,
     sagas: std::path::PathBuf,
     processes: HashMap<Service, Child>,
@@ -83,13 +84,18 @@ impl System {
             }
         };
         let port = free_port().expect("port");
+        let health = HashMap::from([
+            (Service::Orchestrator, port),
+            (Service::Account, free_port().expect("port")),
+            (Service::Order, free_port().expect("port")),
+        ]);
         let client = async_nats::connect(nats.url()).await.expect("nats client");
         let mut system = System {
             nats,
-            _pg: pg,
+            pg,
             dir,
             api: format!("http://127.0.0.1:{port}"),
-            port,
+            health,
             databases,
             sagas,
             processes: HashMap::new(),
@@ -105,19 +111,29 @@ impl System {
 
     /// Starts `service` as a `saga` process.
     pub fn spawn(&mut self, service: Service) {
+        let port = self.health[&service];
+        let child = self.command(service, port, &self.log_path(service));
+        self.processes.insert(service, child);
+    }
+
+    /// Starts another orchestrator with its API on `port`, sharing the database and NATS, as
+    /// a second replica would. The caller owns the process.
+    pub fn spawn_orchestrator_replica(&self, port: u16) -> Child {
+        let log = self.dir.path().join(format!("orchestrator-{port}.log"));
+        self.command(Service::Orchestrator, port, &log)
+    }
+
+    fn command(&self, service: Service, port: u16, log: &std::path::Path) -> Child {
         let mut cmd = Command::new(saga_bin().expect("saga binary"));
         match service {
             Service::Orchestrator => {
-                cmd.args([
-                    "orchestrator",
-                    "--listen",
-                    &format!("127.0.0.1:{}", self.port),
-                ])
-                .args(["--republish-after", "2s", "--sagas"])
-                .arg(&self.sagas);
+                cmd.args(["orchestrator"])
+                    .args(["--republish-after", "2s", "--sagas"])
+                    .arg(&self.sagas);
             }
             Service::Account => {
-                cmd.args(["participant", "account"]);
+                cmd.args(["participant", "account", "--catalogue"])
+                    .arg(self.sagas.join("participants.toml"));
             }
             Service::Order => {
                 cmd.args([
@@ -125,10 +141,14 @@ impl System {
                     "order",
                     "--review-limit",
                     &REVIEW_LIMIT.to_string(),
-                ]);
+                    "--catalogue",
+                ])
+                .arg(self.sagas.join("participants.toml"));
             }
         }
         cmd.args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
             "--nats",
             &self.nats.url(),
             "--database",
@@ -137,13 +157,20 @@ impl System {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path(service))
+            .open(log)
             .expect("log file");
         cmd.env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log);
-        let child = cmd.spawn().expect("spawn saga");
-        self.processes.insert(service, child);
+        cmd.spawn().expect("spawn saga")
+    }
+
+    /// Sends SIGTERM to `service`, as Kubernetes does to stop a pod, and hands the process
+    /// over so the caller can watch it exit.
+    pub fn terminate(&mut self, service: Service) -> Child {
+        let child = self.processes.remove(&service).expect("a running process");
+        sigterm(&child);
+        child
     }
 
     /// SIGKILLs `service`: no shutdown, no flush, as a crashed machine.
@@ -158,13 +185,19 @@ impl System {
         self.dir.path().join(format!("{}.log", service.name()))
     }
 
-    /// The last lines of every process log, for failure messages.
+    /// The last lines of every process log, replicas included, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for service in [Service::Orchestrator, Service::Account, Service::Order] {
-            let text = std::fs::read_to_string(self.log_path(service)).unwrap_or_default();
+        let mut logs: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|x| x == "log"));
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            out.push_str(&format!("--- {} ---\n", service.name()));
+            let name = log.file_stem().unwrap_or_default().to_string_lossy();
+            out.push_str(&format!("--- {name} ---\n"));
             for line in tail.into_iter().rev() {
                 out.push_str(line);
                 out.push('\n');
@@ -173,22 +206,41 @@ impl System {
         out
     }
 
+    /// Waits until the orchestrator and both participants answer /readyz with 200.
     pub async fn wait_ready(&self) {
-        let http = self.http.clone();
-        let url = format!("{}/readyz", self.api);
+        for service in [Service::Account, Service::Order, Service::Orchestrator] {
+            self.wait_readyz(service, true, Duration::from_secs(60))
+                .await;
+        }
+    }
+
+    /// The status and JSON report of `service`'s `path` (/livez or /readyz), if it answers.
+    pub async fn probe(&self, service: Service, path: &str) -> Option<(u16, Value)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.health[&service]);
+        let resp = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Waits until `service`'s /readyz says ready (200) or not (503); returns its report.
+    pub async fn wait_readyz(&self, service: Service, ready: bool, deadline: Duration) -> Value {
+        let want = if ready { 200 } else { 503 };
         wait_for(
-            "the orchestrator to be ready",
-            Duration::from_secs(60),
-            || {
-                let (http, url) = (http.clone(), url.clone());
-                async move {
-                    let r = http.get(&url).send().await.ok()?;
-                    r.status().is_success().then_some(())
-                }
+            &format!("{} /readyz to answer {want}", service.name()),
+            deadline,
+            || async move {
+                let (status, report) = self.probe(service, "/readyz").await?;
+                (status == want).then_some(report)
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
     /// Opens an account with `deposit`, retrying until the account participant answers.
@@ -414,6 +466,15 @@ impl System {
         }
         by_status
     }
+}
+
+/// Sends SIGTERM to `child`: the signal Kubernetes sends before the grace period runs out.
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
 }
 
 impl Drop for System {

@@ -1,0 +1,69 @@
+//! `/readyz`: whether this orchestrator can take work, for Kubernetes readiness probes.
+//!
+//! Ready means the event store answers, NATS is connected, and at least one saga definition
+//! is loaded (an orchestrator without definitions can only refuse every start). The body
+//! names each check, so a failing probe says which dependency is down:
+//! `{"status":"not ready","checks":{"database":"ok","definitions":"1 loaded","nats":"disconnected"}}`.
+//!
+//! `/livez` stays a constant answer on purpose: a dependency outage must take the pod out of
+//! the Service, not restart it.
+
+use crate::runtime::Orchestrator;
+use crate::store::EventStore;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long the database check may take; below the probe's timeout, so a hung database gives
+/// a 503 that names it rather than a probe timeout that says nothing.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize)]
+pub(super) struct Report {
+    status: &'static str,
+    checks: BTreeMap<&'static str, String>,
+}
+
+pub(super) async fn ready<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+) -> (StatusCode, Json<Report>) {
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, o.store().list(1)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("unreachable: {e}")),
+        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+    };
+    let nats = match o.transport().client().connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        state => Err(state.to_string()),
+    };
+    let loaded = o.registry().names().count();
+    let definitions = if loaded == 0 {
+        Err("none loaded".to_string())
+    } else {
+        Ok(format!("{loaded} loaded"))
+    };
+    let ready = database.is_ok() && nats.is_ok() && definitions.is_ok();
+    let checks = BTreeMap::from([
+        ("database", database.map(|()| "ok".to_string())),
+        ("nats", nats.map(|()| "ok".to_string())),
+        ("definitions", definitions),
+    ])
+    .into_iter()
+    .map(|(name, r)| (name, r.unwrap_or_else(|e| e)))
+    .collect();
+    let (status, word) = if ready {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    };
+    (
+        status,
+        Json(Report {
+            status: word,
+            checks,
+        }),
+    )
+}
