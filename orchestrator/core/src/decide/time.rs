@@ -1,0 +1,132 @@
+//! Time passing: timeouts, scheduled retries and the deadline, and operator actions.
+
+use super::{Decision, Rejection, next_attempt};
+use super::{OperatorAction, OperatorCommand};
+use crate::event::Event;
+use crate::state::Status;
+use saga_protocol::CommandKind;
+
+impl Decision<'_> {
+    pub(super) fn tick(&mut self) {
+        let now = self.now;
+        if self.state.status.is_terminal() || self.state.status == Status::New {
+            return;
+        }
+        let past_deadline = self.state.deadline_at.is_some_and(|d| d <= now);
+        if self.state.status == Status::Running && past_deadline && !self.pivot_sent() {
+            // Every command in flight (a whole parallel group, maybe) has an unknown outcome.
+            let running: Vec<_> = self
+                .state
+                .steps
+                .iter()
+                .filter_map(|s| {
+                    s.pending
+                        .as_ref()
+                        .map(|p| (s.name.clone(), s.attempt, p.kind))
+                })
+                .collect();
+            for (step, attempt, kind) in running {
+                self.push(
+                    now,
+                    Event::CommandTimedOut {
+                        step,
+                        attempt,
+                        kind,
+                    },
+                );
+            }
+            let step = self
+                .state
+                .steps
+                .last()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            self.fail(step, "the saga's deadline passed".into());
+            return;
+        }
+        let due: Vec<_> = self
+            .state
+            .steps
+            .iter()
+            .map(|s| {
+                let timed_out = s
+                    .pending
+                    .as_ref()
+                    .filter(|_| s.timeout_at.is_some_and(|t| t <= now));
+                let retry = s
+                    .retry_kind
+                    .filter(|_| s.retry_at.is_some_and(|t| t <= now));
+                (
+                    s.name.clone(),
+                    timed_out.map(|p| (p.kind, p.attempt)),
+                    retry.map(|k| (k, next_attempt(s, k))),
+                )
+            })
+            .collect();
+        for (step, timed_out, retry) in due {
+            if let Some((kind, attempt)) = timed_out {
+                self.push(
+                    now,
+                    Event::CommandTimedOut {
+                        step: step.clone(),
+                        attempt,
+                        kind,
+                    },
+                );
+                let timeout = self.def.step(&step).map(|s| s.timeout).unwrap_or_default();
+                let reason = format!("no reply within {}", humantime::format_duration(timeout));
+                self.retry_or_give_up(&step, kind, attempt, reason);
+            } else if let Some((kind, attempt)) = retry {
+                self.send(&step, kind, attempt);
+            }
+        }
+    }
+
+    pub(super) fn operator(&mut self, action: OperatorAction) -> Result<(), Rejection> {
+        let status = self.state.status;
+        let now = self.now;
+        let OperatorAction {
+            command,
+            by,
+            reason,
+        } = action;
+        match command {
+            OperatorCommand::Abort => {
+                if status.is_final() || status == Status::New {
+                    return Err(Rejection::Finished(status.as_str()));
+                }
+                self.push(now, Event::SagaAborted { by, reason });
+            }
+            OperatorCommand::Retry | OperatorCommand::Skip => {
+                let Some((step, kind)) = self
+                    .state
+                    .stuck_on
+                    .clone()
+                    .filter(|_| status == Status::Stuck)
+                else {
+                    return Err(Rejection::NotStuck(status.as_str()));
+                };
+                if command == OperatorCommand::Retry {
+                    self.push(now, Event::OperatorRetried { by, reason });
+                    let attempt = self.state.step(&step).map_or(1, |s| next_attempt(s, kind));
+                    self.send(&step, kind, attempt);
+                } else {
+                    self.push(
+                        now,
+                        Event::StepSkipped {
+                            step: step.clone(),
+                            kind,
+                            by,
+                            reason,
+                        },
+                    );
+                    match kind {
+                        CommandKind::Forward => self.forward_after(&step),
+                        CommandKind::Compensation => self.compensate_next(),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
