@@ -170,7 +170,7 @@ async fn readyz_names_each_check_and_needs_a_definition() {
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(
         report,
-        json!({"status": "ready", "checks": {"database": "ok", "nats": "ok", "definitions": "1 loaded"}})
+        json!({"status": "ready", "checks": {"database": "ok", "nats": "ok", "definitions": "2 loaded"}})
     );
 
     // Without definitions every start would be refused: not ready, and the body says why.
