@@ -94,7 +94,10 @@ proptest! {
             sent: Vec::new(),
             now: 1_000,
         };
-        run.apply(Input::Start { input: json!({"customer_id": "c", "amount": 5}) });
+        run.apply(Input::Start {
+            input: json!({"customer_id": "c", "amount": 5}),
+            trace_context: None,
+        });
         for op in ops {
             match op {
                 Op::Reply { pick, outcome: code } => {

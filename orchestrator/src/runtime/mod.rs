@@ -193,7 +193,11 @@ impl<S: EventStore> Orchestrator<S> {
         let now = Timestamp::now();
         let state = SagaState::new(saga_id);
         let input_digest = input.to_string();
-        let events = saga_core::decide(def, &state, Input::Start { input }, now)
+        let start = Input::Start {
+            input,
+            trace_context: None,
+        };
+        let events = saga_core::decide(def, &state, start, now)
             .map_err(|r| Error::InvalidInput(r.to_string()))?;
         let state = events.iter().fold(state, saga_core::evolve);
         let saga = NewSaga {
