@@ -14,6 +14,7 @@
 //! - [`account`], [`order`]: the two participants.
 //! - [`admin`]: core NATS request/reply helpers to open and fund accounts and read state.
 //! - [`db`]: opening a database by URL.
+//! - [`metrics`]: the participant's metrics and its `/metrics` HTTP endpoint.
 //!
 //! Tables (one set per participant database): `inbox`, `account_events`, `accounts`,
 //! `reservations`, `orders`, `order_events`.
@@ -31,6 +32,7 @@ pub mod account;
 pub mod admin;
 pub mod db;
 pub mod handler;
+pub mod metrics;
 pub mod options;
 pub mod order;
 pub mod runtime;

@@ -11,6 +11,7 @@
 
 use serde::Deserialize;
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// Which participant a process runs. Its name is the second token of its command subjects
@@ -79,6 +80,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Replicas of the protocol streams when this process creates them (1, or 3 in a cluster).
     pub stream_replicas: usize,
+    /// Where to serve `GET /metrics` (Prometheus text); no HTTP server when `None`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -89,6 +92,7 @@ impl Default for Options {
             review_limit: 1_000_000,
             concurrency: 64,
             stream_replicas: 1,
+            listen: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | POST   | `/v1/sagas/{id}/abort`    | operator: stop the saga                           |
 //! | GET    | `/v1/definitions`         | loaded saga definitions                           |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
+//! | GET    | `/metrics`                | Prometheus text (sagas, steps, latency, lag, DLQ) |
 //!
 //! ```no_run
 //! # async fn demo(orchestrator: saga_orchestrator::runtime::Orchestrator) {
@@ -30,7 +31,9 @@ use crate::runtime::{Handled, Orchestrator, Refusal};
 use crate::store::EventStore;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use saga_core::{OperatorAction, OperatorCommand};
@@ -48,6 +51,7 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/definitions", get(definitions::<S>))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(ready::<S>))
+        .route("/metrics", get(metrics::<S>))
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
 }
@@ -206,6 +210,16 @@ async fn definitions<S: EventStore>(State(o): State<Orchestrator<S>>) -> Json<Ve
         })
         .collect();
     Json(defs)
+}
+
+/// Every metric of this process, after sampling the gauges that are read, not counted.
+async fn metrics<S: EventStore>(State(o): State<Orchestrator<S>>) -> impl IntoResponse {
+    // A slow database or NATS must not hang the scrape: the gauges keep their last values.
+    let _ = tokio::time::timeout(Duration::from_secs(2), o.sample_gauges()).await;
+    (
+        [(CONTENT_TYPE, saga_telemetry::metrics::CONTENT_TYPE)],
+        saga_telemetry::metrics::render(),
+    )
 }
 
 /// Ready when the database answers and NATS is connected.

@@ -89,6 +89,7 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
         review_limit: args.review_limit,
         concurrency: args.concurrency,
         stream_replicas: args.connection.stream_replicas,
+        listen: args.listen,
     };
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;

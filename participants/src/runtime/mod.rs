@@ -6,6 +6,8 @@
 //! redelivery). Every instance of a participant shares that consumer, so they split the work.
 //! It also serves the admin subject ([`crate::admin`]) in the queue group of the same name.
 //!
+//! With [`Options::listen`] set it serves `GET /metrics` there ([`crate::metrics`]).
+//!
 //! Up to `concurrency` commands are in hand at once, each in its own task
 //! ([`message::process`]). When `shutdown` resolves it stops pulling, gives the commands in
 //! hand [`SHUTDOWN_GRACE`] to finish, and returns; anything unfinished is redelivered later.
@@ -77,6 +79,12 @@ pub enum Error {
     Pull(#[from] jetstream::consumer::StreamError),
     #[error("cannot subscribe to the admin subject: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs participant `kind` until `shutdown` resolves (see the module docs).
@@ -177,11 +185,16 @@ async fn serve<P: Participant>(
     let mut admin_requests = client
         .queue_subscribe(crate::admin::subject(kind), kind.consumer_name())
         .await?;
+    let metrics_server = match options.listen {
+        Some(addr) => Some(serve_metrics(addr, js.clone(), kind).await?),
+        None => None,
+    };
     let ctx = Arc::new(message::Context {
         js,
         participant: kind.as_str(),
         consumer: kind.consumer_name(),
         commands: P::COMMANDS,
+        metrics: crate::metrics::Metrics::new(kind),
     });
     let service = handler::stack(participant.clone(), HANDLER_TIMEOUT);
     info!(%kind, consumer = %ctx.consumer, concurrency, "participant ready");
@@ -250,7 +263,28 @@ async fn serve<P: Participant>(
     if let Err(e) = client.flush().await {
         warn!(error = %e, "flush on shutdown failed");
     }
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     participant.store().close().await;
     info!(%kind, "participant stopped");
     Ok(())
+}
+
+/// Serves `/metrics` on `addr` until aborted.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    js: jetstream::Context,
+    kind: Kind,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    info!(%addr, "metrics listening");
+    let app = crate::metrics::router(crate::metrics::Lag::new(js, kind));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!(error = %e, "metrics server stopped");
+        }
+    }))
 }
