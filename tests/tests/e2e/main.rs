@@ -6,3 +6,4 @@ mod chaos;
 mod failures;
 mod place_order;
 mod system;
+mod telemetry;
