@@ -407,4 +407,7 @@ async fn a_saga_resumed_after_the_orchestrator_was_killed_keeps_its_trace() {
     .expect("order spans");
     assert_eq!(order.service, "saga-order");
     assert_one_trace(&receiver, id, &trace_id);
+    // The trace id stored with the saga is the one its spans were exported under.
+    let saga = system.saga(id).await.expect("saga view");
+    assert_eq!(saga["trace_id"].as_str(), Some(trace_id.as_str()));
 }
