@@ -1,22 +1,20 @@
-//! `saga`: the one binary. Parses the command line, sets up logging, runs, exits.
+//! `saga`: the one binary. Parses the command line, sets up telemetry (logs, traces,
+//! metrics), runs, flushes the telemetry, exits.
 
 use clap::Parser;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = saga_orchestrator::cli::Cli::parse();
-    // Servers log at info by default; `dev` prints its own summary and only logs warnings.
-    let default = match cli.command {
-        saga_orchestrator::cli::Command::Orchestrator(_)
-        | saga_orchestrator::cli::Command::Participant(_) => "info",
-        _ => "warn",
+    let telemetry = match saga_telemetry::install(&cli.telemetry()) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    saga_orchestrator::cli::run(cli).await
+    let code = saga_orchestrator::cli::run(cli).await;
+    telemetry.shutdown().await;
+    code
 }

@@ -10,6 +10,11 @@
 //! (recorded, never retried), an infrastructure failure is an [`Error`] (no reply is sent, the
 //! command is redelivered later).
 //!
+//! With tracing on, [`handle`] runs in a `handle {Command}` span whose children are its
+//! database work: `BEGIN`, `SELECT inbox`, `apply {Command}` (the business change),
+//! `INSERT inbox` and `COMMIT` (`db.system.name` = `sqlite` or `postgresql`). The span records
+//! the outcome, and an error status with the reason when the command cannot be handled.
+//!
 //! ```no_run
 //! # async fn demo(command: saga_protocol::CommandEnvelope) -> Result<(), Box<dyn std::error::Error>> {
 //! use saga_participants::{account::Account, handler, store::Store};
@@ -21,8 +26,10 @@
 //! # Ok(()) }
 //! ```
 
+use crate::db::Backend;
 use crate::{Kind, admin, store};
 use futures::future::BoxFuture;
+use opentelemetry::trace::Status;
 use saga_protocol::{CommandEnvelope, CommandKind, Outcome, ReplyEnvelope, Timestamp};
 use serde::de::DeserializeOwned;
 use sqlx::AnyConnection;
@@ -30,6 +37,8 @@ use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::{BoxError, Service, ServiceBuilder};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// How often a transaction that lost a race (unique key, version check) is run again. The
 /// rerun sees the winner's commit: the inbox row, the effect, or the new version.
@@ -174,30 +183,123 @@ pub async fn handle<P: Participant>(
     participant: &P,
     command: &CommandEnvelope,
 ) -> Result<ReplyEnvelope, Error> {
-    retry_conflicts(|| handle_once(participant, command)).await
+    let span = handle_span(command);
+    let handled = retry_conflicts(|| handle_once(participant, command))
+        .instrument(span.clone())
+        .await;
+    match &handled {
+        Ok((reply, duplicate)) => {
+            span.record("saga.outcome", reply.outcome.status());
+            span.record("saga.duplicate", *duplicate);
+            if let saga_protocol::Outcome::Rejected { reason } = &reply.outcome {
+                span.record("saga.reason", reason.as_str());
+            }
+        }
+        Err(e) => span.set_status(Status::error(e.to_string())),
+    }
+    handled.map(|(reply, _)| reply)
 }
 
+/// One try; the flag says whether the message id was in the inbox already.
 async fn handle_once<P: Participant>(
     participant: &P,
     command: &CommandEnvelope,
-) -> Result<ReplyEnvelope, Error> {
+) -> Result<(ReplyEnvelope, bool), Error> {
     let id = command.message_id.as_str();
-    let mut tx = participant.store().begin().await?;
-    if let Some(recorded) = store::recorded(&mut tx, id).await? {
+    let db = participant.store().backend();
+    let mut tx = participant
+        .store()
+        .begin()
+        .instrument(db_span(db, "BEGIN", None))
+        .await?;
+    let recorded = store::recorded(&mut tx, id)
+        .instrument(db_span(db, "SELECT", Some("inbox")))
+        .await?;
+    if let Some(recorded) = recorded {
         tx.rollback().await?;
         tracing::debug!(message_id = id, "duplicate: answering the recorded reply");
         return ReplyEnvelope::decode(recorded.as_bytes())
+            .map(|reply| (reply, true))
             .map_err(|e| Error::Corrupt(format!("inbox reply of {id}: {e}")));
     }
     let now = Timestamp::now();
-    let outcome = participant.apply(&mut tx, command, now).await?;
+    let outcome = participant
+        .apply(&mut tx, command, now)
+        .instrument(apply_span(db, &command.command))
+        .await?;
     let reply = ReplyEnvelope::answering(command, outcome, now);
     let encoded = String::from_utf8(reply.encode()).map_err(|e| Error::Corrupt(e.to_string()))?;
     // A unique violation here means a concurrent delivery committed first: it becomes a
     // Conflict, this transaction is dropped (rolled back) and the rerun finds its reply.
-    store::record(&mut tx, id, &encoded, now).await?;
-    tx.commit().await?;
-    Ok(reply)
+    store::record(&mut tx, id, &encoded, now)
+        .instrument(db_span(db, "INSERT", Some("inbox")))
+        .await?;
+    tx.commit().instrument(db_span(db, "COMMIT", None)).await?;
+    Ok((reply, false))
+}
+
+/// The span of one command's handling; disabled when tracing is off.
+fn handle_span(command: &CommandEnvelope) -> tracing::Span {
+    if !saga_telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "handle",
+        otel.name = format!("handle {}", command.command),
+        saga.id = %command.saga_id,
+        saga.name = command.saga_name.as_str(),
+        saga.step = command.step.as_str(),
+        saga.attempt = command.attempt,
+        saga.command = command.command.as_str(),
+        saga.participant = command.participant.as_str(),
+        messaging.message.id = command.message_id.as_str(),
+        saga.outcome = tracing::field::Empty,
+        saga.duplicate = tracing::field::Empty,
+        saga.reason = tracing::field::Empty,
+    )
+}
+
+/// `sqlite` or `postgresql`, as OpenTelemetry's `db.system.name` says.
+fn db_system(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgresql",
+    }
+}
+
+/// A client span of one database operation, named `{operation} {table}`.
+fn db_span(
+    backend: Backend,
+    operation: &'static str,
+    table: Option<&'static str>,
+) -> tracing::Span {
+    if !saga_telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    let name = match table {
+        Some(table) => format!("{operation} {table}"),
+        None => operation.to_string(),
+    };
+    tracing::info_span!(
+        "db",
+        otel.name = name,
+        otel.kind = "client",
+        db.system.name = db_system(backend),
+        db.operation.name = operation,
+        db.collection.name = table,
+    )
+}
+
+/// The span of the business change, inside the command's transaction.
+fn apply_span(backend: Backend, command: &str) -> tracing::Span {
+    if !saga_telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "apply",
+        otel.name = format!("apply {command}"),
+        db.system.name = db_system(backend),
+    )
 }
 
 /// A participant as a tower service (see the module docs).

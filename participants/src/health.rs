@@ -173,12 +173,13 @@ pub struct ListenError {
 ///
 /// Binding happens before this returns, so a taken port is a start-up error rather than a
 /// probe that fails later for no visible reason.
-pub async fn spawn(addr: SocketAddr, health: Health) -> Result<Server, ListenError> {
+/// `extra` routes (the metrics) are served beside the probes.
+pub async fn spawn(addr: SocketAddr, health: Health, extra: Router) -> Result<Server, ListenError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ListenError { addr, source })?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(health);
+    let app = router(health).merge(extra);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

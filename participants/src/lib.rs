@@ -15,6 +15,7 @@
 //! - [`admin`]: core NATS request/reply helpers to open and fund accounts and read state.
 //! - [`db`]: opening a database by URL.
 //! - [`health`]: `/livez` and `/readyz` for Kubernetes probes.
+//! - [`metrics`]: the participant's metrics and its `/metrics` HTTP endpoint.
 //!
 //! Tables (one set per participant database): `inbox`, `account_events`, `accounts`,
 //! `reservations`, `orders`, `order_events`.
@@ -33,6 +34,7 @@ pub mod admin;
 pub mod db;
 pub mod handler;
 pub mod health;
+pub mod metrics;
 pub mod options;
 pub mod order;
 pub mod runtime;

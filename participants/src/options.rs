@@ -80,8 +80,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Replicas of the protocol streams when this process creates them (1, or 3 in a cluster).
     pub stream_replicas: usize,
-    /// Where to serve the health endpoints (`/livez`, `/readyz`, see [`crate::health`]);
-    /// none when unset.
+    /// Where to serve the health endpoints (`/livez`, `/readyz`, see [`crate::health`]) and
+    /// `GET /metrics` (Prometheus text); no HTTP server when `None`.
     pub listen: Option<SocketAddr>,
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`NatsServer`]: a `nats-server -js` with its own store directory.
 //! - [`Postgres`]: a throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) in a temp directory.
+//! - [`OtlpReceiver`]: an OTLP/HTTP receiver that decodes the spans and metrics exported to it.
 //! - [`wait_for`]: poll a condition until it holds or a deadline passes, instead of sleeping.
 //!
 //! ```no_run
@@ -14,10 +15,12 @@
 //! The end-to-end scenarios live in `tests/e2e/`.
 
 mod nats;
+pub mod otlp;
 mod postgres;
 mod wait;
 
 pub use nats::{NatsServer, nats_server_bin};
+pub use otlp::OtlpReceiver;
 pub use postgres::Postgres;
 pub use wait::wait_for;
 

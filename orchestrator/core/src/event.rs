@@ -21,6 +21,11 @@ pub enum Event {
         /// When the forward path must be done by, from the definition's deadline.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deadline_at: Option<Timestamp>,
+        /// The saga's trace as a W3C `traceparent` (`00-{trace id}-{span id}-{flags}`), when
+        /// tracing was on at start: every later span of the saga, in any process and after
+        /// any restart, belongs to this trace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace_context: Option<String>,
     },
     /// The orchestrator decided to send a step's command. Carries everything needed to
     /// publish it again, byte for byte, after a crash.

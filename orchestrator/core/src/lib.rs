@@ -20,7 +20,7 @@
 //!     command = "ReserveCredit"
 //! "#).unwrap();
 //! let state = SagaState::new(Uuid::nil());
-//! let events = decide(&def, &state, Input::Start { input: serde_json::json!({}) }, Timestamp(0)).unwrap();
+//! let events = decide(&def, &state, Input::Start { input: serde_json::json!({}), trace_context: None }, Timestamp(0)).unwrap();
 //! let state = events.iter().fold(state, evolve);
 //! // Send the command of step `a`, and arm its timeout.
 //! assert!(matches!(actions(&state, &events)[0], saga_core::Action::SendCommand(_)));

@@ -126,6 +126,9 @@ pub struct SagaState {
     pub deadline_at: Option<Timestamp>,
     /// What a Stuck saga is stuck on: the step and its command kind.
     pub stuck_on: Option<(String, CommandKind)>,
+    /// The saga's trace (a W3C `traceparent`), as recorded at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<String>,
     /// Commands whose reply has been recorded: a second copy changes nothing.
     #[serde(skip)]
     pub answered: std::collections::BTreeSet<MessageId>,
@@ -147,6 +150,7 @@ impl SagaState {
             updated_at: None,
             deadline_at: None,
             stuck_on: None,
+            trace_context: None,
             answered: Default::default(),
         }
     }
@@ -286,8 +290,10 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             definition_version,
             input,
             deadline_at,
+            trace_context,
         } => {
             state.name = name.clone();
+            state.trace_context = trace_context.clone();
             state.definition_version = *definition_version;
             state.input = input.clone();
             state.status = Status::Running;

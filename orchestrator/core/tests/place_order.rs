@@ -108,6 +108,7 @@ fn starting_twice_or_with_bad_input_is_refused() {
         &saga.state,
         Input::Start {
             input: json!({"customer_id": "c"}),
+            trace_context: None,
         },
         Timestamp(0),
     );
@@ -116,7 +117,10 @@ fn starting_twice_or_with_bad_input_is_refused() {
     let again = decide(
         &saga.def,
         &saga.state,
-        Input::Start { input: json!({}) },
+        Input::Start {
+            input: json!({}),
+            trace_context: None,
+        },
         Timestamp(0),
     );
     assert_eq!(again.unwrap_err(), saga_core::Rejection::AlreadyStarted);
@@ -134,4 +138,39 @@ fn stored_events_read_back_as_written() {
     }
     let err = Event::decode("SagaStarted", 9, &json!({})).unwrap_err();
     insta::assert_snapshot!(err.to_string(), @"event SagaStarted has schema version 9, which this build cannot read");
+}
+
+#[test]
+fn the_trace_context_given_at_start_is_recorded_and_survives_replay() {
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let state = SagaState::new(uuid::Uuid::nil());
+    let start = Input::Start {
+        input: json!({"customer_id": "c-1", "amount": 5}),
+        trace_context: Some(traceparent.into()),
+    };
+    let events = decide(&place_order(), &state, start, Timestamp(0)).unwrap();
+    let Event::SagaStarted { trace_context, .. } = &events[0].event else {
+        panic!("the first event is {:?}", events[0].event);
+    };
+    assert_eq!(trace_context.as_deref(), Some(traceparent));
+    // Stored and read back (as after a restart), the fold still knows the saga's trace.
+    let stored: Vec<_> = events
+        .iter()
+        .map(|o| saga_core::Occurred {
+            at: o.at,
+            event: Event::decode(o.event.type_name(), 1, &o.event.to_payload()).unwrap(),
+        })
+        .collect();
+    let replayed = SagaState::replay(uuid::Uuid::nil(), &stored);
+    assert_eq!(replayed.trace_context.as_deref(), Some(traceparent));
+    // Without tracing nothing is stored: old logs and new ones without it read the same.
+    let payload = Event::SagaStarted {
+        name: "n".into(),
+        definition_version: 1,
+        input: json!({}),
+        deadline_at: None,
+        trace_context: None,
+    }
+    .to_payload();
+    assert!(payload.get("trace_context").is_none());
 }

@@ -98,7 +98,10 @@ proptest! {
             sent: Vec::new(),
             now: 1_000,
         };
-        run.apply(Input::Start { input: json!({"customer_id": "c", "amount": 5}) });
+        run.apply(Input::Start {
+            input: json!({"customer_id": "c", "amount": 5}),
+            trace_context: None,
+        });
         let outcome = |code: u8, cmd: &CommandEnvelope| match (code, cmd.command.as_str()) {
             (0 | 1, "CreateOrder") => Outcome::Succeeded { output: json!({"order_id": "o-1"}) },
             (code, _) => outcome(code),

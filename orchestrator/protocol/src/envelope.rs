@@ -55,6 +55,17 @@ pub enum Outcome {
     Failed { reason: String },
 }
 
+impl Outcome {
+    /// The `status` tag: `succeeded`, `rejected` or `failed`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// A participant's reply, published on [`subjects::reply`](crate::subjects::reply).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplyEnvelope {

@@ -38,6 +38,11 @@ pub mod headers {
     pub const DLQ_ORIGINAL_SEQUENCE: &str = "Saga-Dlq-Sequence";
     /// The consumer that refused the message.
     pub const DLQ_CONSUMER: &str = "Saga-Dlq-Consumer";
+    /// W3C trace context of the span that published the message (commands, replies, dead
+    /// letters), when tracing is on: `00-{trace id}-{span id}-{flags}`.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C vendor trace state, next to `traceparent` when there is one.
+    pub const TRACESTATE: &str = "tracestate";
 }
 
 #[cfg(feature = "jetstream")]

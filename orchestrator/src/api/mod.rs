@@ -13,6 +13,7 @@
 //! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
+//! | GET    | `/metrics`                | Prometheus text (sagas, steps, latency, lag, DLQ) |
 //!
 //! ```no_run
 //! # async fn demo(orchestrator: saga_orchestrator::runtime::Orchestrator) {
@@ -33,11 +34,14 @@ use crate::runtime::{Handled, Orchestrator, Refusal};
 use crate::store::EventStore;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use saga_core::{OperatorAction, OperatorCommand};
 use serde::Deserialize;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The API's routes over `orchestrator`.
@@ -52,6 +56,7 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/definitions/validate", post(validate::<S>))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(health::ready::<S>))
+        .route("/metrics", get(metrics::<S>))
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
 }
@@ -244,4 +249,14 @@ async fn validate<S: EventStore>(
         description: def.description.clone(),
         steps: def.steps.iter().map(|s| s.name.clone()).collect(),
     }))
+}
+
+/// Every metric of this process, after sampling the gauges that are read, not counted.
+async fn metrics<S: EventStore>(State(o): State<Orchestrator<S>>) -> impl IntoResponse {
+    // A slow database or NATS must not hang the scrape: the gauges keep their last values.
+    let _ = tokio::time::timeout(Duration::from_secs(2), o.sample_gauges()).await;
+    (
+        [(CONTENT_TYPE, saga_telemetry::metrics::CONTENT_TYPE)],
+        saga_telemetry::metrics::render(),
+    )
 }

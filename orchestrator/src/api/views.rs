@@ -46,6 +46,10 @@ pub struct SagaView {
     pub created_at: String,
     pub updated_at: String,
     pub idempotency_key: Option<String>,
+    /// The saga's OpenTelemetry trace id (32 hex digits), when it was started with tracing
+    /// on: paste it into the trace viewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl From<Loaded> for SagaView {
@@ -62,6 +66,12 @@ impl From<Loaded> for SagaView {
             created_at: l.record.created_at.to_string(),
             updated_at: l.record.updated_at.to_string(),
             idempotency_key: l.record.idempotency_key,
+            trace_id: l
+                .state
+                .trace_context
+                .as_deref()
+                .and_then(saga_telemetry::saga::SagaTrace::parse)
+                .map(|t| t.trace_id().to_string()),
         }
     }
 }

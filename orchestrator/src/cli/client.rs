@@ -124,6 +124,9 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
         println!("  reason: {reason}");
     }
     println!("  input:  {}", saga["input"]);
+    if let Some(trace_id) = saga["trace_id"].as_str() {
+        println!("  trace:  {trace_id}");
+    }
     for step in saga["steps"].as_array().into_iter().flatten() {
         println!(
             "  {:<16} {:<12} attempt {}  {}",

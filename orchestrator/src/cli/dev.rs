@@ -102,6 +102,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         );
         println!("  cargo run -q --bin saga -- history <saga id>");
         println!("  curl -s http://{}/v1/sagas/<saga id>", args.listen);
+        println!("  curl -s http://{}/metrics", args.listen);
         shutdown.cancelled().await;
     }
     shutdown.cancel();

@@ -2,7 +2,9 @@
 //! (`start`, `status`, `history`, `account`).
 //!
 //! Every server setting has a flag and an environment variable (`SAGA_NATS_URL`,
-//! `SAGA_DATABASE_URL`, …); clients find the API with `--server` or `SAGA_SERVER`.
+//! `SAGA_DATABASE_URL`, …); clients find the API with `--server` or `SAGA_SERVER`. Servers
+//! also take the telemetry settings ([`TelemetryArgs`]), whose variables are the standard
+//! OpenTelemetry ones (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, …).
 
 mod client;
 mod dev;
@@ -142,6 +144,60 @@ pub struct DevArgs {
     /// Run the demo, print the summary and exit instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit_after_demo: bool,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Traces, metrics and logs of a server process.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// OTLP receiver to export traces to, e.g. http://127.0.0.1:4318 (no export when unset).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP protocol: http/protobuf, or grpc (builds with the `otlp-grpc` feature).
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: saga_telemetry::Protocol,
+    /// Export metrics over OTLP too (they are always served on /metrics).
+    #[arg(long, env = "SAGA_OTLP_METRICS")]
+    pub otlp_metrics: bool,
+    /// service.name of this process's spans and metrics [default: saga-orchestrator,
+    /// saga-account, saga-order, or saga in dev].
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+    /// Trace sampler: parentbased_always_on (default), always_on, always_off, traceidratio,
+    /// parentbased_always_off, parentbased_traceidratio. A saga is sampled whole or not at all.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER")]
+    pub traces_sampler: Option<String>,
+    /// Ratio of the *traceidratio samplers, e.g. 0.1.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
+    pub traces_sampler_arg: Option<String>,
+    /// Log lines as text or json (one object a line, with the trace and span ids).
+    #[arg(long, env = "SAGA_LOG_FORMAT", default_value = "text")]
+    pub log_format: saga_telemetry::LogFormat,
+}
+
+impl TelemetryArgs {
+    /// The settings of a process named `service` that logs at `default_filter` unless
+    /// `RUST_LOG` says otherwise.
+    pub fn settings(&self, service: &str, default_filter: &str) -> saga_telemetry::Settings {
+        saga_telemetry::Settings {
+            service_name: self
+                .service_name
+                .clone()
+                .unwrap_or_else(|| service.to_string()),
+            otlp_endpoint: self.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()),
+            otlp_protocol: self.otlp_protocol,
+            otlp_metrics: self.otlp_metrics,
+            sampler: self.traces_sampler.clone(),
+            sampler_arg: self.traces_sampler_arg.clone(),
+            log_format: self.log_format,
+            default_log_filter: default_filter.to_string(),
+        }
+    }
 }
 
 /// Settings every server shares.
@@ -171,6 +227,8 @@ pub struct OrchestratorArgs {
     /// Re-publish the in-flight commands of a saga quiet for this long (e.g. 30s).
     #[arg(long, env = "SAGA_REPUBLISH_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub republish_after: std::time::Duration,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -193,9 +251,11 @@ pub struct ParticipantArgs {
         default_value = "sagas/participants.toml"
     )]
     pub catalogue: PathBuf,
-    /// Address of the health endpoints (/livez, /readyz); none when unset.
+    /// Address of the health and metrics endpoints (/livez, /readyz, /metrics); none when unset.
     #[arg(long, env = "SAGA_LISTEN")]
     pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -266,6 +326,28 @@ pub enum AccountAction {
     },
     /// Show an account's balance, or every account's without an id.
     Balance { customer_id: Option<String> },
+}
+
+impl Cli {
+    /// The telemetry this command runs with: servers log at `info` (and export when told
+    /// to); `dev` prints its own summary and logs warnings only; clients log warnings only.
+    pub fn telemetry(&self) -> saga_telemetry::Settings {
+        match &self.command {
+            Command::Orchestrator(a) => a.telemetry.settings("saga-orchestrator", "info"),
+            Command::Participant(a) => {
+                let service = match a.kind {
+                    ParticipantKind::Account => "saga-account",
+                    ParticipantKind::Order => "saga-order",
+                };
+                a.telemetry.settings(service, "info")
+            }
+            Command::Dev(a) => a.telemetry.settings("saga", "warn"),
+            _ => saga_telemetry::Settings {
+                default_log_filter: "warn".into(),
+                ..saga_telemetry::Settings::new("saga-cli")
+            },
+        }
+    }
 }
 
 /// Runs the parsed command line; the exit code says whether it worked.

@@ -19,6 +19,7 @@
 //! ```
 
 mod error;
+mod observe;
 mod registry;
 mod replies;
 mod timers;
@@ -34,6 +35,7 @@ use saga_core::{
     Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, OperatorAction, SagaState, Status,
 };
 use saga_protocol::{ReplyEnvelope, Timestamp};
+use saga_telemetry::saga::SagaTrace;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -121,6 +123,7 @@ pub struct Orchestrator<S = SqlStore> {
     timers: Timers,
     /// The wheel behind `timers`, taken by [`Orchestrator::run`].
     wheel: std::sync::Arc<std::sync::Mutex<Option<timers::TimerWheel>>>,
+    metrics: std::sync::Arc<observe::Metrics>,
 }
 
 /// Appends that lose a race are decided again this many times before giving up.
@@ -164,6 +167,7 @@ impl<S: EventStore> Orchestrator<S> {
             options,
             timers,
             wheel: std::sync::Arc::new(std::sync::Mutex::new(Some(wheel))),
+            metrics: std::sync::Arc::new(observe::Metrics::new()),
         }
     }
 
@@ -231,7 +235,14 @@ impl<S: EventStore> Orchestrator<S> {
         let now = Timestamp::now();
         let state = SagaState::new(saga_id);
         let input_digest = input.to_string();
-        let events = saga_core::decide(def, &state, Input::Start { input }, now)
+        // A new trace for the saga, stored with it: every later span, in any process and
+        // after any restart, joins it.
+        let trace = SagaTrace::start(&def.name);
+        let start = Input::Start {
+            input,
+            trace_context: trace.as_ref().map(SagaTrace::traceparent),
+        };
+        let events = saga_core::decide(def, &state, start, now)
             .map_err(|r| Error::InvalidInput(r.to_string()))?;
         let state = events.iter().fold(state, saga_core::evolve);
         let saga = NewSaga {
@@ -252,8 +263,19 @@ impl<S: EventStore> Orchestrator<S> {
             .await?;
         match created {
             Created::New => {
-                self.act(saga_id, &saga_core::actions(&state, &events))
-                    .await?;
+                observe::observe(
+                    &self.metrics,
+                    observe::Decision {
+                        name: &def.name,
+                        version: def.version,
+                        before: SagaState::new(saga_id),
+                        events: &events,
+                        was_stuck: false,
+                        now,
+                    },
+                );
+                let actions = saga_core::actions(&state, &events);
+                self.act(saga_id, &actions, trace.as_ref()).await?;
                 Ok(Started {
                     saga_id,
                     created: true,
@@ -321,6 +343,7 @@ impl<S: EventStore> Orchestrator<S> {
             if events.is_empty() {
                 return Ok(Handled::Unchanged);
             }
+            let before = loaded.state.clone();
             let state = events.iter().fold(loaded.state, saga_core::evolve);
             let appended = self
                 .store
@@ -334,8 +357,20 @@ impl<S: EventStore> Orchestrator<S> {
                 .await;
             match appended {
                 Ok(_) => {
-                    self.act(saga_id, &saga_core::actions(&state, &events))
-                        .await?;
+                    observe::observe(
+                        &self.metrics,
+                        observe::Decision {
+                            name: &def.name,
+                            version: def.version,
+                            before,
+                            events: &events,
+                            was_stuck: loaded.events.iter().any(|e| e.event_type == "SagaStuck"),
+                            now,
+                        },
+                    );
+                    let trace = state.trace_context.as_deref().and_then(SagaTrace::parse);
+                    let actions = saga_core::actions(&state, &events);
+                    self.act(saga_id, &actions, trace.as_ref()).await?;
                     return Ok(Handled::Applied);
                 }
                 Err(crate::store::Error::Conflict { .. }) => continue,
@@ -348,9 +383,14 @@ impl<S: EventStore> Orchestrator<S> {
         })
     }
 
-    /// Publishes the commands of `actions` and arms their timers. Finishing needs no I/O:
-    /// the status is stored with the events.
-    async fn act(&self, saga_id: Uuid, actions: &[Action]) -> Result<()> {
+    /// Publishes the commands of `actions` (in the saga's `trace`) and arms their timers.
+    /// Finishing needs no I/O: the status is stored with the events.
+    async fn act(
+        &self,
+        saga_id: Uuid,
+        actions: &[Action],
+        trace: Option<&SagaTrace>,
+    ) -> Result<()> {
         let mut commands = Vec::with_capacity(actions.len());
         for action in actions {
             match action {
@@ -359,7 +399,7 @@ impl<S: EventStore> Orchestrator<S> {
                 Action::Finish { .. } => {}
             }
         }
-        self.transport.publish_all(&commands).await?;
+        self.transport.publish_all(&commands, trace).await?;
         Ok(())
     }
 
@@ -398,7 +438,14 @@ impl<S: EventStore> Orchestrator<S> {
             self.timers.schedule(id, at);
         }
         let commands: Vec<_> = loaded.state.in_flight().collect();
-        self.transport.publish_all(&commands).await?;
+        let trace = loaded
+            .state
+            .trace_context
+            .as_deref()
+            .and_then(SagaTrace::parse);
+        self.transport
+            .publish_all(&commands, trace.as_ref())
+            .await?;
         Ok(commands.len())
     }
 
@@ -423,6 +470,36 @@ impl<S: EventStore> Orchestrator<S> {
 
     pub(crate) fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Counts a message sent to the dead-letter stream by this process.
+    pub(crate) fn dead_lettered(&self, consumer: &'static str) {
+        self.metrics
+            .dead_letters
+            .add(1, &[opentelemetry::KeyValue::new("consumer", consumer)]);
+    }
+
+    /// Samples the gauges that are read rather than counted: sagas in flight (from the read
+    /// model) and the reply consumer's lag (from JetStream). Called when `/metrics` is read;
+    /// a failed read leaves the last value.
+    pub async fn sample_gauges(&self) {
+        let active: Vec<&str> = Status::ACTIVE.iter().map(|s| s.as_str()).collect();
+        match self.store.with_status(&active).await {
+            Ok(ids) => self.metrics.in_flight.record(ids.len() as u64, &[]),
+            Err(e) => tracing::warn!(error = %e, "cannot count the sagas in flight"),
+        }
+        match self.transport.reply_consumer_info().await {
+            Ok(info) => {
+                let consumer = [opentelemetry::KeyValue::new("consumer", info.name.clone())];
+                self.metrics
+                    .consumer_pending
+                    .record(info.num_pending, &consumer);
+                self.metrics
+                    .consumer_ack_pending
+                    .record(info.num_ack_pending as u64, &consumer);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the reply consumer's lag"),
+        }
     }
 }
 

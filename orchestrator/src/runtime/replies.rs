@@ -5,6 +5,10 @@
 //! it), those of different sagas in parallel. A reply is acknowledged only after its events are appended
 //! and the commands they decided are published, so a crash anywhere before the ack makes
 //! JetStream redeliver it, and the core recognises it as already handled.
+//!
+//! With tracing on, each reply is handled inside a `process saga.reply.{participant}` span
+//! (kind consumer), child of the participant's publish span named by the reply's
+//! `traceparent` header.
 
 use super::timers::TimerWheel;
 use super::{Handled, Orchestrator, Result};
@@ -17,6 +21,8 @@ use saga_protocol::ReplyEnvelope;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 /// How long JetStream waits before redelivering a reply that hit a transient failure.
@@ -27,7 +33,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Work for a saga's worker.
 enum Work {
-    Reply(Box<Message>, ReplyEnvelope),
+    Reply(Box<Message>, ReplyEnvelope, tracing::Span),
     Tick(Uuid),
 }
 
@@ -87,14 +93,22 @@ pub(super) async fn consume<S: EventStore>(
                         continue;
                     }
                 };
+                let span = process_span(&msg);
                 match ReplyEnvelope::decode(&msg.payload) {
                     Ok(reply) => {
+                        span.record("saga.id", tracing::field::display(reply.saga_id));
+                        span.record("saga.step", reply.step.as_str());
                         let shard = shard_of(&reply.saga_id, senders.len());
-                        if senders[shard].send(Work::Reply(Box::new(msg), reply)).await.is_err() {
+                        let work = Work::Reply(Box::new(msg), reply, span);
+                        if senders[shard].send(work).await.is_err() {
                             break;
                         }
                     }
-                    Err(e) => dead_letter(&orchestrator, &msg, &e.to_string()).await,
+                    Err(e) => {
+                        dead_letter(&orchestrator, &msg, &e.to_string())
+                            .instrument(span)
+                            .await;
+                    }
                 }
             }
         }
@@ -119,28 +133,38 @@ fn shard_of(saga_id: &Uuid, shards: usize) -> usize {
 
 async fn work<S: EventStore>(orchestrator: Orchestrator<S>, mut rx: mpsc::Receiver<Work>) {
     while let Some(work) = rx.recv().await {
-        let (msg, reply) = match work {
-            Work::Reply(msg, reply) => (msg, reply),
+        let (msg, reply, span) = match work {
+            Work::Reply(msg, reply, span) => (msg, reply, span),
             Work::Tick(saga_id) => {
                 tick(&orchestrator, saga_id).await;
                 continue;
             }
         };
-        match orchestrator.handle_reply(&reply).await {
-            Ok(Handled::Applied | Handled::Unchanged) => ack(&msg).await,
-            Ok(Handled::Refused(reason)) => {
-                dead_letter(&orchestrator, &msg, &reason.to_string()).await;
+        handle(&orchestrator, &msg, &reply).instrument(span).await;
+    }
+}
+
+/// Handles one reply to its ack, NAK or dead letter.
+async fn handle<S: EventStore>(
+    orchestrator: &Orchestrator<S>,
+    msg: &Message,
+    reply: &ReplyEnvelope,
+) {
+    match orchestrator.handle_reply(reply).await {
+        Ok(Handled::Applied | Handled::Unchanged) => ack(msg).await,
+        Ok(Handled::Refused(reason)) => {
+            dead_letter(orchestrator, msg, &reason.to_string()).await;
+        }
+        Err(e) if e.is_transient() => {
+            tracing::Span::current().set_status(opentelemetry::trace::Status::error(e.to_string()));
+            tracing::warn!(saga_id = %reply.saga_id, error = %e, "reply will be retried");
+            if let Err(e) = msg.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await {
+                tracing::warn!(error = %e, "cannot nak a reply");
             }
-            Err(e) if e.is_transient() => {
-                tracing::warn!(saga_id = %reply.saga_id, error = %e, "reply will be retried");
-                if let Err(e) = msg.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await {
-                    tracing::warn!(error = %e, "cannot nak a reply");
-                }
-            }
-            Err(e) => {
-                tracing::error!(saga_id = %reply.saga_id, error = %e, "reply cannot be handled");
-                dead_letter(&orchestrator, &msg, &e.to_string()).await;
-            }
+        }
+        Err(e) => {
+            tracing::error!(saga_id = %reply.saga_id, error = %e, "reply cannot be handled");
+            dead_letter(orchestrator, msg, &e.to_string()).await;
         }
     }
 }
@@ -169,11 +193,45 @@ async fn ack(msg: &Message) {
 
 async fn dead_letter<S: EventStore>(orchestrator: &Orchestrator<S>, msg: &Message, reason: &str) {
     tracing::warn!(subject = %msg.subject, reason, "dead-lettering a reply");
+    tracing::Span::current().set_status(opentelemetry::trace::Status::error(format!(
+        "dead-lettered: {reason}"
+    )));
     match orchestrator.transport().dead_letter(msg, reason).await {
-        Ok(()) => ack(msg).await,
+        Ok(()) => {
+            orchestrator.dead_lettered(REPLY_CONSUMER);
+            ack(msg).await
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot dead-letter; the reply will be redelivered");
             let _ = msg.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
         }
     }
+}
+
+/// The consumer span of one reply, child of the participant's publish span; disabled when
+/// tracing is off.
+fn process_span(msg: &Message) -> tracing::Span {
+    if !saga_telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("process {}", msg.subject),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = msg.subject.as_str(),
+        messaging.consumer.group.name = REPLY_CONSUMER,
+        messaging.message.id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(saga_protocol::headers::NATS_MSG_ID))
+            .map(|v| v.as_str()),
+        messaging.message.body.size = msg.payload.len(),
+        saga.id = tracing::field::Empty,
+        saga.step = tracing::field::Empty,
+    );
+    let _ = span.set_parent(saga_telemetry::propagation::extract(msg.headers.as_ref()));
+    span
 }

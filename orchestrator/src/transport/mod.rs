@@ -2,6 +2,11 @@
 //! `Nats-Msg-Id`, consumes replies through a durable pull consumer, dead-letters what it
 //! cannot read.
 //!
+//! With tracing on, each command is published inside a `publish saga.cmd.{participant}.{Command}`
+//! span (kind producer, OpenTelemetry messaging attributes) whose parent is the command's step
+//! span, and carries that span's context as `traceparent`: the participant continues the
+//! saga's trace from there.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), saga_orchestrator::transport::Error> {
 //! let transport = saga_orchestrator::transport::Transport::connect("nats://127.0.0.1:4222", 1).await?;
@@ -9,10 +14,13 @@
 //! # Ok(()) }
 //! ```
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use bytes::Bytes;
 use saga_protocol::{CommandEnvelope, headers, subjects};
+use saga_telemetry::saga::SagaTrace;
 use std::time::Duration;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Why a transport operation failed. Every variant is an infrastructure failure.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +37,8 @@ pub enum Error {
     Consumer(String),
     #[error("JetStream did not accept the publish: {0}")]
     Publish(#[from] jetstream::context::PublishError),
+    #[error("cannot read consumer {consumer}: {reason}")]
+    ConsumerInfo { consumer: String, reason: String },
 }
 
 impl Error {
@@ -72,22 +82,43 @@ impl Transport {
         &self.client
     }
 
-    /// Publishes commands and waits until JetStream has stored all of them.
+    /// Publishes commands of the saga traced by `trace` and waits until JetStream has
+    /// stored all of them.
     ///
     /// Publishes are pipelined: every message is sent before the first ack is awaited.
     /// A command published twice (after a crash) carries the same `Nats-Msg-Id`, so JetStream
     /// drops the copy inside its window and the participant's inbox drops it after.
-    pub async fn publish_all(&self, commands: &[&CommandEnvelope]) -> Result<()> {
+    pub async fn publish_all(
+        &self,
+        commands: &[&CommandEnvelope],
+        trace: Option<&SagaTrace>,
+    ) -> Result<()> {
         let mut acks = Vec::with_capacity(commands.len());
         for cmd in commands {
-            let msg = PublishMessage::build()
-                .payload(Bytes::from(cmd.encode()))
-                .message_id(cmd.message_id.as_str());
             let subject = subjects::command(&cmd.participant, &cmd.command);
-            acks.push(self.js.send_publish(subject, msg).await?);
+            let payload = Bytes::from(cmd.encode());
+            let span = publish_span(&subject, cmd, payload.len(), trace);
+            let mut trace_headers = HeaderMap::new();
+            if !span.is_none() {
+                saga_telemetry::propagation::inject(&span.context(), &mut trace_headers);
+            }
+            let msg = PublishMessage::build()
+                .payload(payload)
+                .headers(trace_headers)
+                .message_id(cmd.message_id.as_str());
+            match self.js.send_publish(subject, msg).await {
+                Ok(ack) => acks.push((ack, span)),
+                Err(e) => {
+                    span.set_status(opentelemetry::trace::Status::error(e.to_string()));
+                    return Err(e.into());
+                }
+            }
         }
-        for ack in acks {
-            ack.await?;
+        for (ack, span) in acks {
+            if let Err(e) = ack.await {
+                span.set_status(opentelemetry::trace::Status::error(e.to_string()));
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -99,8 +130,14 @@ impl Transport {
             .info()
             .map(|i| i.stream_sequence.to_string())
             .unwrap_or_default();
-        let publish = PublishMessage::build()
-            .payload(msg.payload.clone())
+        let mut publish = PublishMessage::build().payload(msg.payload.clone());
+        // The dead letter stays in the trace of the message it was (if that had one).
+        for name in [headers::TRACEPARENT, headers::TRACESTATE] {
+            if let Some(value) = msg.headers.as_ref().and_then(|h| h.get(name)) {
+                publish = publish.header(name, value.as_str());
+            }
+        }
+        let publish = publish
             .header(headers::DLQ_REASON, reason)
             .header(headers::DLQ_ORIGINAL_SUBJECT, msg.subject.as_str())
             .header(headers::DLQ_ORIGINAL_SEQUENCE, sequence.as_str())
@@ -110,6 +147,21 @@ impl Transport {
             .await?
             .await?;
         Ok(())
+    }
+
+    /// The state of the reply consumer, for its lag.
+    pub async fn reply_consumer_info(&self) -> Result<consumer::Info> {
+        let failed = |reason: String| Error::ConsumerInfo {
+            consumer: REPLY_CONSUMER.to_string(),
+            reason,
+        };
+        self.js
+            .get_stream_no_info(subjects::REPLIES_STREAM)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .consumer_info(REPLY_CONSUMER)
+            .await
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// The durable pull consumer of every participant reply. Replicas of the orchestrator
@@ -139,3 +191,33 @@ impl Transport {
 
 /// Name of the orchestrator's reply consumer, also used as its dead-letter subject suffix.
 pub const REPLY_CONSUMER: &str = "orchestrator";
+
+/// The producer span of one command, child of its step span; disabled when tracing is off
+/// or the saga has no trace.
+fn publish_span(
+    subject: &str,
+    cmd: &CommandEnvelope,
+    body_size: usize,
+    trace: Option<&SagaTrace>,
+) -> tracing::Span {
+    let Some(trace) = trace.filter(|_| saga_telemetry::tracing_enabled()) else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = format!("publish {subject}"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = subject,
+        messaging.message.id = cmd.message_id.as_str(),
+        messaging.message.body.size = body_size,
+        saga.id = %cmd.saga_id,
+        saga.step = cmd.step.as_str(),
+        saga.attempt = cmd.attempt,
+    );
+    // Only fails when the span is disabled, and then there is nothing to parent.
+    let _ = span.set_parent(trace.child_context(cmd.message_id.as_str()));
+    span
+}

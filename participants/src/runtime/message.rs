@@ -5,14 +5,21 @@
 //! inbox answers with the recorded reply. Infrastructure errors are NAKed with a delay and
 //! never answered. Input that is not a command for this participant goes to the dead-letter
 //! subject with the reason, then is acked: it would fail the same way forever.
+//!
+//! With tracing on, the whole of it is a `process saga.cmd.{participant}.{Command}` span
+//! (kind consumer), child of the orchestrator's publish span named by the command's
+//! `traceparent`; the handler's span and the reply's `publish saga.reply.{participant}` span
+//! (whose context the reply carries back) are its children.
 
 use crate::handler::Error;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
+use opentelemetry::trace::Status;
 use saga_protocol::{CommandEnvelope, ReplyEnvelope, headers, subjects};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tower::{Service, ServiceExt};
-use tracing::{debug, error, warn};
+use tracing::{Instrument, debug, error, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Delay before a command that hit a transient error is redelivered.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -34,6 +41,7 @@ pub(super) struct Context {
     pub consumer: String,
     /// Commands the participant knows, with the kind each must be sent as.
     pub commands: &'static [(&'static str, saga_protocol::CommandKind)],
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Context {
@@ -65,14 +73,37 @@ pub(super) async fn process<S>(ctx: &Context, service: S, message: jetstream::Me
 where
     S: Service<CommandEnvelope, Response = ReplyEnvelope, Error = Error>,
 {
+    let span = process_span(ctx, &message);
+    process_in_span(ctx, service, message)
+        .instrument(span)
+        .await;
+}
+
+async fn process_in_span<S>(ctx: &Context, service: S, message: jetstream::Message)
+where
+    S: Service<CommandEnvelope, Response = ReplyEnvelope, Error = Error>,
+{
     let envelope = match ctx.check(&message.payload) {
         Ok(envelope) => envelope,
         Err(reason) => return dead_letter(ctx, &message, &reason).await,
     };
+    let span = tracing::Span::current();
+    span.record("saga.id", tracing::field::display(envelope.saga_id));
+    span.record("saga.step", envelope.step.as_str());
+    span.record("saga.attempt", envelope.attempt);
     let message_id = envelope.message_id.clone();
     debug!(%message_id, command = %envelope.command, "handling command");
     let failed_for = envelope.clone();
-    match service.oneshot(envelope).await {
+    let started = Instant::now();
+    let handled = service.oneshot(envelope).await;
+    let outcome = match &handled {
+        Ok(reply) => reply.outcome.status(),
+        Err(e) if e.is_transient() => "retried",
+        Err(_) => "error",
+    };
+    ctx.metrics
+        .command(&failed_for.command, outcome, started.elapsed());
+    match handled {
         Ok(reply) => match publish_reply(ctx, &reply).await {
             Ok(()) => {
                 if let Err(e) = message.double_ack().await {
@@ -86,6 +117,7 @@ where
             }
         },
         Err(e) if e.is_transient() => {
+            span.set_status(Status::error(e.to_string()));
             let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
             if delivered < FAIL_AFTER_DELIVERIES {
                 warn!(%message_id, error = %e, delivered, "transient failure, retrying later");
@@ -99,6 +131,8 @@ where
             };
             let reply =
                 ReplyEnvelope::answering(&failed_for, outcome, saga_protocol::Timestamp::now());
+            ctx.metrics
+                .command(&failed_for.command, "failed", started.elapsed());
             match publish_reply(ctx, &reply).await {
                 Ok(()) => {
                     if let Err(e) = message.double_ack().await {
@@ -109,6 +143,7 @@ where
             }
         }
         Err(e) => {
+            span.set_status(Status::error(e.to_string()));
             error!(%message_id, error = %e, "command cannot be handled, retrying later");
             nak(&message, STUCK_DELAY).await;
         }
@@ -117,14 +152,76 @@ where
 
 /// Publishes `reply` with `Nats-Msg-Id` = its message id and waits for the stream's PubAck.
 async fn publish_reply(ctx: &Context, reply: &ReplyEnvelope) -> Result<(), async_nats::Error> {
+    let subject = subjects::reply(ctx.participant);
+    let payload = reply.encode();
+    let span = publish_span(&subject, reply, payload.len());
+    let mut trace_headers = HeaderMap::new();
+    if !span.is_none() {
+        saga_telemetry::propagation::inject(&span.context(), &mut trace_headers);
+    }
     let publish = Publish::build()
-        .payload(reply.encode().into())
+        .payload(payload.into())
+        .headers(trace_headers)
         .message_id(reply.message_id.as_str());
-    ctx.js
-        .send_publish(subjects::reply(ctx.participant), publish)
-        .await?
-        .await?;
-    Ok(())
+    let published = async {
+        ctx.js.send_publish(subject, publish).await?.await?;
+        Ok::<_, async_nats::Error>(())
+    }
+    .instrument(span.clone())
+    .await;
+    if let Err(e) = &published {
+        span.set_status(Status::error(e.to_string()));
+    }
+    published
+}
+
+/// The consumer span of one command, child of the orchestrator's publish span; disabled when
+/// tracing is off.
+fn process_span(ctx: &Context, message: &jetstream::Message) -> tracing::Span {
+    if !saga_telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "process",
+        otel.name = format!("process {}", message.subject),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = message.subject.as_str(),
+        messaging.consumer.group.name = ctx.consumer.as_str(),
+        messaging.message.id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::NATS_MSG_ID))
+            .map(|v| v.as_str()),
+        messaging.message.body.size = message.payload.len(),
+        saga.id = tracing::field::Empty,
+        saga.step = tracing::field::Empty,
+        saga.attempt = tracing::field::Empty,
+    );
+    let _ = span.set_parent(saga_telemetry::propagation::extract(
+        message.headers.as_ref(),
+    ));
+    span
+}
+
+/// The producer span of a reply, child of the current (process) span.
+fn publish_span(subject: &str, reply: &ReplyEnvelope, body_size: usize) -> tracing::Span {
+    if !saga_telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "publish",
+        otel.name = format!("publish {subject}"),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = subject,
+        messaging.message.id = reply.message_id.as_str(),
+        messaging.message.body.size = body_size,
+    )
 }
 
 async fn nak(message: &jetstream::Message, delay: Duration) {
@@ -150,7 +247,14 @@ async fn dead_letter(ctx: &Context, message: &jetstream::Message, reason: &str) 
         .map(|i| i.stream_sequence.to_string())
         .unwrap_or_else(|_| "unknown".to_string());
     warn!(subject = %message.subject, %sequence, reason, "dead-lettering message");
+    tracing::Span::current().set_status(Status::error(format!("dead-lettered: {reason}")));
     let mut headers = HeaderMap::new();
+    // The dead letter stays in the trace of the message it was (if that had one).
+    for name in [headers::TRACEPARENT, headers::TRACESTATE] {
+        if let Some(value) = message.headers.as_ref().and_then(|h| h.get(name)) {
+            headers.insert(name, value.as_str());
+        }
+    }
     headers.insert(headers::DLQ_REASON, header_safe(reason).as_str());
     headers.insert(headers::DLQ_ORIGINAL_SUBJECT, message.subject.as_str());
     headers.insert(headers::DLQ_ORIGINAL_SEQUENCE, sequence.as_str());
@@ -169,6 +273,7 @@ async fn dead_letter(ctx: &Context, message: &jetstream::Message, reason: &str) 
     };
     match published.await {
         Ok(()) => {
+            ctx.metrics.dead_lettered(&ctx.consumer);
             if let Err(e) = message.double_ack().await {
                 warn!(error = %e, "ack of a dead-lettered message failed");
             }

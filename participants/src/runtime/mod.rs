@@ -6,6 +6,8 @@
 //! redelivery). Every instance of a participant shares that consumer, so they split the work.
 //! It also serves the admin subject ([`crate::admin`]) in the queue group of the same name.
 //!
+//! With [`Options::listen`] set it serves `GET /metrics` there ([`crate::metrics`]).
+//!
 //! Up to `concurrency` commands are in hand at once, each in its own task
 //! ([`message::process`]). When `shutdown` resolves it stops pulling, gives the commands in
 //! hand [`SHUTDOWN_GRACE`] to finish, and returns; anything unfinished is redelivered later.
@@ -181,17 +183,20 @@ async fn serve<P: Participant>(
     let mut admin_requests = client
         .queue_subscribe(crate::admin::subject(kind), kind.consumer_name())
         .await?;
+    // One HTTP server for the probes and the metrics.
+    let metrics_routes = crate::metrics::router(crate::metrics::Lag::new(js.clone(), kind));
     let ctx = Arc::new(message::Context {
         js,
         participant: kind.as_str(),
         consumer: kind.consumer_name(),
         commands: P::COMMANDS,
+        metrics: crate::metrics::Metrics::new(kind),
     });
     let service = handler::stack(participant.clone(), HANDLER_TIMEOUT);
     let health = match options.listen {
         Some(addr) => {
             let checks = health::Health::new(kind, participant.store().clone(), client.clone());
-            Some(health::spawn(addr, checks).await?)
+            Some(health::spawn(addr, checks, metrics_routes).await?)
         }
         None => None,
     };

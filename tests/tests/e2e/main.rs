@@ -9,3 +9,4 @@ mod health;
 mod place_order;
 mod shutdown;
 mod system;
+mod telemetry;

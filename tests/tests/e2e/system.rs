@@ -34,6 +34,26 @@ impl Service {
 
 pub const REVIEW_LIMIT: i64 = 1_000_000;
 
+/// How a system is started, beyond its database backend.
+pub struct Options {
+    /// A saga definition (TOML) to run instead of the repository's `sagas/`.
+    pub definition: Option<String>,
+    /// Extra environment of every `saga` process (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub env: Vec<(String, String)>,
+    /// The orchestrator's `--republish-after`.
+    pub republish_after: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            definition: None,
+            env: Vec::new(),
+            republish_after: "2s",
+        }
+    }
+}
+
 pub struct System {
     pub nats: NatsServer,
     pub pg: Option<Postgres>,
@@ -46,6 +66,8 @@ pub struct System {
     processes: HashMap<Service, Child>,
     pub client: async_nats::Client,
     http: reqwest::Client,
+    env: Vec<(String, String)>,
+    republish_after: &'static str,
 }
 
 impl System {
@@ -55,6 +77,19 @@ impl System {
 
     /// A system running `definition` (TOML) as its only saga, instead of the repository's.
     pub async fn start_with(backend: Backend, definition: Option<&str>) -> System {
+        let options = Options {
+            definition: definition.map(str::to_string),
+            ..Options::default()
+        };
+        System::start_with_options(backend, options).await
+    }
+
+    pub async fn start_with_options(backend: Backend, options: Options) -> System {
+        let Options {
+            definition,
+            env,
+            republish_after,
+        } = options;
         let nats = NatsServer::start().expect("nats-server");
         let dir = tempfile::tempdir().expect("temp dir");
         let pg = match backend {
@@ -72,7 +107,7 @@ impl System {
             };
             databases.insert(service, url);
         }
-        let sagas = match definition {
+        let sagas = match definition.as_deref() {
             None => saga_testkit::workspace_root().join("sagas"),
             Some(toml) => {
                 let dir = dir.path().join("sagas");
@@ -101,6 +136,8 @@ impl System {
             processes: HashMap::new(),
             client,
             http: reqwest::Client::new(),
+            env,
+            republish_after,
         };
         for service in [Service::Account, Service::Order, Service::Orchestrator] {
             system.spawn(service);
@@ -128,7 +165,7 @@ impl System {
         match service {
             Service::Orchestrator => {
                 cmd.args(["orchestrator"])
-                    .args(["--republish-after", "2s", "--sagas"])
+                    .args(["--republish-after", self.republish_after, "--sagas"])
                     .arg(&self.sagas);
             }
             Service::Account => {
@@ -160,6 +197,7 @@ impl System {
             .open(log)
             .expect("log file");
         cmd.env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log);
         cmd.spawn().expect("spawn saga")
@@ -179,6 +217,20 @@ impl System {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The text of `service`'s `GET /metrics`.
+    pub async fn metrics(&self, service: Service) -> String {
+        // Every service serves /metrics beside its probes (the orchestrator on its API).
+        let url = format!("http://127.0.0.1:{}/metrics", self.health[&service]);
+        let resp = self.http.get(&url).send().await.expect("GET /metrics");
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.text().await.expect("metrics text")
+    }
+
+    /// The whole log of `service` (its standard error).
+    pub fn log(&self, service: Service) -> String {
+        std::fs::read_to_string(self.log_path(service)).unwrap_or_default()
     }
 
     fn log_path(&self, service: Service) -> std::path::PathBuf {

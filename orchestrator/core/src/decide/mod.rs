@@ -13,8 +13,13 @@ use saga_protocol::{CommandKind, Outcome, ReplyEnvelope, Timestamp};
 /// Something from outside that may move a saga.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// Start the saga with this input (the saga id is the state's).
-    Start { input: serde_json::Value },
+    /// Start the saga with this input (the saga id is the state's). `trace_context` is the
+    /// saga's W3C `traceparent`, minted by the runtime when tracing is on: the core only
+    /// records it in `SagaStarted`, so the saga's trace survives restarts.
+    Start {
+        input: serde_json::Value,
+        trace_context: Option<String>,
+    },
     /// A participant answered a command or a compensation.
     Reply(ReplyEnvelope),
     /// Time passed: fire whatever timeout, retry or deadline is due at `now`.
@@ -75,7 +80,10 @@ pub fn decide(
         now,
     };
     match input {
-        Input::Start { input } => {
+        Input::Start {
+            input,
+            trace_context,
+        } => {
             if state.status != Status::New {
                 return Err(Rejection::AlreadyStarted);
             }
@@ -87,6 +95,7 @@ pub fn decide(
                     definition_version: def.version,
                     input,
                     deadline_at: def.deadline.map(|dl| now.plus(dl)),
+                    trace_context,
                 },
             );
             if let Some(first) = def.steps.first() {

@@ -83,6 +83,7 @@ impl Saga {
             "start",
             Input::Start {
                 input: json!({"customer_id": "c-1", "amount": amount}),
+                trace_context: None,
             },
         )
     }
