@@ -62,7 +62,9 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "orchestrator API listening");
-    let app = crate::api::router(orchestrator.clone());
+    // The store announces terminal statuses on the feed served at /v1/feed/terminal.
+    let (orchestrator, feed) = crate::watch::wrap(orchestrator);
+    let app = crate::api::router(orchestrator.clone()).merge(crate::watch::router(feed));
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
