@@ -1,9 +1,10 @@
 //! The `saga` command line: servers (`dev`, `orchestrator`, `participant`) and clients
-//! (`start`, `status`, `history`, `account`).
+//! (`start`, `status`, `history`, `account`), and `bench`.
 //!
 //! Every server setting has a flag and an environment variable (`SAGA_NATS_URL`,
 //! `SAGA_DATABASE_URL`, …); clients find the API with `--server` or `SAGA_SERVER`.
 
+mod bench;
 mod client;
 mod dev;
 mod servers;
@@ -38,6 +39,8 @@ pub enum Command {
     History(SagaRef),
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
+    /// Measure throughput, latency, CPU and memory against the raw JetStream floor.
+    Bench(bench::BenchArgs),
 }
 
 /// Where the orchestrator's API is.
@@ -200,6 +203,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => client::status(args).await,
         Command::History(args) => client::history(args).await,
         Command::Account(args) => client::account(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(code) => code,
