@@ -2,5 +2,6 @@
 //! real databases (SQLite files, a throwaway PostgreSQL cluster).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bench;
 mod place_order;
 mod system;
