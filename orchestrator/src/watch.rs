@@ -189,3 +189,63 @@ async fn terminal(
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn event() -> NewEvent {
+        NewEvent {
+            event_type: "SagaStarted".into(),
+            schema_version: 1,
+            payload: serde_json::json!({}),
+            occurred_at: Timestamp(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn announces_terminal_appends_only_after_they_are_stored() {
+        let feed = Feed::new();
+        let store = Watched::new(MemoryStore::new(), feed.clone());
+        let mut rx = feed.subscribe();
+        let id = Uuid::new_v4();
+        let saga = NewSaga {
+            saga_id: id,
+            name: "s".into(),
+            definition_version: 1,
+            idempotency_key: None,
+            input_digest: "{}".into(),
+        };
+        store
+            .create(saga, vec![event()], "running", Timestamp(1))
+            .await
+            .unwrap();
+        store
+            .append(id, 1, vec![event()], "running", Timestamp(2))
+            .await
+            .unwrap();
+        // A losing writer announces nothing.
+        assert!(
+            store
+                .append(id, 1, vec![event()], "completed", Timestamp(3))
+                .await
+                .is_err()
+        );
+        assert!(rx.try_recv().is_err());
+        store
+            .append(id, 2, vec![event()], "compensated", Timestamp(4))
+            .await
+            .unwrap();
+        let t = rx.try_recv().unwrap();
+        assert_eq!(
+            t,
+            Terminal {
+                saga_id: id,
+                status: "compensated".into(),
+                recorded_at: Timestamp(4)
+            }
+        );
+    }
+}

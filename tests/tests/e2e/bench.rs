@@ -57,7 +57,7 @@ fn assert_figures(report: &Value) {
 
 #[test]
 fn bench_on_sqlite_with_processes_reports_figures_floor_and_correctness() {
-    let report = bench(&[]);
+    let report = bench(&["--floor-sagas", "20"]);
     assert_figures(&report);
     let names: Vec<&str> = report["processes"]
         .as_array()

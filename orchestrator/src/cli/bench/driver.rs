@@ -7,9 +7,11 @@
 //! latency runs from just before its POST is sent to the moment its announcement arrives, so
 //! it covers the HTTP start, the three (or five) round trips and the final append. Polling
 //! `GET /v1/sagas/{id}` for each saga would add a database read per poll to the figures; the
-//! feed adds one small write per saga to a socket. A saga not announced within 5 s (the feed
-//! lagged or its connection broke) is read through `GET /v1/sagas/{id}` instead and counted as
-//! `polled`, so a report says when that happened.
+//! feed adds one small write per saga to a socket. Only when the feed has a gap (it reported
+//! `lagged`, or its connection broke and was opened again) do waiting clients read their saga
+//! through `GET /v1/sagas/{id}` every 5 s; such ends are counted as `polled`, so a report says
+//! when that happened. A saga still not ended at `--saga-timeout` is read once more, then
+//! counted as timed out.
 
 use super::super::Error;
 use hdrhistogram::Histogram;
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-/// A saga whose announcement has not arrived after this long is read from the API.
+/// After a gap in the feed, waiting clients read their saga from the API this often.
 const POLL_AFTER: Duration = Duration::from_secs(5);
 
 /// How a saga ended, as seen by the bench.
@@ -40,6 +42,8 @@ enum Slot {
 /// Matches feed announcements with the clients waiting for them.
 pub struct Watcher {
     slots: Mutex<HashMap<Uuid, Slot>>,
+    /// Gaps in the feed so far (lagged announcements, reconnections).
+    gaps: AtomicU64,
     http: reqwest::Client,
     stop: tokio_util::sync::CancellationToken,
 }
@@ -49,6 +53,7 @@ impl Watcher {
     pub async fn connect(servers: &[String], http: reqwest::Client) -> Result<Arc<Self>, Error> {
         let watcher = Arc::new(Watcher {
             slots: Mutex::new(HashMap::new()),
+            gaps: AtomicU64::new(0),
             http,
             stop: tokio_util::sync::CancellationToken::new(),
         });
@@ -84,6 +89,7 @@ impl Watcher {
         while !self.stop.is_cancelled() {
             let Some(mut r) = response.take() else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                self.gaps.fetch_add(1, Ordering::Relaxed);
                 response = self.http.get(&url).send().await.ok();
                 continue;
             };
@@ -112,6 +118,9 @@ impl Watcher {
             } else if let Some(v) = line.strip_prefix("data:") {
                 data = v.trim();
             }
+        }
+        if kind == "lagged" {
+            self.gaps.fetch_add(1, Ordering::Relaxed);
         }
         if kind != "terminal" {
             return;
@@ -155,13 +164,15 @@ impl Watcher {
         };
         loop {
             let left = timeout.saturating_sub(sent.elapsed());
-            if left.is_zero() {
-                self.forget(id);
-                return None;
-            }
+            // Wakes every 5 s to see whether the feed had a gap; polls only then.
+            let pause = POLL_AFTER.min(left);
             tokio::select! {
                 ended = &mut rx => return ended.ok().map(|e| (e, false)),
-                () = tokio::time::sleep(POLL_AFTER.min(left)) => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+            let last = timeout <= sent.elapsed();
+            if !last && self.gaps.load(Ordering::Relaxed) == 0 {
+                continue;
             }
             if let Some(status) = self.poll(server, id).await {
                 self.forget(id);
@@ -170,6 +181,10 @@ impl Watcher {
                     at: Instant::now(),
                 };
                 return Some((ended, true));
+            }
+            if last {
+                self.forget(id);
+                return None;
             }
         }
     }
@@ -204,6 +219,8 @@ pub struct Load {
     pub customers: u64,
     pub fail_rate: f64,
     pub saga_timeout: Duration,
+    /// One permit per HTTP connection.
+    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// Figures of one phase (warm-up or measured).
@@ -219,6 +236,8 @@ pub struct Phase {
     /// Sagas whose end was read from the API because the feed did not announce it in time.
     pub polled: u64,
     pub expected_failures: u64,
+    /// Most sagas started (their POST answered) and not yet ended at one time.
+    pub most_in_flight: u64,
     pub elapsed: Duration,
     /// Every saga started: (id, customer index, amount, status once ended).
     pub sagas: Vec<(Uuid, u64, i64, Option<String>)>,
@@ -235,6 +254,9 @@ struct Counters {
     timeouts: AtomicU64,
     polled: AtomicU64,
     expected_failures: AtomicU64,
+    /// Sagas started (POST answered) and not yet ended, now and at most.
+    open: AtomicU64,
+    most_open: AtomicU64,
 }
 
 /// Whether saga number `i` orders above the review limit: a fixed pseudo-random choice, so
@@ -339,6 +361,7 @@ pub async fn run(
         timeouts: get(&c.timeouts),
         polled: get(&c.polled),
         expected_failures: get(&c.expected_failures),
+        most_in_flight: get(&c.most_open),
         elapsed,
         sagas,
         first_error,
@@ -364,6 +387,11 @@ async fn one(load: &Load, i: u64, counters: &Counters) -> Result<Outcome, String
     let server = &load.servers[usize::try_from(i).unwrap_or(0) % load.servers.len()];
     let input = json!({ "customer_id": format!("{}-{customer}", load.prefix), "amount": amount });
     let sent = Instant::now();
+    let permit = load
+        .connections
+        .acquire()
+        .await
+        .map_err(|e| format!("connection pool closed: {e}"))?;
     let response = load
         .http
         .post(format!("{server}/v1/sagas/place_order"))
@@ -373,6 +401,7 @@ async fn one(load: &Load, i: u64, counters: &Counters) -> Result<Outcome, String
         .map_err(|e| format!("POST /v1/sagas/place_order: {e}"))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
+    drop(permit);
     if status.as_u16() != 201 {
         return Err(format!(
             "POST /v1/sagas/place_order answered {status}: {body}"
@@ -383,9 +412,12 @@ async fn one(load: &Load, i: u64, counters: &Counters) -> Result<Outcome, String
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("no saga_id in {body}"))?;
     counters.started.fetch_add(1, Ordering::Relaxed);
+    let open = counters.open.fetch_add(1, Ordering::Relaxed) + 1;
+    counters.most_open.fetch_max(open, Ordering::Relaxed);
     if failing {
         counters.expected_failures.fetch_add(1, Ordering::Relaxed);
     }
     let ended = load.watcher.wait(server, id, sent, load.saga_timeout).await;
+    counters.open.fetch_sub(1, Ordering::Relaxed);
     Ok((id, customer, amount, ended, sent))
 }

@@ -40,8 +40,9 @@ use system::{Measured, System};
 const CUSTOMERS: u64 = 64;
 /// Far more than the sagas of any run can reserve, so ReserveCredit never refuses.
 const DEPOSIT: i64 = 1_000_000_000_000;
-/// Floor sagas when the run is bounded by time only.
-const FLOOR_SAGAS_BY_TIME: u64 = 10_000;
+/// Floor sagas at least, unless --floor-sagas says otherwise: the floor is fast, and a run
+/// of a fraction of a second measures mostly its start and its end.
+const FLOOR_MIN_SAGAS: u64 = 10_000;
 
 pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
     args.validate()?;
@@ -139,7 +140,7 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
     let text = args.output == Output::Text;
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.in_flight + 16)
+        .pool_max_idle_per_host(args.connections() + 16)
         .connect_timeout(Duration::from_secs(5))
         .build()?;
     let nats = async_nats::connect(&system.nats_url).await?;
@@ -153,11 +154,10 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
     let floor = if args.no_floor {
         None
     } else {
-        let n = if count == u64::MAX {
-            FLOOR_SAGAS_BY_TIME
-        } else {
-            count
-        };
+        let n = args
+            .floor_sagas
+            .unwrap_or(if count == u64::MAX { 0 } else { count })
+            .max(if args.floor_sagas.is_some() { 1 } else { FLOOR_MIN_SAGAS });
         let before = snapshot(&system.measured, system.in_process);
         let bar = progress(text, n, "transport floor");
         let floor = floor::run(
@@ -207,6 +207,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         customers: CUSTOMERS,
         fail_rate: args.fail_rate,
         saga_timeout: args.saga_timeout,
+        connections: Arc::new(tokio::sync::Semaphore::new(args.connections())),
     });
     let warm = driver::run(
         load.clone(),
@@ -307,6 +308,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         settings: Settings {
             sagas: measured.started,
             in_flight: args.in_flight,
+            connections: args.connections(),
             fail_rate: args.fail_rate,
             warmup: args.warmup,
             db: args.db.as_str(),
@@ -330,6 +332,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
             timeouts: measured.timeouts,
             polled: measured.polled,
             expected_compensated: measured.expected_failures,
+            most_in_flight: measured.most_in_flight,
         },
         elapsed_s: elapsed,
         throughput_per_s: throughput,

@@ -13,6 +13,10 @@ pub struct BenchArgs {
     /// Sagas in flight at once (each client starts the next saga when its saga has ended).
     #[arg(short = 'k', long = "in-flight", default_value_t = 50)]
     pub in_flight: usize,
+    /// HTTP connections to the API at most (start requests beyond wait for one): K clients
+    /// share them as a real client's connection pool would. Default: K, at most 256.
+    #[arg(long)]
+    pub connections: Option<usize>,
     /// Share of sagas rejected at approve_order (amount above the review limit), so their
     /// compensations are part of the load.
     #[arg(long, default_value_t = 0.1)]
@@ -47,6 +51,10 @@ pub struct BenchArgs {
     /// measure with a large store.
     #[arg(long, default_value_t = 0)]
     pub preload: u64,
+    /// Sagas of the transport floor (default: as many as --sagas, at least 10000, so it runs
+    /// long enough to measure).
+    #[arg(long)]
+    pub floor_sagas: Option<u64>,
     /// Skip the raw JetStream floor.
     #[arg(long)]
     pub no_floor: bool,
@@ -124,6 +132,13 @@ impl BenchArgs {
             (None, None) => 2000,
             (None, Some(_)) => u64::MAX,
         }
+    }
+
+    /// HTTP connections the driver opens at most.
+    pub fn connections(&self) -> usize {
+        self.connections
+            .unwrap_or(self.in_flight.min(256))
+            .max(1)
     }
 
     /// Checks the settings that clap cannot.

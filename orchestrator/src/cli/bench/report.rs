@@ -27,6 +27,7 @@ pub struct Report {
 pub struct Settings {
     pub sagas: u64,
     pub in_flight: usize,
+    pub connections: usize,
     pub fail_rate: f64,
     pub warmup: u64,
     pub db: &'static str,
@@ -50,6 +51,8 @@ pub struct Counts {
     pub polled: u64,
     /// Sagas ordering above the review limit, which must end compensated.
     pub expected_compensated: u64,
+    /// Most sagas started (POST answered) and not yet ended at one time.
+    pub most_in_flight: u64,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -180,8 +183,9 @@ pub fn print(r: &Report) {
     }
     let c = &r.sagas;
     println!(
-        "\n{} started: {} completed, {} compensated (expected {}), {} stuck, {} errors ({} timed out), {} ends polled, in {:.1} s",
+        "\n{} started ({} in flight at most): {} completed, {} compensated (expected {}), {} stuck, {} errors ({} timed out), {} ends polled, in {:.1} s",
         c.started,
+        c.most_in_flight,
         c.completed,
         c.compensated,
         c.expected_compensated,

@@ -330,7 +330,9 @@ impl System {
     }
 }
 
-/// nats-server with JetStream in `root/nats`, on a free port, with `--js-sync` applied.
+/// nats-server with JetStream in `root/nats`, on a free port, with `--js-sync` applied. Its
+/// largest payload is raised to 64 MB so the admin listing of every order after a long run
+/// fits in one reply.
 async fn start_nats(root: &Path, args: &BenchArgs) -> Result<(Child, u16), Error> {
     let bin = super::super::dev::nats_server_bin()?;
     let port = free_port()?;
@@ -344,7 +346,7 @@ async fn start_nats(root: &Path, args: &BenchArgs) -> Result<(Child, u16), Error
     std::fs::write(
         &config,
         format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n{sync}}}\n",
+            "listen: \"127.0.0.1:{port}\"\nmax_payload: 64MB\njetstream {{\n  store_dir: \"{}\"\n{sync}}}\n",
             store.display()
         ),
     )?;
