@@ -157,7 +157,11 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         let n = args
             .floor_sagas
             .unwrap_or(if count == u64::MAX { 0 } else { count })
-            .max(if args.floor_sagas.is_some() { 1 } else { FLOOR_MIN_SAGAS });
+            .max(if args.floor_sagas.is_some() {
+                1
+            } else {
+                FLOOR_MIN_SAGAS
+            });
         let before = snapshot(&system.measured, system.in_process);
         let bar = progress(text, n, "transport floor");
         let floor = floor::run(

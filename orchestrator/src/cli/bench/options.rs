@@ -136,9 +136,7 @@ impl BenchArgs {
 
     /// HTTP connections the driver opens at most.
     pub fn connections(&self) -> usize {
-        self.connections
-            .unwrap_or(self.in_flight.min(256))
-            .max(1)
+        self.connections.unwrap_or(self.in_flight.min(256)).max(1)
     }
 
     /// Checks the settings that clap cannot.
