@@ -75,8 +75,16 @@ fn bench_on_sqlite_with_processes_reports_figures_floor_and_correctness() {
 }
 
 #[test]
-fn bench_on_postgres_in_process_reports_figures_and_correctness() {
-    let report = bench(&["--db", "postgres", "--mode", "in-process", "--no-floor"]);
+fn bench_on_postgres_in_process_with_a_preloaded_store_reports_figures_and_correctness() {
+    let report = bench(&[
+        "--db",
+        "postgres",
+        "--mode",
+        "in-process",
+        "--no-floor",
+        "--preload",
+        "50",
+    ]);
     assert_figures(&report);
     assert!(report["floor"].is_null());
     let names: Vec<&str> = report["processes"]
