@@ -184,7 +184,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
             .map(|i| after.ticks[i].saturating_sub(before.ticks[i]));
         let own = if system.in_process {
             let i = system.measured.len() - 1;
-            after.ticks[i] + after.driver - before.ticks[i] - before.driver
+            (after.ticks[i] + after.driver).saturating_sub(before.ticks[i] + before.driver)
         } else {
             after.driver.saturating_sub(before.driver)
         };
