@@ -4,7 +4,8 @@
 //! - [`transport`]: commands out and replies in over NATS JetStream;
 //! - [`runtime`]: the loop load → fold → decide → append → act, and recovery;
 //! - [`api`]: the HTTP API;
-//! - [`cli`]: the `saga` command line, including `saga dev`.
+//! - [`cli`]: the `saga` command line, including `saga dev` and `saga bench`;
+//! - [`watch`]: a server-sent feed of sagas reaching a terminal status.
 //!
 //! The saga logic itself is the pure `saga-core` crate; the wire contract is `saga-protocol`.
 
@@ -13,3 +14,4 @@ pub mod cli;
 pub mod runtime;
 pub mod store;
 pub mod transport;
+pub mod watch;

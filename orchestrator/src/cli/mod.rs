@@ -1,11 +1,12 @@
 //! The `saga` command line: servers (`dev`, `orchestrator`, `participant`) and clients
-//! (`start`, `status`, `history`, `account`).
+//! (`start`, `status`, `history`, `account`), and `bench`.
 //!
 //! Every server setting has a flag and an environment variable (`SAGA_NATS_URL`,
 //! `SAGA_DATABASE_URL`, …); clients find the API with `--server` or `SAGA_SERVER`. Servers
 //! also take the telemetry settings ([`TelemetryArgs`]), whose variables are the standard
 //! OpenTelemetry ones (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, …).
 
+mod bench;
 mod client;
 mod dev;
 mod dlq;
@@ -53,6 +54,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
+    /// Measure throughput, latency, CPU and memory against the raw JetStream floor.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -365,6 +368,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(code) => code,

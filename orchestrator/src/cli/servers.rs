@@ -62,8 +62,10 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "orchestrator API listening");
+    // The store announces terminal statuses on the feed served at /v1/feed/terminal.
+    let (orchestrator, feed) = crate::watch::wrap(orchestrator);
+    let app = crate::api::router(orchestrator.clone()).merge(crate::watch::router(feed));
     reload_on_hangup(orchestrator.clone(), shutdown.clone());
-    let app = crate::api::router(orchestrator.clone());
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -84,7 +86,10 @@ pub async fn serve(
 }
 
 /// Reloads the saga definitions on SIGHUP, until `shutdown`.
-fn reload_on_hangup(orchestrator: Orchestrator, shutdown: CancellationToken) {
+fn reload_on_hangup<S: crate::store::EventStore>(
+    orchestrator: Orchestrator<S>,
+    shutdown: CancellationToken,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

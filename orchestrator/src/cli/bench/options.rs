@@ -1,0 +1,169 @@
+//! `saga bench` settings: the load, the system under test, and the JetStream settings.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Sagas to run (measured; warm-up sagas come on top). Default 2000, or no limit with
+    /// --duration.
+    #[arg(short = 'n', long = "sagas")]
+    pub sagas: Option<u64>,
+    /// Sagas in flight at once (each client starts the next saga when its saga has ended).
+    #[arg(short = 'k', long = "in-flight", default_value_t = 50)]
+    pub in_flight: usize,
+    /// HTTP connections to the API at most (start requests beyond wait for one): K clients
+    /// share them as a real client's connection pool would. Default: K, at most 256.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Share of sagas rejected at approve_order (amount above the review limit), so their
+    /// compensations are part of the load.
+    #[arg(long, default_value_t = 0.1)]
+    pub fail_rate: f64,
+    /// Stop starting sagas after this long (e.g. 30s); the ones in flight still finish.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Sagas run before the measurement starts (connections, caches, JIT of the database).
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u64,
+    /// Database of the orchestrator and the participants.
+    #[arg(long, value_enum, default_value_t = Db::Sqlite)]
+    pub db: Db,
+    /// Run the orchestrator and the participants as separate `saga` processes (per-process
+    /// CPU and memory) or as tasks inside the bench process.
+    #[arg(long, value_enum, default_value_t = Mode::Processes)]
+    pub mode: Mode,
+    /// Orchestrator replicas (each with its own API port; they share the reply consumer).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// JetStream storage of the protocol streams (and of the floor's streams).
+    #[arg(long, value_enum, default_value_t = Storage::File)]
+    pub js_storage: Storage,
+    /// JetStream fsync: `default` (nats-server's, every 2 minutes), `always` (every write),
+    /// or an interval such as `100ms`.
+    #[arg(long, default_value = "default")]
+    pub js_sync: String,
+    /// Commands each participant handles at once.
+    #[arg(long, default_value_t = 64)]
+    pub participant_concurrency: usize,
+    /// Sagas stored before the run (terminal, written straight into the event store), to
+    /// measure with a large store.
+    #[arg(long, default_value_t = 0)]
+    pub preload: u64,
+    /// Sagas of the transport floor (default: as many as --sagas, at least 10000, so it runs
+    /// long enough to measure).
+    #[arg(long)]
+    pub floor_sagas: Option<u64>,
+    /// Skip the raw JetStream floor.
+    #[arg(long)]
+    pub no_floor: bool,
+    /// Longest a saga may take before it counts as an error.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub saga_timeout: Duration,
+    /// Use a running system instead of starting one: the orchestrator API(s), comma-separated.
+    /// Needs --nats too; per-process CPU and memory are then not measured.
+    #[arg(long, value_delimiter = ',')]
+    pub server: Vec<String>,
+    /// NATS of the running system (with --server).
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// Directory of saga definitions for the orchestrator started by the bench.
+    #[arg(long, default_value = "sagas")]
+    pub sagas_dir: PathBuf,
+    /// Keep the temporary directory (databases, NATS store, process logs) and print its path.
+    #[arg(long)]
+    pub keep: bool,
+    /// `text`: progress, a summary table, then the JSON line; `json`: only the JSON line.
+    #[arg(long, value_enum, default_value_t = super::super::Output::Text)]
+    pub output: super::super::Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Db::Sqlite => "sqlite",
+            Db::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Processes,
+    InProcess,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Processes => "processes",
+            Mode::InProcess => "in-process",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Storage {
+    File,
+    Memory,
+}
+
+impl Storage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::File => "file",
+            Storage::Memory => "memory",
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The number of measured sagas: `--sagas`, else 2000 without `--duration`, else no limit.
+    pub fn count(&self) -> u64 {
+        match (self.sagas, self.duration) {
+            (Some(n), _) => n,
+            (None, None) => 2000,
+            (None, Some(_)) => u64::MAX,
+        }
+    }
+
+    /// HTTP connections the driver opens at most.
+    pub fn connections(&self) -> usize {
+        self.connections.unwrap_or(self.in_flight.min(256)).max(1)
+    }
+
+    /// Checks the settings that clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.fail_rate) {
+            return Err(format!(
+                "--fail-rate must be between 0 and 1, not {}",
+                self.fail_rate
+            ));
+        }
+        if self.in_flight == 0 {
+            return Err("--in-flight must be at least 1".into());
+        }
+        if self.replicas == 0 {
+            return Err("--replicas must be at least 1".into());
+        }
+        if self.sagas.is_none() && self.duration.is_none() && self.count() == 0 {
+            return Err("nothing to run".into());
+        }
+        if !self.server.is_empty() && self.nats.is_none() {
+            return Err("--server needs --nats (the running system's NATS)".into());
+        }
+        match self.js_sync.as_str() {
+            "default" | "always" => Ok(()),
+            other => humantime::parse_duration(other)
+                .map(|_| ())
+                .map_err(|e| format!("--js-sync `{other}`: {e} (use default, always or e.g. 1s)")),
+        }
+    }
+}
