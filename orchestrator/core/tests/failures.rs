@@ -233,3 +233,24 @@ fn the_deadline_compensates_the_forward_path_but_not_after_the_pivot() {
     assert_eq!(past_pivot.state.status, Status::Running);
     let _ = a;
 }
+
+#[test]
+fn a_compensation_reading_the_output_of_a_step_that_timed_out_is_still_sent() {
+    // The real place_order: CancelOrder maps `order_id` from create_order's output, which a
+    // step that timed out never had.
+    let mut saga = Saga::given(common::place_order(), vec![]);
+    let a = saga.start(500);
+    saga.reply(&a[0], ok(json!({"reserved": 500})));
+    let mut now = saga.clock;
+    let cancel = loop {
+        now += 11_000;
+        let actions = saga.tick(now);
+        if let Some(Action::SendCompensation(c)) = actions.first() {
+            break c.clone();
+        }
+        assert!(now < 100_000, "create_order never gave up");
+    };
+    assert_eq!(cancel.command, "CancelOrder");
+    assert_eq!(cancel.payload, json!({}), "the order id is unknown; the effect key finds it");
+    assert_eq!(saga.state.status, Status::Compensating);
+}

@@ -26,8 +26,16 @@ impl Decision<'_> {
             CommandKind::Forward => step.input.as_ref(),
             CommandKind::Compensation => step.compensation_input.as_ref().or(step.input.as_ref()),
         };
+        // A step whose outcome is unknown (it timed out) has no output, so a compensation
+        // mapping that reads it cannot be complete: those fields are left out and the
+        // participant finds the effect by its effect key, as every compensation can.
+        let outcome_unknown = kind == CommandKind::Compensation
+            && self.state.step(name).is_some_and(|s| s.output.is_none());
         let payload = match mapping {
             None => self.state.arguments(),
+            Some(m) if outcome_unknown => {
+                crate::definition::mapping::eval_available(m, &self.state.context())
+            }
             Some(m) => match crate::definition::mapping::eval(m, &self.state.context()) {
                 Ok(p) => p,
                 Err(e) => return self.unbuildable(name, kind, e),

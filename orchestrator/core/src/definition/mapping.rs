@@ -138,6 +138,16 @@ pub fn eval(mapping: &Mapping, context: &serde_json::Value) -> Result<serde_json
     Ok(serde_json::Value::Object(out))
 }
 
+/// Evaluates the fields of `mapping` that can be evaluated, leaving out the others (what a
+/// compensation of a step with an unknown outcome can know).
+pub fn eval_available(mapping: &Mapping, context: &serde_json::Value) -> serde_json::Value {
+    let out: serde_json::Map<String, serde_json::Value> = mapping
+        .iter()
+        .filter_map(|(field, value)| Some((field.clone(), value.eval(context).ok()?)))
+        .collect();
+    serde_json::Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
