@@ -80,7 +80,145 @@ async fn start_then_read_status_and_history() {
 
     let (status, list) = call(&o, get("/v1/sagas?limit=5")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list[0]["saga_id"], id.as_str());
+    assert_eq!(list["sagas"][0]["saga_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn search_pages_by_cursor_and_filters_by_input_field() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let mut started = Vec::new();
+    for (customer, amount) in [("alice", 1), ("bob", 2), ("alice", 3)] {
+        let body = format!(r#"{{"customer_id":"{customer}","amount":{amount}}}"#);
+        let (status, saga) = call(&o, post("/v1/sagas/place_order", &body, None)).await;
+        assert_eq!(status, StatusCode::CREATED);
+        started.push(saga["saga_id"].as_str().unwrap().to_string());
+    }
+    let ids = |list: &Value| -> Vec<String> {
+        list["sagas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["saga_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (status, alice) = call(&o, get("/v1/sagas?input.customer_id=alice")).await;
+    assert_eq!(status, StatusCode::OK, "{alice}");
+    let mut got = ids(&alice);
+    got.sort();
+    let mut want = vec![started[0].clone(), started[2].clone()];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(alice["sagas"][0]["name"], "place_order");
+    assert_eq!(alice["next_cursor"], Value::Null, "one page holds both");
+
+    let (_, amount) = call(&o, get("/v1/sagas?input.amount=2&status=running")).await;
+    assert_eq!(ids(&amount), [started[1].clone()]);
+    let (_, none) = call(&o, get("/v1/sagas?status=compensated")).await;
+    assert!(ids(&none).is_empty());
+    let (_, other) = call(&o, get("/v1/sagas?name=express_order&version=1")).await;
+    assert!(ids(&other).is_empty());
+
+    // Pages of one, following next_cursor, list every saga once.
+    let mut seen = Vec::new();
+    let mut path = "/v1/sagas?limit=1".to_string();
+    loop {
+        let (status, page) = call(&o, get(&path)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/sagas?limit=1&cursor={cursor}"),
+            None => break,
+        }
+        assert!(seen.len() <= 4, "paging does not end: {seen:?}");
+    }
+    seen.sort();
+    started.sort();
+    assert_eq!(seen, started);
+
+    let (status, overview) = call(&o, get("/v1/overview")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(overview["counts"], json!({"running": 3}));
+    let per_minute: u64 = overview["started"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_minute, 3);
+
+    for (path, detail) in [
+        ("/v1/sagas?status=done", "unknown status `done`"),
+        ("/v1/sagas?limit=many", "must be a number"),
+        ("/v1/sagas?cursor=zzz", "pass the `next_cursor`"),
+        ("/v1/sagas?from=yesterday", "use RFC 3339"),
+        ("/v1/sagas?customer_id=alice", "input.<field>"),
+    ] {
+        let (status, problem) = call(&o, get(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn time_travel_replays_a_prefix_of_the_log() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let (_, started) = call(
+        &o,
+        post(
+            "/v1/sagas/place_order",
+            r#"{"customer_id":"c-1","amount":5}"#,
+            None,
+        ),
+    )
+    .await;
+    let id = started["saga_id"].as_str().unwrap();
+
+    let (status, first) = call(&o, get(&format!("/v1/sagas/{id}?as_of_sequence=1"))).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["version"], 1);
+    assert_eq!(first["status"], "running");
+    assert_eq!(first["steps"], json!([]), "before the first step started");
+    let (_, second) = call(&o, get(&format!("/v1/sagas/{id}?as_of_sequence=2"))).await;
+    assert_eq!(second["steps"][0]["name"], "reserve_credit");
+    assert_eq!(second["version"], 2);
+
+    let (_, now) = call(&o, get(&format!("/v1/sagas/{id}"))).await;
+    let (status, later) = call(
+        &o,
+        get(&format!("/v1/sagas/{id}?as_of=2999-01-01T00:00:00Z")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(later["steps"], now["steps"]);
+
+    for (query, want, detail) in [
+        ("as_of_sequence=99", StatusCode::NOT_FOUND, "must be 1 to 2"),
+        ("as_of_sequence=0", StatusCode::BAD_REQUEST, "starts at 1"),
+        (
+            "as_of=2000-01-01T00:00:00Z",
+            StatusCode::NOT_FOUND,
+            "did not exist yet",
+        ),
+        ("as_of=noon", StatusCode::BAD_REQUEST, "RFC 3339"),
+        (
+            "as_of_sequence=1&as_of=2999-01-01T00:00:00Z",
+            StatusCode::BAD_REQUEST,
+            "not both",
+        ),
+    ] {
+        let (status, problem) = call(&o, get(&format!("/v1/sagas/{id}?{query}"))).await;
+        assert_eq!(status, want, "{query}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{query}: {problem}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -170,7 +308,7 @@ async fn readyz_names_each_check_and_needs_a_definition() {
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(
         report,
-        json!({"status": "ready", "checks": {"database": "ok", "nats": "ok", "definitions": "1 loaded"}})
+        json!({"status": "ready", "checks": {"database": "ok", "nats": "ok", "definitions": "2 loaded"}})
     );
 
     // Without definitions every start would be refused: not ready, and the body says why.

@@ -511,6 +511,13 @@ async fn search_filters_and_pages_newest_first<S: EventStore>(store: S) {
     let cursor: Cursor = Cursor::after(&all[1]).to_string().parse().unwrap();
     assert_eq!(cursor, Cursor::after(&all[1]));
     assert!(store.search(&q(&|q| q.limit = 0)).await.unwrap().is_empty());
+
+    let counts = store.status_counts().await.unwrap();
+    let counts: Vec<(&str, u64)> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    assert_eq!(
+        counts,
+        [("compensated", 3), ("completed", 1), ("running", 1)]
+    );
 }
 
 /// Instantiates every contract body once per implementation. Tests run on a multi-threaded

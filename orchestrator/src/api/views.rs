@@ -71,6 +71,7 @@ impl From<Loaded> for SagaView {
 pub struct SummaryView {
     pub saga_id: Uuid,
     pub name: String,
+    pub definition_version: u32,
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
@@ -81,11 +82,31 @@ impl From<SagaRecord> for SummaryView {
         SummaryView {
             saga_id: r.saga_id,
             name: r.name,
+            definition_version: r.definition_version,
             status: r.status,
             created_at: r.created_at.to_string(),
             updated_at: r.updated_at.to_string(),
         }
     }
+}
+
+/// A page of a saga search.
+#[derive(Debug, Serialize)]
+pub struct ListView {
+    pub sagas: Vec<SummaryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts by status and recent throughput.
+#[derive(Debug, Serialize)]
+pub struct OverviewView {
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub total: u64,
+    /// Length of each throughput bucket, in seconds.
+    pub bucket_seconds: u64,
+    /// Sagas started per bucket, oldest first, the last bucket ending now.
+    pub started: Vec<u64>,
 }
 
 /// One stored event, with both clocks.

@@ -247,4 +247,13 @@ impl EventStore for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let inner = self.lock();
+        let mut counts = std::collections::BTreeMap::new();
+        for saga in inner.sagas.values() {
+            *counts.entry(saga.record.status.clone()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
 }

@@ -274,6 +274,11 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Read-model records matching `query`, newest first, at most `query.limit`. Runs on the
     /// read model's indexes, never on the event log.
     fn search(&self, query: &SagaQuery) -> impl Future<Output = Result<Vec<SagaRecord>>> + Send;
+
+    /// How many sagas have each status, by status name (statuses with none are absent).
+    fn status_counts(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, u64>>> + Send;
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

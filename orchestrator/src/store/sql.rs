@@ -283,6 +283,17 @@ impl EventStore for SqlStore {
         let rows = q.fetch_all(&self.pool).await.map_err(Error::Database)?;
         rows.iter().map(decode_record).collect()
     }
+
+    async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        // One pass over the (status, created_at) index.
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM sagas GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::Database)?;
+        rows.iter()
+            .map(|row| Ok((get(row, "status")?, to_u64(get(row, "n")?, "count")?)))
+            .collect()
+    }
 }
 
 /// A value bound to a generated placeholder.
