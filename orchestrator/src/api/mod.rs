@@ -14,6 +14,7 @@
 //! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
+//! | GET    | `/`                       | the web UI (embedded HTML, script and stylesheet) |
 //!
 //! Search: `status=compensated,stuck`, `name=place_order`, `version=2`, `from=` / `until=`
 //! (RFC 3339, on the creation time), `input.customer_id=alice` (a top-level scalar field of
@@ -33,6 +34,7 @@
 
 mod error;
 mod health;
+mod ui;
 mod views;
 
 pub use error::Error;
@@ -64,6 +66,7 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/definitions/validate", post(validate::<S>))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(health::ready::<S>))
+        .merge(ui::routes())
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
 }
