@@ -362,6 +362,56 @@ async fn serves_over_a_real_socket() {
     server.abort();
 }
 
+#[tokio::test]
+async fn a_token_guards_the_v1_routes_only() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let app = || {
+        saga_orchestrator::api::require_token(
+            saga_orchestrator::api::router(o.clone()),
+            "s3cret".into(),
+        )
+    };
+    let send = |req: Request<Body>| async { app().oneshot(req).await.unwrap() };
+    let with = |path: &str, auth: &str| {
+        Request::get(path)
+            .header("authorization", auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let denied = send(get("/v1/sagas")).await;
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.headers()["www-authenticate"], "Bearer");
+    assert_eq!(denied.headers()["content-type"], "application/problem+json");
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(denied.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
+    assert_eq!(
+        send(with("/v1/sagas", "Bearer wrong")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(with("/v1/definitions", "Bearer s3cret"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for open in ["/livez", "/readyz", "/", "/ui/app.js"] {
+        assert_eq!(send(get(open)).await.status(), StatusCode::OK, "{open}");
+    }
+}
+
 #[test]
 fn the_repository_definitions_load_with_their_catalogue() {
     let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas"))

@@ -32,11 +32,13 @@
 //! # }
 //! ```
 
+mod auth;
 mod error;
 mod health;
 mod ui;
 mod views;
 
+pub use auth::require_token;
 pub use error::Error;
 pub use views::{EventView, ListView, OverviewView, SagaView, StartedView, SummaryView};
 

@@ -8,9 +8,19 @@ use serde_json::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-pub(super) fn http() -> reqwest::Client {
+/// An HTTP client for the API at `server`, sending its token when there is one.
+pub(super) fn http(server: &ServerArg) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = server
+        .token
+        .as_ref()
+        .and_then(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .unwrap_or_default()
 }
@@ -34,7 +44,7 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Error> {
     let input: Value =
         serde_json::from_str(&args.input).map_err(|e| format!("--input is not valid JSON: {e}"))?;
     let base = args.server.server.trim_end_matches('/');
-    let mut req = http()
+    let mut req = http(&args.server)
         .post(format!("{base}/v1/sagas/{}", args.saga))
         .json(&input);
     if let Some(key) = &args.idempotency_key {
@@ -51,7 +61,11 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Error> {
     }
     let deadline = Instant::now() + args.timeout;
     loop {
-        let saga = call(http().get(format!("{base}/v1/sagas/{id}")), base).await?;
+        let saga = call(
+            http(&args.server).get(format!("{base}/v1/sagas/{id}")),
+            base,
+        )
+        .await?;
         let status = saga["status"].as_str().unwrap_or_default();
         if matches!(status, "completed" | "compensated" | "stuck") {
             print_saga(&saga, args.server.output);
@@ -210,7 +224,7 @@ fn text(v: &Value) -> String {
 
 async fn get(server: &ServerArg, path: &str) -> Result<Value, Error> {
     let base = server.server.trim_end_matches('/');
-    call(http().get(format!("{base}{path}")), base).await
+    call(http(server).get(format!("{base}{path}")), base).await
 }
 
 pub(super) fn print_saga(saga: &Value, output: Output) {

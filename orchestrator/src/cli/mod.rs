@@ -116,6 +116,9 @@ pub struct ServerArg {
     /// Base URL of the orchestrator's HTTP API.
     #[arg(long, env = "SAGA_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// Bearer token of the API, when it requires one.
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -135,6 +138,9 @@ pub struct DevArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Port of the nats-server started for you (default: 4222 if free, else any free port).
     #[arg(long, env = "SAGA_NATS_PORT")]
     pub nats_port: Option<u16>,
@@ -170,6 +176,9 @@ pub struct OrchestratorArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Directory of saga definitions.
     #[arg(long, env = "SAGA_SAGAS_DIR", default_value = "sagas")]
     pub sagas: PathBuf,
