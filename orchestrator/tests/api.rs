@@ -407,9 +407,51 @@ async fn a_token_guards_the_v1_routes_only() {
             .status(),
         StatusCode::OK
     );
-    for open in ["/livez", "/readyz", "/", "/ui/app.js"] {
+    for open in ["/livez", "/readyz", "/", "/ui/app.js", "/openapi.json"] {
         assert_eq!(send(get(open)).await.status(), StatusCode::OK, "{open}");
     }
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let (status, doc) = call(&o, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/v1/sagas",
+        "/v1/sagas/{name}",
+        "/v1/sagas/{id}",
+        "/v1/sagas/{id}/events",
+        "/v1/sagas/{id}/{action}",
+        "/v1/overview",
+        "/v1/definitions",
+        "/v1/definitions/reload",
+        "/v1/definitions/validate",
+    ] {
+        assert!(paths.contains(&path), "{path} missing from {paths:?}");
+    }
+    let params: Vec<&str> = doc["paths"]["/v1/sagas/{id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["id", "as_of_sequence", "as_of"]);
+    let problem = &doc["paths"]["/v1/sagas"]["get"]["responses"]["400"]["content"];
+    assert!(problem["application/problem+json"].is_object(), "{problem}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["SagaView"]["properties"]["steps"].is_object());
 }
 
 #[test]

@@ -24,10 +24,13 @@ pub enum Error {
     Internal,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An `application/problem+json` body (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'a str,
+    #[schema(value_type = String)]
     title: &'a str,
     status: u16,
     detail: String,

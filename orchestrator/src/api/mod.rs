@@ -14,6 +14,7 @@
 //! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
+//! | GET    | `/openapi.json`           | this API as an OpenAPI document (generated)       |
 //! | GET    | `/`                       | the web UI (embedded HTML, script and stylesheet) |
 //!
 //! Search: `status=compensated,stuck`, `name=place_order`, `version=2`, `from=` / `until=`
@@ -35,11 +36,13 @@
 mod auth;
 mod error;
 mod health;
+mod openapi;
 mod ui;
 mod views;
 
 pub use auth::require_token;
-pub use error::Error;
+pub use error::{Error, Problem};
+pub use openapi::openapi;
 pub use views::{EventView, ListView, OverviewView, SagaView, StartedView, SummaryView};
 
 use crate::runtime::{Handled, Loaded, Orchestrator, Refusal};
@@ -68,6 +71,7 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/definitions/validate", post(validate::<S>))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(health::ready::<S>))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(ui::routes())
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
@@ -79,6 +83,12 @@ struct StartQuery {
     version: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/v1/sagas/{name}", tag = "sagas",
+    params(("name" = String, Path, description = "Saga definition name"),
+           ("version" = Option<u32>, Query, description = "Definition version (default: newest)"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key and input: the same saga")),
+    request_body(content = Object, description = "The saga input", content_type = "application/json"),
+    responses((status = 201, body = StartedView), (status = 200, description = "Started before under this Idempotency-Key", body = StartedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
 async fn start<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     Path(name): Path<String>,
@@ -140,6 +150,11 @@ struct AsOfQuery {
     as_of: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/sagas/{id}", tag = "sagas",
+    params(("id" = Uuid, Path),
+           ("as_of_sequence" = Option<u64>, Query, description = "Time travel: the saga after this event"),
+           ("as_of" = Option<String>, Query, description = "Time travel: the saga as recorded at this RFC 3339 time")),
+    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json")))]
 async fn status<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     Path(id): Path<String>,
@@ -206,6 +221,8 @@ fn as_of(mut loaded: Loaded, keep: usize) -> Result<Loaded, Error> {
     Ok(loaded)
 }
 
+#[utoipa::path(get, path = "/v1/sagas/{id}/events", tag = "sagas",
+    params(("id" = Uuid, Path)), responses((status = 200, body = Vec<EventView>), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json")))]
 async fn history<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     Path(id): Path<String>,
@@ -215,13 +232,17 @@ async fn history<S: EventStore>(
 }
 
 /// Body of an operator action: who does it and why (both recorded in the saga's history).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OperatorBody {
     by: String,
     reason: String,
 }
 
+#[utoipa::path(post, path = "/v1/sagas/{id}/{action}", tag = "operator",
+    params(("id" = Uuid, Path), ("action" = String, Path, description = "retry, skip or abort")),
+    request_body = OperatorBody,
+    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
 async fn operate<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     Path((id, action)): Path<(String, String)>,
@@ -349,6 +370,15 @@ fn parse_time(param: &str, value: &str) -> Result<Timestamp, Error> {
     Ok(Timestamp(i64::try_from(millis).unwrap_or(i64::MAX)))
 }
 
+#[utoipa::path(get, path = "/v1/sagas", tag = "sagas",
+    params(("status" = Option<String>, Query, description = "Statuses, comma-separated"),
+           ("name" = Option<String>, Query), ("version" = Option<u32>, Query),
+           ("from" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
+           ("until" = Option<String>, Query, description = "Created before (RFC 3339)"),
+           ("input.customer_id" = Option<String>, Query, description = "Any `input.<field>`: a top-level scalar input field"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+           ("limit" = Option<u32>, Query, description = "1 to 1000, default 50")),
+    responses((status = 200, body = ListView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 async fn list<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     Query(params): Query<HashMap<String, String>>,
@@ -372,6 +402,8 @@ async fn list<S: EventStore>(
 const BUCKETS: u64 = 30;
 const BUCKET_SECONDS: u64 = 60;
 
+#[utoipa::path(get, path = "/v1/overview", tag = "sagas",
+    responses((status = 200, body = OverviewView), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 async fn overview<S: EventStore>(
     State(o): State<Orchestrator<S>>,
 ) -> Result<Json<OverviewView>, Error> {
@@ -411,7 +443,7 @@ async fn overview<S: EventStore>(
     }))
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct DefinitionView {
     name: String,
     version: u32,
@@ -431,11 +463,15 @@ fn definition_views(registry: &crate::runtime::Registry) -> Vec<DefinitionView> 
         .collect()
 }
 
+#[utoipa::path(get, path = "/v1/definitions", tag = "definitions",
+    responses((status = 200, body = Vec<DefinitionView>), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 async fn definitions<S: EventStore>(State(o): State<Orchestrator<S>>) -> Json<Vec<DefinitionView>> {
     Json(definition_views(&o.registry()))
 }
 
 /// Loads the definitions directory again: new versions are added, running sagas keep theirs.
+#[utoipa::path(post, path = "/v1/definitions/reload", tag = "definitions",
+    responses((status = 200, body = Vec<DefinitionView>), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 async fn reload<S: EventStore>(
     State(o): State<Orchestrator<S>>,
 ) -> Result<Json<Vec<DefinitionView>>, Error> {
@@ -446,6 +482,9 @@ async fn reload<S: EventStore>(
 }
 
 /// Validates a posted definition (TOML body) against the loaded catalogue.
+#[utoipa::path(post, path = "/v1/definitions/validate", tag = "definitions",
+    request_body(content = String, description = "A saga definition (TOML)", content_type = "application/toml"),
+    responses((status = 200, body = DefinitionView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 async fn validate<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     body: String,
