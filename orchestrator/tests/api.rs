@@ -341,6 +341,20 @@ async fn serves_over_a_real_socket() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
+    let page = http.get(format!("http://{addr}/")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(r#"<script src="/ui/app.js">"#)
+    );
     let defs: Value = http
         .get(format!("http://{addr}/v1/definitions"))
         .send()

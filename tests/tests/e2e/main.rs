@@ -4,6 +4,7 @@
 
 mod browser;
 mod chaos;
+mod cli;
 mod definitions;
 mod failures;
 mod health;
