@@ -21,9 +21,11 @@ INSERT INTO saga_tags (saga_id, key, value, created_at)
 SELECT e.saga_id, j.key, j.value, s.created_at
 FROM saga_events e
 JOIN sagas s ON s.saga_id = e.saga_id
-CROSS JOIN LATERAL jsonb_each_text(e.payload::jsonb -> 'input') j
+-- jsonb_each_text fails on a non-object, so it only ever sees objects, whatever the plan.
+CROSS JOIN LATERAL jsonb_each_text(
+    CASE WHEN jsonb_typeof(e.payload::jsonb -> 'input') = 'object'
+         THEN e.payload::jsonb -> 'input' ELSE '{}'::jsonb END) j
 WHERE e.sequence = 1
   AND e.event_type = 'SagaStarted'
-  AND jsonb_typeof(e.payload::jsonb -> 'input') = 'object'
   AND jsonb_typeof(e.payload::jsonb -> 'input' -> j.key) IN ('string', 'number', 'boolean')
   AND length(j.value) <= 200;
