@@ -223,5 +223,24 @@ async fn timeline_shows_compensations_in_reverse_order() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("timeline.png"), &png).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+
+    // Time travel from the event log: as of event 2 the saga was running its first step.
+    let at = format!(r##"#events a[href="#/saga/{compensated}/at/2"]"##);
+    client
+        .find(Locator::Css(&at))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the saga as of event 2", DEADLINE, || async {
+        client.find(Locator::Css("#as-of")).await.ok()?;
+        let status = client.find(Locator::Css("#saga-status")).await.ok()?;
+        let status = status.text().await.ok()?;
+        let bars = attrs(&client, "#timeline rect[data-kind]", "data-step").await?;
+        (status == "running" && bars == ["reserve_credit"]).then_some(())
+    })
+    .await
+    .unwrap();
     client.close().await.unwrap();
 }

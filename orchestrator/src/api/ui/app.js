@@ -33,8 +33,8 @@ function when(iso) { return iso ? iso.replace("T", " ").replace("Z", "") : "-"; 
 
 function route() {
   clearInterval(timer);
-  const m = location.hash.match(/^#\/saga\/([0-9a-f-]+)/);
-  const render = m ? () => sagaPage(m[1]) : listPage;
+  const m = location.hash.match(/^#\/saga\/([0-9a-f-]+)(?:\/at\/(\d+))?/);
+  const render = m ? (first) => sagaPage(m[1], first, m[2] ? Number(m[2]) : null) : listPage;
   render(true);
   timer = setInterval(() => render(false), POLL_MS);
 }
@@ -118,22 +118,32 @@ function overviewHtml(o) {
 
 // ---- one saga ----------------------------------------------------------------------------
 
-async function sagaPage(id, first) {
+// One saga, now or, with `asOf`, as it was after its event number `asOf` (time travel: the
+// API replays that prefix of the log).
+async function sagaPage(id, first, asOf) {
   let saga, events;
+  const at = asOf ? `?as_of_sequence=${asOf}` : "";
   try {
-    [saga, events] = await Promise.all([api(`/v1/sagas/${id}`), api(`/v1/sagas/${id}/events`)]);
+    [saga, events] = await Promise.all([api(`/v1/sagas/${id}${at}`), api(`/v1/sagas/${id}/events`)]);
   } catch (e) { app.innerHTML = ""; fail(e); return; }
+  const total = events.length;
+  if (asOf) events = events.filter((e) => e.sequence <= asOf);
   const current = document.getElementById("saga");
-  if (!first && current && current.dataset.version === String(saga.version)) return;
-  const actions = saga.status === "stuck"
+  if (!first && current && current.dataset.version === String(saga.version)
+      && current.dataset.total === String(total)) return;
+  const travel = asOf
+    ? `<p id="as-of" class="problem">Time travel: the saga as of event ${asOf} of ${total} · <a href="#/saga/${esc(saga.saga_id)}">back to now</a></p>`
+    : `<p class="muted">Click an event's number to see the saga as it was then.</p>`;
+  const actions = !asOf && saga.status === "stuck"
     ? `<div class="filters" id="operator">${["retry", "skip", "abort"].map((a) =>
         `<button data-action="${a}" class="${a === "abort" ? "danger" : ""}">${a}</button>`).join("")}</div>` : "";
   app.innerHTML = `
-    <div id="saga" data-saga-id="${esc(saga.saga_id)}" data-status="${esc(saga.status)}" data-version="${saga.version}">
+    <div id="saga" data-saga-id="${esc(saga.saga_id)}" data-status="${esc(saga.status)}" data-version="${saga.version}" data-total="${total}">
       <p><a href="#/">← all sagas</a></p>
       <h1>${esc(saga.name)} v${esc(saga.definition_version)} <span class="status ${esc(saga.status)}" id="saga-status">${esc(saga.status)}</span></h1>
       <p class="mono">${esc(saga.saga_id)} · created ${esc(when(saga.created_at))} · updated ${esc(when(saga.updated_at))}</p>
       ${saga.reason ? `<p class="problem" id="reason">${esc(saga.reason)}</p>` : ""}
+      ${travel}
       ${actions}
       <h2>Timeline</h2>
       <div class="legend muted"><span><i class="swatch" style="background:var(--forward)"></i>step</span>
@@ -149,7 +159,7 @@ async function sagaPage(id, first) {
       </div>
       <h2>Event log</h2>
       <table id="events"><thead><tr><th>#</th><th>event</th><th>step</th><th>occurred</th><th>recorded</th><th>data</th></tr></thead><tbody>
-        ${events.map((e) => `<tr data-sequence="${e.sequence}" data-type="${esc(e.type)}"><td>${e.sequence}</td><td>${esc(e.type)}</td><td>${esc(e.data.step || "")}</td>
+        ${events.map((e) => `<tr data-sequence="${e.sequence}" data-type="${esc(e.type)}"><td><a href="#/saga/${esc(saga.saga_id)}/at/${e.sequence}" title="the saga as of this event">${e.sequence}</a></td><td>${esc(e.type)}</td><td>${esc(e.data.step || "")}</td>
           <td class="mono">${esc(when(e.occurred_at))}</td><td class="mono">${esc(when(e.recorded_at))}</td>
           <td class="mono">${esc(brief(e.data))}</td></tr>`).join("")}
       </tbody></table>
