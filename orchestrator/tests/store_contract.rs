@@ -5,7 +5,8 @@
 //! instantiates it once per backend (`memory::…`, `sqlite::…`, `postgres::…`).
 
 use saga_orchestrator::store::{
-    Created, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaRecord, SqlStore,
+    Created, Cursor, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaQuery, SagaRecord,
+    SqlStore,
 };
 use saga_protocol::Timestamp;
 use serde_json::json;
@@ -29,6 +30,7 @@ fn saga(name: &str, key: Option<&str>, digest: &str) -> NewSaga {
         definition_version: 3,
         idempotency_key: key.map(str::to_string),
         input_digest: digest.to_string(),
+        tags: Vec::new(),
     }
 }
 
@@ -392,6 +394,132 @@ async fn large_batches_keep_order<S: EventStore>(store: S) {
     );
 }
 
+/// Creates a saga for the search test: `name` version `version`, `status`, created at `at`,
+/// with the input field `customer_id`.
+async fn create_tagged<S: EventStore>(
+    store: &S,
+    name: &str,
+    version: u32,
+    status: &str,
+    at: i64,
+    customer: &str,
+) -> Uuid {
+    let mut new = saga(name, None, "d");
+    new.definition_version = version;
+    new.tags = saga_orchestrator::store::input_tags(&json!({
+        "customer_id": customer, "amount": at, "note": { "not": "searchable" }
+    }));
+    let id = new.saga_id;
+    store
+        .create(new, vec![event("SagaStarted", 0)], status, Timestamp(at))
+        .await
+        .unwrap();
+    id
+}
+
+fn ids(records: &[SagaRecord]) -> Vec<Uuid> {
+    records.iter().map(|r| r.saga_id).collect()
+}
+
+async fn search_filters_and_pages_newest_first<S: EventStore>(store: S) {
+    let a = create_tagged(&store, "order", 1, "completed", 100, "alice").await;
+    let b = create_tagged(&store, "order", 2, "compensated", 200, "bob").await;
+    let c = create_tagged(&store, "refund", 1, "compensated", 300, "alice").await;
+    let d = create_tagged(&store, "order", 2, "running", 400, "alice").await;
+    let e = create_tagged(&store, "order", 2, "compensated", 400, "alice").await;
+    // d and e share created_at: the id breaks the tie, descending.
+    let (d, e) = if d > e { (d, e) } else { (e, d) };
+    let q = |f: &dyn Fn(&mut SagaQuery)| {
+        let mut q = SagaQuery {
+            limit: 100,
+            ..SagaQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+
+    let all = store.search(&q(&|_| {})).await.unwrap();
+    assert_eq!(ids(&all), [d, e, c, b, a]);
+    for record in &all {
+        assert_eq!(
+            *record,
+            store.load(record.saga_id).await.unwrap().unwrap().0
+        );
+    }
+    let by_status = q(&|q| q.statuses = vec!["compensated".into()]);
+    let compensated = store.search(&by_status).await.unwrap();
+    let mut expected = vec![c, b];
+    expected.insert(0, if all[0].status == "compensated" { d } else { e });
+    assert_eq!(ids(&compensated), expected);
+    let two = q(&|q| q.statuses = vec!["completed".into(), "running".into()]);
+    assert_eq!(store.search(&two).await.unwrap().len(), 2);
+
+    let by_name = q(&|q| q.name = Some("refund".into()));
+    assert_eq!(ids(&store.search(&by_name).await.unwrap()), [c]);
+    let v1 = q(&|q| {
+        q.name = Some("order".into());
+        q.definition_version = Some(1);
+    });
+    assert_eq!(ids(&store.search(&v1).await.unwrap()), [a]);
+    let window = q(&|q| {
+        q.created_from = Some(Timestamp(200));
+        q.created_until = Some(Timestamp(400));
+    });
+    assert_eq!(ids(&store.search(&window).await.unwrap()), [c, b]);
+
+    let alice = q(&|q| q.tag = Some(("customer_id".into(), "alice".into())));
+    assert_eq!(ids(&store.search(&alice).await.unwrap()), [d, e, c, a]);
+    let amount = q(&|q| q.tag = Some(("amount".into(), "200".into())));
+    assert_eq!(ids(&store.search(&amount).await.unwrap()), [b]);
+    let nested = q(&|q| q.tag = Some(("note".into(), "{\"not\":\"searchable\"}".into())));
+    assert!(store.search(&nested).await.unwrap().is_empty());
+    let alice_compensated_early = q(&|q| {
+        q.tag = Some(("customer_id".into(), "alice".into()));
+        q.statuses = vec!["compensated".into(), "completed".into()];
+        q.created_until = Some(Timestamp(400));
+    });
+    assert_eq!(
+        ids(&store.search(&alice_compensated_early).await.unwrap()),
+        [c, a]
+    );
+
+    // Pages of two, with and without a tag, cover everything once, in order.
+    for tag in [None, Some(("customer_id".to_string(), "alice".to_string()))] {
+        let mut seen = Vec::new();
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page = store
+                .search(&q(&|q| {
+                    q.limit = 2;
+                    q.after = after;
+                    q.tag = tag.clone();
+                }))
+                .await
+                .unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = Some(Cursor::after(last));
+            seen.extend(ids(&page));
+        }
+        let expected = if tag.is_some() {
+            vec![d, e, c, a]
+        } else {
+            vec![d, e, c, b, a]
+        };
+        assert_eq!(seen, expected);
+    }
+    let cursor: Cursor = Cursor::after(&all[1]).to_string().parse().unwrap();
+    assert_eq!(cursor, Cursor::after(&all[1]));
+    assert!(store.search(&q(&|q| q.limit = 0)).await.unwrap().is_empty());
+
+    let counts = store.status_counts().await.unwrap();
+    let counts: Vec<(&str, u64)> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    assert_eq!(
+        counts,
+        [("compensated", 3), ("completed", 1), ("running", 1)]
+    );
+}
+
 /// Instantiates every contract body once per implementation. Tests run on a multi-threaded
 /// runtime so the racing appends really run in parallel.
 macro_rules! contract {
@@ -451,4 +579,5 @@ contract!(
     list_is_newest_first_and_limited,
     load_of_unknown_is_none,
     large_batches_keep_order,
+    search_filters_and_pages_newest_first,
 );

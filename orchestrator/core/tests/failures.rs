@@ -251,6 +251,10 @@ fn a_compensation_reading_the_output_of_a_step_that_timed_out_is_still_sent() {
         assert!(now < 100_000, "create_order never gave up");
     };
     assert_eq!(cancel.command, "CancelOrder");
-    assert_eq!(cancel.payload, json!({}), "the order id is unknown; the effect key finds it");
+    assert_eq!(
+        cancel.payload,
+        json!({}),
+        "the order id is unknown; the effect key finds it"
+    );
     assert_eq!(saga.state.status, Status::Compensating);
 }

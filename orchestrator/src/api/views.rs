@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// Answer to a start request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StartedView {
     pub saga_id: Uuid,
     /// False when an earlier request with the same Idempotency-Key created it.
@@ -16,7 +16,7 @@ pub struct StartedView {
     pub links: Links,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Links {
     #[serde(rename = "self")]
     pub this: String,
@@ -33,14 +33,20 @@ impl Links {
 }
 
 /// One saga with its steps.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SagaView {
     pub saga_id: Uuid,
     pub name: String,
     pub definition_version: u32,
+    /// running, compensating, completed, compensated, stuck or aborted.
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub reason: Option<String>,
+    #[schema(value_type = Object)]
     pub input: serde_json::Value,
+    /// Steps in the order they started: name, attempt, status, output, reason, started_at,
+    /// ended_at, compensation_attempt, timeout_at, retry_at.
+    #[schema(value_type = Vec<Object>)]
     pub steps: Vec<StepState>,
     pub version: u64,
     pub created_at: String,
@@ -77,10 +83,11 @@ impl From<Loaded> for SagaView {
 }
 
 /// A line of a saga list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SummaryView {
     pub saga_id: Uuid,
     pub name: String,
+    pub definition_version: u32,
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
@@ -91,6 +98,7 @@ impl From<SagaRecord> for SummaryView {
         SummaryView {
             saga_id: r.saga_id,
             name: r.name,
+            definition_version: r.definition_version,
             status: r.status,
             created_at: r.created_at.to_string(),
             updated_at: r.updated_at.to_string(),
@@ -98,8 +106,27 @@ impl From<SagaRecord> for SummaryView {
     }
 }
 
+/// A page of a saga search.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListView {
+    pub sagas: Vec<SummaryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts by status and recent throughput.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OverviewView {
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub total: u64,
+    /// Length of each throughput bucket, in seconds.
+    pub bucket_seconds: u64,
+    /// Sagas started per bucket, oldest first, the last bucket ending now.
+    pub started: Vec<u64>,
+}
+
 /// One stored event, with both clocks.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub sequence: u64,
     pub global_position: i64,
@@ -110,6 +137,7 @@ pub struct EventView {
     pub occurred_at: String,
     /// When the orchestrator recorded it.
     pub recorded_at: String,
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 

@@ -1,14 +1,26 @@
 //! Client commands: talk to the orchestrator's HTTP API (`start`, `status`, `history`) or
 //! to the account participant over NATS (`account`).
 
-use super::{AccountAction, AccountArgs, Error, Output, SagaRef, ServerArg, StartArgs};
+use super::{
+    AccountAction, AccountArgs, Error, ListArgs, Output, SagaRef, ServerArg, StartArgs, StatusArgs,
+};
 use serde_json::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-pub(super) fn http() -> reqwest::Client {
+/// An HTTP client for the API at `server`, sending its token when there is one.
+pub(super) fn http(server: &ServerArg) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = server
+        .token
+        .as_ref()
+        .and_then(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .unwrap_or_default()
 }
@@ -32,7 +44,7 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Error> {
     let input: Value =
         serde_json::from_str(&args.input).map_err(|e| format!("--input is not valid JSON: {e}"))?;
     let base = args.server.server.trim_end_matches('/');
-    let mut req = http()
+    let mut req = http(&args.server)
         .post(format!("{base}/v1/sagas/{}", args.saga))
         .json(&input);
     if let Some(key) = &args.idempotency_key {
@@ -49,7 +61,11 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Error> {
     }
     let deadline = Instant::now() + args.timeout;
     loop {
-        let saga = call(http().get(format!("{base}/v1/sagas/{id}")), base).await?;
+        let saga = call(
+            http(&args.server).get(format!("{base}/v1/sagas/{id}")),
+            base,
+        )
+        .await?;
         let status = saga["status"].as_str().unwrap_or_default();
         if matches!(status, "completed" | "compensated" | "stuck") {
             print_saga(&saga, args.server.output);
@@ -67,9 +83,112 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, Error> {
     }
 }
 
-pub async fn status(args: SagaRef) -> Result<ExitCode, Error> {
-    let saga = get(&args.server, &format!("/v1/sagas/{}", args.id)).await?;
+pub async fn status(args: StatusArgs) -> Result<ExitCode, Error> {
+    let path = match args.as_of_sequence {
+        Some(n) => format!("/v1/sagas/{}?as_of_sequence={n}", args.id),
+        None => format!("/v1/sagas/{}", args.id),
+    };
+    let mut saga = get(&args.server, &path).await?;
     print_saga(&saga, args.server.output);
+    if !args.watch {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Follow: poll, and print the saga again whenever its version moves.
+    loop {
+        let status = saga["status"].as_str().unwrap_or_default();
+        if matches!(status, "completed" | "compensated" | "aborted") {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if status == "stuck" {
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = get(&args.server, &path).await?;
+        if next["version"] != saga["version"] {
+            if args.server.output == Output::Text {
+                println!();
+            }
+            print_saga(&next, args.server.output);
+        }
+        saga = next;
+    }
+}
+
+/// Query string of a search, every value percent-encoded.
+fn search_query(args: &ListArgs) -> Result<String, Error> {
+    let mut params: Vec<(String, String)> = vec![("limit".into(), args.limit.to_string())];
+    if !args.status.is_empty() {
+        params.push(("status".into(), args.status.join(",")));
+    }
+    let optional = [
+        ("name", args.name.clone()),
+        ("version", args.definition_version.map(|v| v.to_string())),
+        ("from", args.from.clone()),
+        ("until", args.until.clone()),
+        ("cursor", args.cursor.clone()),
+    ];
+    params.extend(
+        optional
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v))),
+    );
+    if let Some(field) = &args.input {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or("--input must be FIELD=VALUE, e.g. customer_id=alice")?;
+        params.push((format!("input.{key}"), value.to_string()));
+    }
+    let mut url = reqwest::Url::parse("http://x/")?;
+    url.query_pairs_mut().extend_pairs(params);
+    Ok(url.query().unwrap_or_default().to_string())
+}
+
+pub async fn list(args: ListArgs) -> Result<ExitCode, Error> {
+    let page = get(&args.server, &format!("/v1/sagas?{}", search_query(&args)?)).await?;
+    if args.server.output == Output::Json {
+        println!("{page}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = super::table(["saga", "name", "version", "status", "created", "updated"]);
+    for saga in page["sagas"].as_array().into_iter().flatten() {
+        t.add_row([
+            comfy_table::Cell::new(text(&saga["saga_id"])),
+            comfy_table::Cell::new(text(&saga["name"])),
+            comfy_table::Cell::new(saga["definition_version"].to_string()),
+            super::style::status_cell(saga["status"].as_str().unwrap_or("-")),
+            comfy_table::Cell::new(text(&saga["created_at"])),
+            comfy_table::Cell::new(text(&saga["updated_at"])),
+        ]);
+    }
+    super::print_table(&t);
+    if let Some(cursor) = page["next_cursor"].as_str() {
+        eprintln!("more: add --cursor {cursor}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn definitions(server: ServerArg) -> Result<ExitCode, Error> {
+    let defs = get(&server, "/v1/definitions").await?;
+    if server.output == Output::Json {
+        println!("{defs}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = super::table(["name", "version", "steps", "description"]);
+    for d in defs.as_array().into_iter().flatten() {
+        let steps: Vec<&str> = d["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        t.add_row([
+            text(&d["name"]),
+            d["version"].to_string(),
+            steps.join(" → "),
+            text(&d["description"]),
+        ]);
+    }
+    super::print_table(&t);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -105,7 +224,7 @@ fn text(v: &Value) -> String {
 
 async fn get(server: &ServerArg, path: &str) -> Result<Value, Error> {
     let base = server.server.trim_end_matches('/');
-    call(http().get(format!("{base}{path}")), base).await
+    call(http(server).get(format!("{base}{path}")), base).await
 }
 
 pub(super) fn print_saga(saga: &Value, output: Output) {
@@ -118,7 +237,7 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
         saga["saga_id"].as_str().unwrap_or_default(),
         saga["name"].as_str().unwrap_or_default(),
         saga["definition_version"],
-        saga["status"].as_str().unwrap_or_default().to_uppercase(),
+        super::style::status(&saga["status"].as_str().unwrap_or_default().to_uppercase()),
     );
     if let Some(reason) = saga["reason"].as_str() {
         println!("  reason: {reason}");
@@ -128,10 +247,12 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
         println!("  trace:  {trace_id}");
     }
     for step in saga["steps"].as_array().into_iter().flatten() {
+        let status = step["status"].as_str().unwrap_or_default();
+        let padding = " ".repeat(12usize.saturating_sub(status.len()));
         println!(
-            "  {:<16} {:<12} attempt {}  {}",
+            "  {:<16} {}{padding} attempt {}  {}",
             step["name"].as_str().unwrap_or_default(),
-            step["status"].as_str().unwrap_or_default(),
+            super::style::status(status),
             step["attempt"],
             step["reason"].as_str().unwrap_or_default(),
         );

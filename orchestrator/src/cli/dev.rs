@@ -80,8 +80,9 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         let o = orchestrator.clone();
         let stop = shutdown.clone();
         let listen = args.listen;
+        let token = args.token.clone();
         tasks.spawn(async move {
-            super::servers::serve(o, listen, stop)
+            super::servers::serve(o, listen, token, stop)
                 .await
                 .map_err(|e| format!("orchestrator: {e}"))
         });

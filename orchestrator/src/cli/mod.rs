@@ -12,6 +12,7 @@ mod dev;
 mod dlq;
 mod operator;
 mod servers;
+mod style;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -38,8 +39,12 @@ pub enum Command {
     Participant(ParticipantArgs),
     /// Start a saga.
     Start(StartArgs),
-    /// Show a saga's status and steps.
-    Status(SagaRef),
+    /// Show a saga's status and steps (--watch follows it live).
+    Status(StatusArgs),
+    /// List and search sagas, newest first.
+    List(ListArgs),
+    /// List the loaded saga definitions and their versions.
+    Definitions(ServerArg),
     /// Show a saga's event log.
     History(SagaRef),
     /// Send the command a stuck saga is stuck on again.
@@ -116,6 +121,9 @@ pub struct ServerArg {
     /// Base URL of the orchestrator's HTTP API.
     #[arg(long, env = "SAGA_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// Bearer token of the API, when it requires one.
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -135,6 +143,9 @@ pub struct DevArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Port of the nats-server started for you (default: 4222 if free, else any free port).
     #[arg(long, env = "SAGA_NATS_PORT")]
     pub nats_port: Option<u16>,
@@ -224,6 +235,9 @@ pub struct OrchestratorArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Directory of saga definitions.
     #[arg(long, env = "SAGA_SAGAS_DIR", default_value = "sagas")]
     pub sagas: PathBuf,
@@ -286,6 +300,51 @@ pub struct StartArgs {
     /// How long --wait waits (e.g. 30s).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Saga id.
+    pub id: String,
+    /// Follow the saga: print each change until it is completed, compensated, stuck or aborted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Show the saga as it was after this event (time travel).
+    #[arg(long, conflicts_with = "watch")]
+    pub as_of_sequence: Option<u64>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these statuses (repeat or separate by commas): running, compensating, completed,
+    /// compensated, stuck, aborted.
+    #[arg(long, value_delimiter = ',')]
+    pub status: Vec<String>,
+    /// Only sagas of this definition.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only this definition version.
+    #[arg(long)]
+    pub definition_version: Option<u32>,
+    /// Only sagas whose input has this top-level field value, e.g. customer_id=alice.
+    #[arg(long, value_name = "FIELD=VALUE")]
+    pub input: Option<String>,
+    /// Created at or after (RFC 3339, e.g. 2026-11-23T18:00:00Z).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Created before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many (1 to 1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Continue after the previous page (its `next` cursor).
+    #[arg(long)]
+    pub cursor: Option<String>,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -361,6 +420,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Participant(args) => servers::participant(args).await,
         Command::Start(args) => client::start(args).await,
         Command::Status(args) => client::status(args).await,
+        Command::List(args) => client::list(args).await,
+        Command::Definitions(args) => client::definitions(args).await,
         Command::History(args) => client::history(args).await,
         Command::Retry(args) => operator::run("retry", args).await,
         Command::Skip(args) => operator::run("skip", args).await,

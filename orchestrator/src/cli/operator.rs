@@ -7,7 +7,7 @@ use std::process::ExitCode;
 pub async fn run(action: &str, args: OperatorArgs) -> Result<ExitCode, Error> {
     let base = args.server.server.trim_end_matches('/');
     let body = serde_json::json!({ "by": args.by, "reason": args.reason });
-    let req = super::client::http()
+    let req = super::client::http(&args.server)
         .post(format!("{base}/v1/sagas/{}/{action}", args.id))
         .json(&body);
     let saga = super::client::call(req, base).await?;

@@ -48,16 +48,33 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
     };
     let shutdown = shutdown_on_signal();
     let orchestrator = Orchestrator::open(&options).await?;
-    serve(orchestrator, args.listen, shutdown).await?;
+    serve(orchestrator, args.listen, args.token, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The API's token: none is fine on loopback, but an API reachable from other machines must
+/// have one.
+fn api_token(listen: SocketAddr, token: Option<String>) -> Result<Option<String>, Error> {
+    let token = token.filter(|t| !t.trim().is_empty());
+    if token.is_none() && !listen.ip().is_loopback() {
+        return Err(format!(
+            "--listen {listen} is reachable from other machines, so the API needs a token: \
+             set --token or SAGA_API_TOKEN (clients send it as `Authorization: Bearer …`), \
+             or listen on 127.0.0.1"
+        )
+        .into());
+    }
+    Ok(token)
 }
 
 /// Runs the orchestrator loop and its HTTP API until `shutdown` is cancelled.
 pub async fn serve(
     orchestrator: Orchestrator,
     listen: SocketAddr,
+    token: Option<String>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let token = api_token(listen, token)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -66,6 +83,10 @@ pub async fn serve(
     let (orchestrator, feed) = crate::watch::wrap(orchestrator);
     let app = crate::api::router(orchestrator.clone()).merge(crate::watch::router(feed));
     reload_on_hangup(orchestrator.clone(), shutdown.clone());
+    let app = match token {
+        Some(token) => crate::api::require_token(app, token),
+        None => app,
+    };
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -147,4 +168,26 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_loopback_listen_needs_a_token() {
+        let local: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let any: SocketAddr = ([0, 0, 0, 0], 8080).into();
+        assert!(matches!(api_token(local, None), Ok(None)));
+        let refused = api_token(any, None).map_err(|e| e.to_string());
+        assert!(
+            matches!(&refused, Err(e) if e.contains("SAGA_API_TOKEN")),
+            "{refused:?}"
+        );
+        assert!(
+            api_token(any, Some(" ".into())).is_err(),
+            "a blank token is none"
+        );
+        assert!(matches!(api_token(any, Some("t".into())), Ok(Some(t)) if t == "t"));
+    }
 }

@@ -251,6 +251,7 @@ impl<S: EventStore> Orchestrator<S> {
             definition_version: def.version,
             idempotency_key: idempotency_key.clone(),
             input_digest: input_digest.clone(),
+            tags: crate::store::input_tags(&state.input),
         };
         let created = self
             .store

@@ -16,7 +16,9 @@
 //! # Ok(()) }
 //! ```
 
-use super::{Created, Error, EventStore, NewEvent, NewSaga, Result, SagaRecord, StoredEvent};
+use super::{
+    Created, Error, EventStore, NewEvent, NewSaga, Result, SagaQuery, SagaRecord, StoredEvent,
+};
 use saga_protocol::Timestamp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -41,6 +43,22 @@ struct Inner {
 struct Saga {
     record: SagaRecord,
     events: Vec<StoredEvent>,
+    tags: Vec<(String, String)>,
+}
+
+impl Saga {
+    fn matches(&self, q: &SagaQuery) -> bool {
+        let r = &self.record;
+        (q.statuses.is_empty() || q.statuses.contains(&r.status))
+            && q.name.as_ref().is_none_or(|name| *name == r.name)
+            && q.definition_version
+                .is_none_or(|v| v == r.definition_version)
+            && q.created_from.is_none_or(|from| r.created_at >= from)
+            && q.created_until.is_none_or(|until| r.created_at < until)
+            && q.tag.as_ref().is_none_or(|tag| self.tags.contains(tag))
+            && q.after
+                .is_none_or(|c| (r.created_at, r.saga_id) < (c.created_at, c.saga_id))
+    }
 }
 
 impl MemoryStore {
@@ -133,7 +151,14 @@ impl EventStore for MemoryStore {
             created_at: recorded_at,
             updated_at: recorded_at,
         };
-        inner.sagas.insert(saga.saga_id, Saga { record, events });
+        inner.sagas.insert(
+            saga.saga_id,
+            Saga {
+                record,
+                events,
+                tags: saga.tags,
+            },
+        );
         Ok(Created::New)
     }
 
@@ -205,5 +230,30 @@ impl EventStore for MemoryStore {
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .cloned()
             .collect())
+    }
+
+    async fn search(&self, query: &SagaQuery) -> Result<Vec<SagaRecord>> {
+        let inner = self.lock();
+        let mut records: Vec<&SagaRecord> = inner
+            .sagas
+            .values()
+            .filter(|saga| saga.matches(query))
+            .map(|saga| &saga.record)
+            .collect();
+        records.sort_by_key(|record| std::cmp::Reverse((record.created_at, record.saga_id)));
+        Ok(records
+            .into_iter()
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let inner = self.lock();
+        let mut counts = std::collections::BTreeMap::new();
+        for saga in inner.sagas.values() {
+            *counts.entry(saga.record.status.clone()).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 }

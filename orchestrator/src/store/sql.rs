@@ -1,12 +1,14 @@
 //! [`EventStore`] on SQL through sqlx's `Any` driver: SQLite (one machine, nothing to install)
 //! or PostgreSQL (production, several orchestrator replicas), with one SQL text for both.
 //!
-//! Two tables (see `migrations/{sqlite,postgres}/0001_event_store.sql`):
+//! Three tables (see `migrations/{sqlite,postgres}/`):
 //! - `saga_events`, the append-only log. `UNIQUE (saga_id, sequence)` is the last line of the
 //!   optimistic-concurrency guard: two writers cannot both store sequence n of one saga.
 //! - `sagas`, the read model, updated in the same transaction as each append. Its
 //!   `UPDATE … WHERE version = $expected` is the first line: it catches a stale writer before any
 //!   event is inserted, and on PostgreSQL its row lock serializes writers of one saga.
+//! - `saga_tags`, the start input's scalar fields, written with the saga, for search by input
+//!   field on an index instead of a scan of the log.
 //!
 //! ```no_run
 //! use saga_orchestrator::store::{EventStore, SqlStore};
@@ -18,7 +20,9 @@
 //! # Ok(()) }
 //! ```
 
-use super::{Created, Error, EventStore, NewEvent, NewSaga, Result, SagaRecord, StoredEvent};
+use super::{
+    Created, Error, EventStore, NewEvent, NewSaga, Result, SagaQuery, SagaRecord, StoredEvent,
+};
 use saga_participants::db::{self, Backend};
 use saga_protocol::Timestamp;
 use sqlx::any::AnyRow;
@@ -128,6 +132,7 @@ impl EventStore for SqlStore {
         }
 
         insert_events(&mut tx, saga.saga_id, 0, &events, recorded_at).await?;
+        insert_tags(&mut tx, saga.saga_id, &saga.tags, recorded_at).await?;
         tx.commit().await.map_err(Error::Database)?;
         Ok(Created::New)
     }
@@ -265,6 +270,134 @@ impl EventStore for SqlStore {
         .map_err(Error::Database)?;
         rows.iter().map(decode_record).collect()
     }
+
+    async fn search(&self, query: &SagaQuery) -> Result<Vec<SagaRecord>> {
+        let (sql, binds) = search_sql(query);
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for value in binds {
+            q = match value {
+                Bind::Text(text) => q.bind(text),
+                Bind::Int(int) => q.bind(int),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(Error::Database)?;
+        rows.iter().map(decode_record).collect()
+    }
+
+    async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        // One pass over the (status, created_at) index.
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM sagas GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Error::Database)?;
+        rows.iter()
+            .map(|row| Ok((get(row, "status")?, to_u64(get(row, "n")?, "count")?)))
+            .collect()
+    }
+}
+
+/// A value bound to a generated placeholder.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// `WHERE … ORDER BY … LIMIT` of a search, with its binds. Only placeholders and fixed column
+/// names are spliced into the SQL; every value is bound.
+fn search_sql(q: &SagaQuery) -> (String, Vec<Bind>) {
+    let mut binds = Vec::new();
+    let mut clauses = Vec::new();
+    let mut bind = |value: Bind| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    // With a tag, the tag index drives the scan and its created_at orders the page; otherwise
+    // the read model's own (status|name|…, created_at) indexes do.
+    let (from, order) = match &q.tag {
+        Some((key, value)) => {
+            let key = bind(Bind::Text(key.clone()));
+            let value = bind(Bind::Text(value.clone()));
+            clauses.push(format!("t.key = {key} AND t.value = {value}"));
+            (
+                "FROM saga_tags t JOIN sagas s ON s.saga_id = t.saga_id",
+                ("t.created_at", "t.saga_id"),
+            )
+        }
+        None => ("FROM sagas s", ("s.created_at", "s.saga_id")),
+    };
+    if !q.statuses.is_empty() {
+        let list: Vec<String> = q
+            .statuses
+            .iter()
+            .map(|status| bind(Bind::Text(status.clone())))
+            .collect();
+        clauses.push(format!("s.status IN ({})", list.join(", ")));
+    }
+    if let Some(name) = &q.name {
+        clauses.push(format!("s.name = {}", bind(Bind::Text(name.clone()))));
+    }
+    if let Some(version) = q.definition_version {
+        clauses.push(format!(
+            "s.definition_version = {}",
+            bind(Bind::Int(i64::from(version)))
+        ));
+    }
+    let (created_at, saga_id) = order;
+    if let Some(from) = q.created_from {
+        clauses.push(format!(
+            "{created_at} >= {}",
+            bind(Bind::Int(from.millis()))
+        ));
+    }
+    if let Some(until) = q.created_until {
+        clauses.push(format!(
+            "{created_at} < {}",
+            bind(Bind::Int(until.millis()))
+        ));
+    }
+    if let Some(cursor) = q.after {
+        let at = bind(Bind::Int(cursor.created_at.millis()));
+        let at_again = bind(Bind::Int(cursor.created_at.millis()));
+        let id = bind(Bind::Text(cursor.saga_id.to_string()));
+        clauses.push(format!(
+            "({created_at} < {at} OR ({created_at} = {at_again} AND {saga_id} < {id}))"
+        ));
+    }
+    let limit = bind(Bind::Int(i64::from(q.limit)));
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT s.saga_id, s.name, s.definition_version, s.status, s.version, \
+         s.idempotency_key, s.input_digest, s.created_at, s.updated_at {from} {filter} \
+         ORDER BY {created_at} DESC, {saga_id} DESC LIMIT {limit}"
+    );
+    (sql, binds)
+}
+
+/// Writes a new saga's searchable tags (see `migrations/*/0002_saga_tags.sql`).
+async fn insert_tags(
+    conn: &mut AnyConnection,
+    saga_id: Uuid,
+    tags: &[(String, String)],
+    created_at: Timestamp,
+) -> Result<()> {
+    for (key, value) in tags {
+        sqlx::query(
+            "INSERT INTO saga_tags (saga_id, key, value, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(saga_id.to_string())
+        .bind(key.as_str())
+        .bind(value.as_str())
+        .bind(created_at.millis())
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::Database)?;
+    }
+    Ok(())
 }
 
 /// The read model's version of `saga_id`, read through `conn` (the pool or a transaction).

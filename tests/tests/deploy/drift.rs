@@ -6,7 +6,7 @@ use crate::manifests::{
     Container, containers, find, find_generated, id, objects, overlays, runs_saga,
 };
 use clap::{CommandFactory, FromArgMatches};
-use saga_orchestrator::cli::{Cli, Command, Connection, ParticipantKind};
+use saga_orchestrator::cli::{Cli, Command, Connection, OrchestratorArgs, ParticipantKind};
 use saga_testkit::workspace_root;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -250,6 +250,24 @@ fn check_nats(connection: &Connection, objects: &[Value], problems: &mut Vec<Str
     }
 }
 
+/// An API on every interface needs its bearer token (the binary refuses to start without
+/// one), and a token is a credential: it comes from a Secret.
+fn check_token(parsed: &Parsed, args: &OrchestratorArgs, problems: &mut Vec<String>) {
+    if args.listen.ip().is_loopback() {
+        return;
+    }
+    match (&args.token, parsed.env.get("SAGA_API_TOKEN")) {
+        (None, _) => problems.push(format!(
+            "listens on {} without SAGA_API_TOKEN: the binary refuses to start",
+            args.listen
+        )),
+        (Some(_), Some(EnvSource::Secret { .. })) => {}
+        (Some(_), _) => {
+            problems.push("SAGA_API_TOKEN must come from a Secret: it is a credential".into())
+        }
+    }
+}
+
 /// The database URL comes from a Secret, and names PostgreSQL where the Secret is rendered.
 fn check_database(parsed: &Parsed, connection: &Connection, problems: &mut Vec<String>) {
     let env = Cli::command()
@@ -322,6 +340,7 @@ fn problems_of(container: &Container<'_>, objects: &[Value]) -> Vec<String> {
             check_listen(container, Some(args.listen), &mut problems);
             check_nats(&args.connection, objects, &mut problems);
             check_database(&parsed, &args.connection, &mut problems);
+            check_token(&parsed, args, &mut problems);
             // The replies in hand drain first, then the HTTP requests still open.
             check_grace(
                 container,
@@ -446,6 +465,17 @@ fn drift_check_refuses_manifests_that_disagree_with_the_binary() {
             .iter()
             .any(|p| p.contains("the binary listens on 9090")),
         "{wrong_port:?}"
+    );
+
+    let no_token = mutate(&|c| {
+        let i = env_named(c, "SAGA_API_TOKEN");
+        c["env"].as_array_mut().unwrap().remove(i);
+    });
+    assert!(
+        no_token
+            .iter()
+            .any(|p| p.contains("without SAGA_API_TOKEN: the binary refuses to start")),
+        "{no_token:?}"
     );
 
     let literal = mutate(&|c| {

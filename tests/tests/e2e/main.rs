@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bench;
+mod browser;
 mod chaos;
+mod cli;
 mod definitions;
 mod failures;
 mod health;

@@ -238,7 +238,7 @@ impl System {
             let listen = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             runtime.spawn(async move {
                 let result = match Orchestrator::open(&options).await {
-                    Ok(o) => super::super::servers::serve(o, listen, stop).await,
+                    Ok(o) => super::super::servers::serve(o, listen, None, stop).await,
                     Err(e) => Err(e.into()),
                 };
                 if let Err(e) = result {

@@ -1,0 +1,246 @@
+//! The web UI in a real headless Chromium, driven over WebDriver (chromedriver, from Debian's
+//! `chromium-driver`; `make test` installs it with `deploy/local/ensure-chromium.sh`), against
+//! a whole system: the list filters to Compensated, a saga's page draws its timeline, and the
+//! compensation bars come in the reverse order of the steps. Saves a screenshot to
+//! `target/browser/timeline.png`.
+
+use crate::system::{Backend, REVIEW_LIMIT, System};
+use fantoccini::{Client, ClientBuilder, Locator};
+use saga_testkit::{free_port, wait_for};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(program: &str) -> String {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    found.map(|p| p.display().to_string()).unwrap_or_else(|| {
+        panic!("{program} is not installed: run `make test` or deploy/local/ensure-chromium.sh")
+    })
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port().unwrap();
+    let child = Command::new(find("chromedriver"))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    let status = format!("{}/status", driver.url);
+    wait_for("chromedriver answers /status", DEADLINE, || async {
+        let resp = http.get(&status).send().await.ok()?;
+        resp.status().is_success().then_some(())
+    })
+    .await
+    .unwrap();
+    driver
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": find("chromium"),
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-dev-shm-usage",
+                "--window-size=1200,900",
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap()
+}
+
+/// The `attr` of every element matching `css`, in document order; `None` while any is missing
+/// (the page re-renders as it polls, so an element may go stale between two calls).
+async fn attrs(client: &Client, css: &str, attr: &str) -> Option<Vec<String>> {
+    let mut values = Vec::new();
+    for element in client.find_all(Locator::Css(css)).await.ok()? {
+        values.push(element.attr(attr).await.ok()??);
+    }
+    Some(values)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_shows_compensations_in_reverse_order() {
+    let system = System::start(Backend::Sqlite).await;
+    system.open_account("alice", 10_000_000).await;
+    let completed = system.start_saga("alice", 500).await;
+    let compensated = system.start_saga("alice", REVIEW_LIMIT + 1).await;
+    let statuses = system
+        .wait_terminal(&[completed, compensated], Duration::from_secs(60))
+        .await;
+    assert_eq!(statuses[&compensated], "compensated");
+    assert_eq!(statuses[&completed], "completed");
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client.goto(&format!("{}/", system.api)).await.unwrap();
+
+    // The list shows both, then only the compensated one once filtered.
+    let both = [completed.to_string(), compensated.to_string()];
+    wait_for("the list shows both sagas", DEADLINE, || async {
+        let ids = attrs(&client, "#saga-list tr[data-saga-id]", "data-saga-id").await?;
+        both.iter().all(|id| ids.contains(id)).then_some(())
+    })
+    .await
+    .unwrap();
+    client
+        .find(Locator::Css(r#"[data-status-filter="compensated"]"#))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        "the list holds only compensated sagas",
+        DEADLINE,
+        || async {
+            let rows = attrs(&client, "#saga-list tr[data-saga-id]", "data-saga-id").await?;
+            let statuses = attrs(&client, "#saga-list tr[data-saga-id]", "data-status").await?;
+            (rows == [compensated.to_string()] && statuses == ["compensated"]).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let total = client
+        .find(Locator::Css("#total"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(total, "2", "the overview counts every saga");
+
+    // Open it from the list.
+    let link = format!(r##"a[href="#/saga/{compensated}"]"##);
+    client
+        .find(Locator::Css(&link))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let compensations = wait_for("the timeline draws two compensations", DEADLINE, || async {
+        let steps = attrs(
+            &client,
+            r#"#timeline rect[data-kind="compensation"]"#,
+            "data-step",
+        )
+        .await?;
+        let starts = attrs(
+            &client,
+            r#"#timeline rect[data-kind="compensation"]"#,
+            "data-start",
+        )
+        .await?;
+        (steps.len() == 2).then_some((steps, starts))
+    })
+    .await
+    .unwrap();
+    let forward = attrs(
+        &client,
+        r#"#timeline rect[data-kind="forward"]"#,
+        "data-step",
+    )
+    .await
+    .unwrap();
+    assert_eq!(forward, ["reserve_credit", "create_order", "approve_order"]);
+    let outcomes = attrs(
+        &client,
+        r#"#timeline rect[data-kind="forward"]"#,
+        "data-outcome",
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcomes, ["succeeded", "succeeded", "rejected"]);
+
+    // Compensations in reverse order of the steps they undo, on the time axis too.
+    let (steps, starts) = compensations;
+    let mut by_time: Vec<(i64, String)> = starts
+        .iter()
+        .map(|s| s.parse::<i64>().unwrap())
+        .zip(steps.iter().cloned())
+        .collect();
+    by_time.sort();
+    let order: Vec<&str> = by_time.iter().map(|(_, step)| step.as_str()).collect();
+    assert_eq!(order, ["create_order", "reserve_credit"]);
+    assert_eq!(
+        steps,
+        ["create_order", "reserve_credit"],
+        "rows follow time"
+    );
+    let status = client
+        .find(Locator::Css("#saga-status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(status, "compensated");
+    let input = client
+        .find(Locator::Css("#input"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(input.contains("alice"), "{input}");
+
+    let png = client.screenshot().await.unwrap();
+    let dir = saga_testkit::workspace_root().join("target/browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("timeline.png"), &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+
+    // Time travel from the event log: as of event 2 the saga was running its first step.
+    let at = format!(r##"#events a[href="#/saga/{compensated}/at/2"]"##);
+    client
+        .find(Locator::Css(&at))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the saga as of event 2", DEADLINE, || async {
+        client.find(Locator::Css("#as-of")).await.ok()?;
+        let status = client.find(Locator::Css("#saga-status")).await.ok()?;
+        let status = status.text().await.ok()?;
+        let bars = attrs(&client, "#timeline rect[data-kind]", "data-step").await?;
+        (status == "running" && bars == ["reserve_credit"]).then_some(())
+    })
+    .await
+    .unwrap();
+    client.close().await.unwrap();
+}
