@@ -169,6 +169,15 @@ async fn write(
         .bind(at.millis())
         .execute(&mut *tx)
         .await?;
+        // The searchable input fields, as the store writes them for a started saga.
+        sqlx::query(
+            "INSERT INTO saga_tags (saga_id, key, value, created_at) \
+             VALUES ($1, 'amount', '100', $2), ($1, 'customer_id', 'preload', $2)",
+        )
+        .bind(r.id.clone())
+        .bind(at.millis())
+        .execute(&mut *tx)
+        .await?;
         let mut query = sqlx::query(AssertSqlSafe(events_sql.clone()));
         for (sequence, (event_type, payload, occurred_at)) in (1i64..).zip(&r.events) {
             query = query
