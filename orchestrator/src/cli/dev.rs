@@ -97,7 +97,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         eprintln!("demo failed: {e}");
     }
     if demo.is_ok() && !args.exit_after_demo {
-        println!("\nServing until Ctrl-C. Try:");
+        println!(
+            "\nServing until Ctrl-C. Open the web UI at http://{}/ or try:",
+            args.listen
+        );
         println!(
             "  cargo run -q --bin saga -- start place_order --input '{{\"customer_id\":\"alice\",\"amount\":500}}' --wait"
         );
