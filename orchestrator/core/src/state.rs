@@ -250,6 +250,16 @@ impl SagaState {
         })
     }
 
+    /// Records that attempt `attempt` of `step`'s `kind` command was answered (a copy of the
+    /// reply then changes nothing), and returns the step with that command no longer pending.
+    fn settle(&mut self, step: &str, attempt: u32, kind: CommandKind) -> Option<&mut StepState> {
+        self.answered
+            .insert(MessageId::command(self.saga_id, step, attempt, kind));
+        let s = self.step_mut(step)?;
+        s.pending = None;
+        Some(s)
+    }
+
     fn step_mut(&mut self, name: &str) -> Option<&mut StepState> {
         self.steps.iter_mut().find(|s| s.name == name)
     }
@@ -283,7 +293,6 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
     state.version += 1;
     state.updated_at = Some(occurred.at);
     let at = occurred.at;
-    let saga_id = state.saga_id;
     match &occurred.event {
         Event::SagaStarted {
             name,
@@ -337,17 +346,10 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             attempt,
             output,
         } => {
-            state.answered.insert(MessageId::command(
-                saga_id,
-                step,
-                *attempt,
-                CommandKind::Forward,
-            ));
-            if let Some(s) = state.step_mut(step) {
+            if let Some(s) = state.settle(step, *attempt, CommandKind::Forward) {
                 s.status = StepStatus::Succeeded;
                 s.output = Some(output.clone());
                 s.ended_at = Some(at);
-                s.pending = None;
             }
         }
         Event::StepRejected {
@@ -355,17 +357,10 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             attempt,
             reason,
         } => {
-            state.answered.insert(MessageId::command(
-                saga_id,
-                step,
-                *attempt,
-                CommandKind::Forward,
-            ));
-            if let Some(s) = state.step_mut(step) {
+            if let Some(s) = state.settle(step, *attempt, CommandKind::Forward) {
                 s.status = StepStatus::Rejected;
                 s.reason = Some(reason.clone());
                 s.ended_at = Some(at);
-                s.pending = None;
             }
         }
         Event::CommandTimedOut { step, kind, .. } => {
@@ -383,11 +378,7 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             kind,
             reason,
         } => {
-            state
-                .answered
-                .insert(MessageId::command(saga_id, step, *attempt, *kind));
-            if let Some(s) = state.step_mut(step) {
-                s.pending = None;
+            if let Some(s) = state.settle(step, *attempt, *kind) {
                 s.timeout_at = None;
                 s.reason = Some(reason.clone());
                 if *kind == CommandKind::Forward {
@@ -442,16 +433,9 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             }
         }
         Event::StepCompensated { step, attempt } => {
-            state.answered.insert(MessageId::command(
-                saga_id,
-                step,
-                *attempt,
-                CommandKind::Compensation,
-            ));
-            if let Some(s) = state.step_mut(step) {
+            if let Some(s) = state.settle(step, *attempt, CommandKind::Compensation) {
                 s.status = StepStatus::Compensated;
                 s.ended_at = Some(at);
-                s.pending = None;
                 s.timeout_at = None;
             }
         }
