@@ -244,6 +244,9 @@ pub struct OrchestratorArgs {
     /// Re-publish the in-flight commands of a saga quiet for this long (e.g. 30s).
     #[arg(long, env = "SAGA_REPUBLISH_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub republish_after: std::time::Duration,
+    /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
+    #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 20_000)]
+    pub hot_sagas: usize,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }

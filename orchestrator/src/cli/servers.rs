@@ -44,6 +44,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         sagas_dir: args.sagas,
         stream_replicas: args.connection.stream_replicas,
         republish_after: args.republish_after,
+        hot_sagas: args.hot_sagas,
         ..Options::default()
     };
     let shutdown = shutdown_on_signal();

@@ -19,6 +19,7 @@
 //! ```
 
 mod error;
+mod hot;
 mod observe;
 mod recovery;
 mod registry;
@@ -26,6 +27,7 @@ mod replies;
 mod timers;
 
 pub use error::{Error, Result};
+pub use hot::HotSagas;
 pub use registry::{CATALOGUE_FILE, Registry};
 pub use replies::SHUTDOWN_GRACE;
 pub use timers::Timers;
@@ -59,6 +61,9 @@ pub struct Options {
     /// An active saga with no new event for this long gets its in-flight commands
     /// published again (same message ids, so nothing applies twice).
     pub republish_after: Duration,
+    /// Sagas in flight whose state is kept in memory, so a reply needs no read of the store
+    /// (checked by the append's optimistic concurrency; see [`HotSagas`]). 0 turns it off.
+    pub hot_sagas: usize,
 }
 
 impl Default for Options {
@@ -70,6 +75,7 @@ impl Default for Options {
             stream_replicas: 1,
             workers: 32,
             republish_after: Duration::from_secs(30),
+            hot_sagas: 20_000,
         }
     }
 }
@@ -125,6 +131,7 @@ pub struct Orchestrator<S = SqlStore> {
     /// The wheel behind `timers`, taken by [`Orchestrator::run`].
     wheel: std::sync::Arc<std::sync::Mutex<Option<timers::TimerWheel>>>,
     metrics: std::sync::Arc<observe::Metrics>,
+    hot: std::sync::Arc<HotSagas>,
 }
 
 /// Appends that lose a race are decided again this many times before giving up.
@@ -161,7 +168,9 @@ pub enum OpenError {
 impl<S: EventStore> Orchestrator<S> {
     pub fn new(store: S, transport: Transport, registry: Registry, options: Options) -> Self {
         let (timers, wheel) = timers::timers();
+        let hot = std::sync::Arc::new(HotSagas::new(options.hot_sagas));
         Orchestrator {
+            hot,
             store,
             transport,
             registry: std::sync::Arc::new(std::sync::RwLock::new(registry)),
@@ -277,6 +286,10 @@ impl<S: EventStore> Orchestrator<S> {
                     },
                 );
                 let actions = saga_core::actions(&state, &events);
+                self.hot.put(hot::Hot {
+                    state,
+                    was_stuck: false,
+                });
                 self.act(saga_id, &actions, trace.as_ref()).await?;
                 Ok(Started {
                     saga_id,
@@ -323,35 +336,52 @@ impl<S: EventStore> Orchestrator<S> {
 
     /// The one loop for an existing saga: load, fold, decide, append, act. A lost append race
     /// (another writer moved the saga on) loads the new state and decides again.
+    ///
+    /// The state comes from the hot cache when the saga is there ([`HotSagas`]); only an
+    /// append can confirm it, so a decision from a cached state that appends nothing is made
+    /// again on the state loaded from the store.
     pub async fn handle(&self, saga_id: Uuid, input: Input) -> Result<Handled> {
+        let mut cached = self.hot.take(saga_id);
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let loaded = match self.load(saga_id).await {
-                Err(Error::NotFound(id)) => return Ok(Handled::Refused(Refusal::UnknownSaga(id))),
-                other => other?,
+            let from_cache = cached.is_some();
+            let hot = match cached.take() {
+                Some(hot) => hot,
+                None => match self.load(saga_id).await {
+                    Err(Error::NotFound(id)) => {
+                        return Ok(Handled::Refused(Refusal::UnknownSaga(id)));
+                    }
+                    Err(e) => return Err(e),
+                    Ok(loaded) => hot::Hot {
+                        was_stuck: loaded.events.iter().any(|e| e.event_type == "SagaStuck"),
+                        state: loaded.state,
+                    },
+                },
             };
             let registry = self.registry();
-            let Some(def) = registry.get(&loaded.record.name, loaded.record.definition_version)
-            else {
+            let Some(def) = registry.get(&hot.state.name, hot.state.definition_version) else {
                 return Ok(Handled::Refused(Refusal::UnknownDefinition {
                     saga_id,
-                    name: loaded.record.name,
+                    name: hot.state.name,
                 }));
             };
             let now = Timestamp::now();
-            let events = match saga_core::decide(def, &loaded.state, input.clone(), now) {
+            let events = match saga_core::decide(def, &hot.state, input.clone(), now) {
+                Ok(events) if events.is_empty() && from_cache => continue,
+                Err(_) if from_cache => continue,
+                Ok(events) if events.is_empty() => {
+                    self.hot.put(hot);
+                    return Ok(Handled::Unchanged);
+                }
                 Ok(events) => events,
                 Err(rejection) => return Ok(Handled::Refused(rejection.into())),
             };
-            if events.is_empty() {
-                return Ok(Handled::Unchanged);
-            }
-            let before = loaded.state.clone();
-            let state = events.iter().fold(loaded.state, saga_core::evolve);
+            let before = hot.state.clone();
+            let state = events.iter().fold(hot.state, saga_core::evolve);
             let appended = self
                 .store
                 .append(
                     saga_id,
-                    loaded.record.version,
+                    before.version,
                     events.iter().map(to_new_event).collect(),
                     state.status.as_str(),
                     now,
@@ -366,12 +396,14 @@ impl<S: EventStore> Orchestrator<S> {
                             version: def.version,
                             before,
                             events: &events,
-                            was_stuck: loaded.events.iter().any(|e| e.event_type == "SagaStuck"),
+                            was_stuck: hot.was_stuck,
                             now,
                         },
                     );
                     let trace = state.trace_context.as_deref().and_then(SagaTrace::parse);
                     let actions = saga_core::actions(&state, &events);
+                    let was_stuck = hot.was_stuck || state.status == Status::Stuck;
+                    self.hot.put(hot::Hot { state, was_stuck });
                     self.act(saga_id, &actions, trace.as_ref()).await?;
                     return Ok(Handled::Applied);
                 }
@@ -379,6 +411,7 @@ impl<S: EventStore> Orchestrator<S> {
                 Err(e) => return Err(e.into()),
             }
         }
+        self.hot.forget(saga_id);
         Err(Error::Corrupt {
             saga_id,
             reason: format!("lost {MAX_CONFLICT_RETRIES} append races in a row"),
@@ -417,6 +450,11 @@ impl<S: EventStore> Orchestrator<S> {
             return Err(Error::AlreadyRunning);
         };
         replies::consume(self, wheel, shutdown).await
+    }
+
+    /// The sagas in flight whose state this process keeps in memory.
+    pub fn hot_sagas(&self) -> &HotSagas {
+        &self.hot
     }
 
     /// The timer handle: arms an `Input::Tick` for a saga.
