@@ -55,6 +55,7 @@
 
 mod memory;
 mod sql;
+mod writer;
 
 pub use memory::MemoryStore;
 pub use sql::SqlStore;

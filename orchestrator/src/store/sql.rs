@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+use super::writer::Writer;
 use super::{
     Created, Error, EventStore, NewEvent, NewSaga, Result, SagaQuery, SagaRecord, StoredEvent,
 };
@@ -27,16 +28,11 @@ use saga_participants::db::{self, Backend};
 use saga_protocol::Timestamp;
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
-use std::fmt::Write as _;
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Events per INSERT statement. At 7 binds a row this stays far below the bind limits (SQLite
-/// 32766, PostgreSQL 65535) while a typical append (1 to 3 events) is a single statement.
-const ROWS_PER_INSERT: usize = 500;
 
 /// `SELECT <every sagas column> FROM sagas <rest>`, in the order [`decode_record`] reads.
 macro_rules! select_sagas {
@@ -54,6 +50,8 @@ macro_rules! select_sagas {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// Every create and append goes through it (group commit, see [`super::writer`]).
+    writer: Writer,
 }
 
 impl SqlStore {
@@ -67,7 +65,12 @@ impl SqlStore {
             &POSTGRES_MIGRATIONS,
         )
         .await?;
-        Ok(SqlStore { pool, backend })
+        let writer = Writer::spawn(pool.clone());
+        Ok(SqlStore {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     /// Which database this store runs on.
@@ -84,57 +87,7 @@ impl EventStore for SqlStore {
         status: &str,
         recorded_at: Timestamp,
     ) -> Result<Created> {
-        let version = new_version(saga.saga_id, 0, events.len())?;
-        let mut tx = self.pool.begin().await.map_err(Error::Database)?;
-        // The write comes first on purpose: on SQLite it takes the write lock before any read,
-        // so a concurrent create waits (busy_timeout) instead of failing to upgrade a read
-        // snapshot; on PostgreSQL a concurrent insert of the same key waits for ours to commit.
-        // DO NOTHING covers both unique columns (saga_id, idempotency_key).
-        let inserted = sqlx::query(
-            "INSERT INTO sagas (saga_id, name, definition_version, status, version, \
-             idempotency_key, input_digest, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-        )
-        .bind(saga.saga_id.to_string())
-        .bind(saga.name.as_str())
-        .bind(i64::from(saga.definition_version))
-        .bind(status)
-        .bind(version)
-        .bind(saga.idempotency_key.as_deref())
-        .bind(saga.input_digest.as_str())
-        .bind(recorded_at.millis())
-        .bind(recorded_at.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::Database)?
-        .rows_affected();
-
-        if inserted == 0 {
-            // Something conflicted. The key wins over the id: a retried start with a key is
-            // answered with its saga even if the caller also reused the saga id.
-            let existing = match saga.idempotency_key.as_deref() {
-                Some(key) => sqlx::query(select_sagas!("WHERE idempotency_key = $1"))
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(Error::Database)?,
-                None => None,
-            };
-            // Nothing was written; dropping the transaction rolls it back.
-            drop(tx);
-            return match existing {
-                Some(row) => Ok(Created::Existing(decode_record(&row)?)),
-                None => Err(Error::Conflict {
-                    saga_id: saga.saga_id,
-                    expected_version: 0,
-                }),
-            };
-        }
-
-        insert_events(&mut tx, saga.saga_id, 0, &events, recorded_at).await?;
-        insert_tags(&mut tx, saga.saga_id, &saga.tags, recorded_at).await?;
-        tx.commit().await.map_err(Error::Database)?;
-        Ok(Created::New)
+        self.writer.create(saga, events, status, recorded_at).await
     }
 
     async fn append(
@@ -145,8 +98,6 @@ impl EventStore for SqlStore {
         status: &str,
         recorded_at: Timestamp,
     ) -> Result<u64> {
-        let version = new_version(saga_id, expected_version, events.len())?;
-        let expected = sql_int(saga_id, expected_version)?;
         if events.is_empty() {
             // Nothing to write: only tell the caller whether its view is still current.
             return match current_version(&self.pool, saga_id).await? {
@@ -158,44 +109,9 @@ impl EventStore for SqlStore {
                 None => Err(Error::NotFound(saga_id)),
             };
         }
-
-        let mut tx = self.pool.begin().await.map_err(Error::Database)?;
-        // Compare-and-set on the read model first (a write, for the same locking reasons as in
-        // `create`): a stale writer is refused here before it inserts anything, and on
-        // PostgreSQL a concurrent writer blocks on the row lock until we commit, then re-checks
-        // the version and finds it moved.
-        let updated = sqlx::query(
-            "UPDATE sagas SET status = $1, version = $2, updated_at = $3 \
-             WHERE saga_id = $4 AND version = $5",
-        )
-        .bind(status)
-        .bind(version)
-        .bind(recorded_at.millis())
-        .bind(saga_id.to_string())
-        .bind(expected)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::Database)?
-        .rows_affected();
-        if updated == 0 {
-            let exists = current_version(&mut *tx, saga_id).await?.is_some();
-            drop(tx);
-            return Err(if exists {
-                Error::Conflict {
-                    saga_id,
-                    expected_version,
-                }
-            } else {
-                Error::NotFound(saga_id)
-            });
-        }
-
-        insert_events(&mut tx, saga_id, expected_version, &events, recorded_at).await?;
-        // If the commit's outcome is lost (connection dropped), the caller sees a transient
-        // error; retrying with the same expected version then yields Conflict if it did commit,
-        // and the runtime reloads, so the events are never written twice.
-        tx.commit().await.map_err(Error::Database)?;
-        Ok(expected_version + events.len() as u64)
+        self.writer
+            .append(saga_id, expected_version, events, status, recorded_at)
+            .await
     }
 
     async fn load(&self, saga_id: Uuid) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
@@ -380,31 +296,8 @@ fn search_sql(q: &SagaQuery) -> (String, Vec<Bind>) {
     (sql, binds)
 }
 
-/// Writes a new saga's searchable tags (see `migrations/*/0002_saga_tags.sql`).
-async fn insert_tags(
-    conn: &mut AnyConnection,
-    saga_id: Uuid,
-    tags: &[(String, String)],
-    created_at: Timestamp,
-) -> Result<()> {
-    for (key, value) in tags {
-        sqlx::query(
-            "INSERT INTO saga_tags (saga_id, key, value, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(saga_id.to_string())
-        .bind(key.as_str())
-        .bind(value.as_str())
-        .bind(created_at.millis())
-        .execute(&mut *conn)
-        .await
-        .map_err(Error::Database)?;
-    }
-    Ok(())
-}
-
 /// The read model's version of `saga_id`, read through `conn` (the pool or a transaction).
-async fn current_version<'c, E>(conn: E, saga_id: Uuid) -> Result<Option<u64>>
+pub(super) async fn current_version<'c, E>(conn: E, saga_id: Uuid) -> Result<Option<u64>>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -416,77 +309,7 @@ where
     version.map(|v| to_u64(v, "version")).transpose()
 }
 
-/// Inserts `events` as sequences `after + 1 ..`, a few hundred rows per statement.
-async fn insert_events(
-    conn: &mut AnyConnection,
-    saga_id: Uuid,
-    after: u64,
-    events: &[NewEvent],
-    recorded_at: Timestamp,
-) -> Result<()> {
-    let id = saga_id.to_string();
-    let mut sequence = sql_int(saga_id, after)?;
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO saga_events (saga_id, sequence, event_type, schema_version, payload, \
-             occurred_at, recorded_at) VALUES ",
-        );
-        for row in 0..chunk.len() {
-            let p = row * 7;
-            let separator = if row == 0 { "" } else { ", " };
-            // Writing to a String cannot fail.
-            let _ = write!(
-                sql,
-                "{separator}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            );
-        }
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for event in chunk {
-            // `new_version` checked that the last sequence fits, so this cannot overflow.
-            sequence += 1;
-            let payload = serde_json::to_string(&event.payload)
-                .map_err(|e| Error::Corrupt(format!("unserializable payload: {e}")))?;
-            query = query
-                .bind(id.clone())
-                .bind(sequence)
-                .bind(event.event_type.clone())
-                .bind(i64::from(event.schema_version))
-                .bind(payload)
-                .bind(event.occurred_at.millis())
-                .bind(recorded_at.millis());
-        }
-        match query.execute(&mut *conn).await {
-            Ok(_) => {}
-            // The guard itself: another writer stored one of these sequences first.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(Error::Conflict {
-                    saga_id,
-                    expected_version: after,
-                });
-            }
-            Err(e) => return Err(Error::Database(e)),
-        }
-    }
-    Ok(())
-}
-
-/// The version after appending `count` events to `after`, as stored (BIGINT).
-fn new_version(saga_id: Uuid, after: u64, count: usize) -> Result<i64> {
-    let version = u64::try_from(count)
-        .ok()
-        .and_then(|count| after.checked_add(count))
-        .ok_or_else(|| Error::Corrupt(format!("saga {saga_id}: version overflow")))?;
-    sql_int(saga_id, version)
-}
-
-fn sql_int(saga_id: Uuid, value: u64) -> Result<i64> {
+pub(super) fn sql_int(saga_id: Uuid, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| {
         Error::Corrupt(format!(
             "saga {saga_id}: version {value} does not fit a BIGINT"
@@ -494,7 +317,7 @@ fn sql_int(saga_id: Uuid, value: u64) -> Result<i64> {
     })
 }
 
-fn decode_record(row: &AnyRow) -> Result<SagaRecord> {
+pub(super) fn decode_record(row: &AnyRow) -> Result<SagaRecord> {
     Ok(SagaRecord {
         saga_id: parse_uuid(&get::<String>(row, "saga_id")?)?,
         name: get(row, "name")?,
