@@ -183,11 +183,25 @@ pub async fn handle<P: Participant>(
     participant: &P,
     command: &CommandEnvelope,
 ) -> Result<ReplyEnvelope, Error> {
-    let span = handle_span(command);
+    handle_in(participant, command, handle_span(command)).await
+}
+
+/// [`handle`] inside `span` (from [`handle_span`]), alone in its transaction.
+pub(crate) async fn handle_in<P: Participant>(
+    participant: &P,
+    command: &CommandEnvelope,
+    span: tracing::Span,
+) -> Result<ReplyEnvelope, Error> {
     let handled = retry_conflicts(|| handle_once(participant, command))
         .instrument(span.clone())
         .await;
-    match &handled {
+    finish_span(&span, &handled);
+    handled.map(|(reply, _)| reply)
+}
+
+/// Records the outcome of a command on its `handle` span.
+pub(crate) fn finish_span(span: &tracing::Span, handled: &Result<(ReplyEnvelope, bool), Error>) {
+    match handled {
         Ok((reply, duplicate)) => {
             span.record("saga.outcome", reply.outcome.status());
             span.record("saga.duplicate", *duplicate);
@@ -197,7 +211,6 @@ pub async fn handle<P: Participant>(
         }
         Err(e) => span.set_status(Status::error(e.to_string())),
     }
-    handled.map(|(reply, _)| reply)
 }
 
 /// One try; the flag says whether the message id was in the inbox already.
@@ -205,18 +218,38 @@ async fn handle_once<P: Participant>(
     participant: &P,
     command: &CommandEnvelope,
 ) -> Result<(ReplyEnvelope, bool), Error> {
-    let id = command.message_id.as_str();
     let db = participant.store().backend();
+    let span = tracing::Span::current();
     let mut tx = participant
         .store()
         .begin()
-        .instrument(db_span(db, "BEGIN", None))
+        .instrument(db_span(&span, db, "BEGIN", None))
         .await?;
-    let recorded = store::recorded(&mut tx, id)
-        .instrument(db_span(db, "SELECT", Some("inbox")))
+    let handled = handle_in_tx(participant, &mut tx, command, &span).await?;
+    // A duplicate wrote nothing: dropping the transaction rolls it back.
+    if !handled.1 {
+        tx.commit()
+            .instrument(db_span(&span, db, "COMMIT", None))
+            .await?;
+    }
+    Ok(handled)
+}
+
+/// The inbox look-up, the business change and the inbox record of one command inside `tx`,
+/// with their spans under `span`. The flag says whether the message id was in the inbox
+/// already (then nothing was written).
+pub(crate) async fn handle_in_tx<P: Participant>(
+    participant: &P,
+    tx: &mut AnyConnection,
+    command: &CommandEnvelope,
+    span: &tracing::Span,
+) -> Result<(ReplyEnvelope, bool), Error> {
+    let id = command.message_id.as_str();
+    let db = participant.store().backend();
+    let recorded = store::recorded(&mut *tx, id)
+        .instrument(db_span(span, db, "SELECT", Some("inbox")))
         .await?;
     if let Some(recorded) = recorded {
-        tx.rollback().await?;
         tracing::debug!(message_id = id, "duplicate: answering the recorded reply");
         return ReplyEnvelope::decode(recorded.as_bytes())
             .map(|reply| (reply, true))
@@ -224,22 +257,21 @@ async fn handle_once<P: Participant>(
     }
     let now = Timestamp::now();
     let outcome = participant
-        .apply(&mut tx, command, now)
-        .instrument(apply_span(db, &command.command))
+        .apply(&mut *tx, command, now)
+        .instrument(apply_span(span, db, &command.command))
         .await?;
     let reply = ReplyEnvelope::answering(command, outcome, now);
     let encoded = String::from_utf8(reply.encode()).map_err(|e| Error::Corrupt(e.to_string()))?;
     // A unique violation here means a concurrent delivery committed first: it becomes a
     // Conflict, this transaction is dropped (rolled back) and the rerun finds its reply.
-    store::record(&mut tx, id, &encoded, now)
-        .instrument(db_span(db, "INSERT", Some("inbox")))
+    store::record(&mut *tx, id, &encoded, now)
+        .instrument(db_span(span, db, "INSERT", Some("inbox")))
         .await?;
-    tx.commit().instrument(db_span(db, "COMMIT", None)).await?;
     Ok((reply, false))
 }
 
 /// The span of one command's handling; disabled when tracing is off.
-fn handle_span(command: &CommandEnvelope) -> tracing::Span {
+pub(crate) fn handle_span(command: &CommandEnvelope) -> tracing::Span {
     if !saga_telemetry::tracing_enabled() {
         return tracing::Span::none();
     }
@@ -267,8 +299,9 @@ fn db_system(backend: Backend) -> &'static str {
     }
 }
 
-/// A client span of one database operation, named `{operation} {table}`.
-fn db_span(
+/// A client span of one database operation, named `{operation} {table}`, child of `parent`.
+pub(crate) fn db_span(
+    parent: &tracing::Span,
     backend: Backend,
     operation: &'static str,
     table: Option<&'static str>,
@@ -281,21 +314,24 @@ fn db_span(
         None => operation.to_string(),
     };
     tracing::info_span!(
+        parent: parent,
         "db",
         otel.name = name,
         otel.kind = "client",
         db.system.name = db_system(backend),
         db.operation.name = operation,
         db.collection.name = table,
+        db.operation.batch.size = tracing::field::Empty,
     )
 }
 
 /// The span of the business change, inside the command's transaction.
-fn apply_span(backend: Backend, command: &str) -> tracing::Span {
+fn apply_span(parent: &tracing::Span, backend: Backend, command: &str) -> tracing::Span {
     if !saga_telemetry::tracing_enabled() {
         return tracing::Span::none();
     }
     tracing::info_span!(
+        parent: parent,
         "apply",
         otel.name = format!("apply {command}"),
         db.system.name = db_system(backend),
@@ -303,18 +339,25 @@ fn apply_span(backend: Backend, command: &str) -> tracing::Span {
 }
 
 /// A participant as a tower service (see the module docs).
+///
+/// Commands handed to it at the same time share a transaction ([`crate::batch`]): each keeps
+/// its own inbox check, business change and reply, and a batch that fails is handled again
+/// command by command.
 #[derive(Debug, Clone)]
-pub struct Handler<P> {
-    participant: P,
+pub struct Handler {
+    batcher: crate::batch::Batcher,
 }
 
-impl<P: Participant> Handler<P> {
-    pub fn new(participant: P) -> Self {
-        Handler { participant }
+impl Handler {
+    /// The handler of `participant`; spawns its batch task on the current tokio runtime.
+    pub fn new<P: Participant>(participant: P) -> Self {
+        Handler {
+            batcher: crate::batch::Batcher::spawn(participant),
+        }
     }
 }
 
-impl<P: Participant> Service<CommandEnvelope> for Handler<P> {
+impl Service<CommandEnvelope> for Handler {
     type Response = ReplyEnvelope;
     type Error = Error;
     type Future = BoxFuture<'static, Result<ReplyEnvelope, Error>>;
@@ -324,8 +367,8 @@ impl<P: Participant> Service<CommandEnvelope> for Handler<P> {
     }
 
     fn call(&mut self, command: CommandEnvelope) -> Self::Future {
-        let participant = self.participant.clone();
-        Box::pin(async move { handle(&participant, &command).await })
+        let batcher = self.batcher.clone();
+        Box::pin(async move { batcher.handle(command).await })
     }
 }
 

@@ -10,6 +10,7 @@
 //!
 //! - [`runtime`]: consume → decode → inbox → handle → reply → ack; [`run`] is the entry point.
 //! - [`handler`]: the [`handler::Participant`] seam and the tower service around it.
+//! - [`batch`]: group commit, the commands in hand at one moment in one transaction.
 //! - [`store`]: the database, migrations and the durable inbox.
 //! - [`account`], [`order`]: the two participants.
 //! - [`admin`]: core NATS request/reply helpers to open and fund accounts and read state.
@@ -31,6 +32,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod batch;
 pub mod db;
 pub mod handler;
 pub mod health;

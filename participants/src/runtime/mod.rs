@@ -45,7 +45,8 @@ use tracing::{info, warn};
 /// How long in-hand commands may take to finish after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// In-process deadline of one command; below the consumer's ack wait, so a slow command is
-/// abandoned (rolled back) before JetStream redelivers it elsewhere.
+/// given up (not acked, no reply) before JetStream redelivers it elsewhere. Its batch may
+/// still commit it later; the redelivery then gets the recorded reply from the inbox.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
 /// The consumer's ack wait: an unacked command is redelivered after this.
 pub const ACK_WAIT: Duration = Duration::from_secs(30);

@@ -14,10 +14,21 @@ use uuid::Uuid;
 
 crate::both_backends!(
     concurrent_deliveries_apply_once,
+    one_batch_applies_each_message_once,
     concurrent_creates_make_one_order
 );
 
 async fn concurrent_deliveries_apply_once(backend: Backend) {
+    deliveries_apply_once(backend, false).await;
+}
+
+/// Every delivery through one handler, so they share the batch task and (most of them) one
+/// transaction: copies and attempts inside one batch still apply once.
+async fn one_batch_applies_each_message_once(backend: Backend) {
+    deliveries_apply_once(backend, true).await;
+}
+
+async fn deliveries_apply_once(backend: Backend, one_handler: bool) {
     let db = Database::new(backend);
     let account = Account::new(Store::open(&db.url, 8).await.expect("store"));
     let opened = account
@@ -32,6 +43,7 @@ async fn concurrent_deliveries_apply_once(backend: Backend) {
     let saga = Uuid::new_v4();
     let payload = json!({ "customer_id": "alice", "amount": 30 });
     // Attempts 1 and 2 of one step, each delivered four times, all at once.
+    let shared = handler::stack(account.clone(), std::time::Duration::from_secs(20));
     let mut tasks = Vec::new();
     for attempt in [1, 2] {
         let c = command(
@@ -44,10 +56,12 @@ async fn concurrent_deliveries_apply_once(backend: Backend) {
             payload.clone(),
         );
         for _ in 0..4 {
-            let (service, c) = (
-                handler::stack(account.clone(), std::time::Duration::from_secs(20)),
-                c.clone(),
-            );
+            let service = if one_handler {
+                shared.clone()
+            } else {
+                handler::stack(account.clone(), std::time::Duration::from_secs(20))
+            };
+            let c = c.clone();
             tasks.push(tokio::spawn(async move { service.oneshot(c).await }));
         }
     }

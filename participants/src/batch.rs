@@ -1,0 +1,142 @@
+//! Group commit of commands: the commands in hand at one moment share one transaction.
+//!
+//! The [`Handler`](crate::handler::Handler) hands every command to one task per participant.
+//! The task takes what is waiting (up to [`MAX_BATCH`]) and handles it in one transaction:
+//! for each command in turn the inbox look-up, the business change and the inbox record,
+//! exactly as alone (a later command of the batch sees the earlier ones' writes, so two
+//! copies of one message still apply once), then one `COMMIT` for all. Batches form by
+//! themselves: while one commits, the next commands queue up; a single command is handled
+//! alone, with no added wait.
+//!
+//! The inbox guarantee is unchanged: a command's reply is given only after the transaction
+//! holding its inbox record and its business change has committed. If any statement of a
+//! batch fails (a race lost to another instance, the database gone) the whole batch is rolled
+//! back and each command is handled again in a transaction of its own, with the usual
+//! conflict reruns, so each gets its own answer. On SQLite this task is also the only writer,
+//! so commands queue in memory instead of sleeping on SQLite's busy handler.
+//!
+//! With tracing on, each command keeps its span tree: its `handle` span holds `BEGIN`,
+//! `SELECT inbox`, `apply …`, `INSERT inbox` and `COMMIT`, where `BEGIN` and `COMMIT` are
+//! the batch's, shared (`db.operation.batch.size` says by how many commands).
+
+use crate::handler::{self, Error, Participant};
+use saga_protocol::{CommandEnvelope, ReplyEnvelope};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most commands committed in one transaction.
+pub const MAX_BATCH: usize = 64;
+/// Commands waiting for the task at most; callers beyond wait to enqueue.
+const QUEUE: usize = 1024;
+
+/// A command waiting for the batch task, with its `handle` span.
+struct Job {
+    command: CommandEnvelope,
+    span: tracing::Span,
+    done: oneshot::Sender<Result<ReplyEnvelope, Error>>,
+}
+
+/// The handle on a participant's batch task. Cheap to clone; the task ends with the last one.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Spawns the batch task of `participant` on the current tokio runtime.
+    pub fn spawn<P: Participant>(participant: P) -> Self {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(run(participant, jobs));
+        Batcher { queue }
+    }
+
+    /// Handles `command` exactly once per message id (see [`handler::handle`]).
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not withdraw the command: it may still be committed, and a
+    /// redelivery then gets the recorded reply from the inbox.
+    pub async fn handle(&self, command: CommandEnvelope) -> Result<ReplyEnvelope, Error> {
+        let span = handler::handle_span(&command);
+        let (done, reply) = oneshot::channel();
+        self.queue
+            .send(Job {
+                command,
+                span,
+                done,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        reply.await.map_err(|_| stopped())?
+    }
+}
+
+/// The batch task is gone (its runtime is shutting down): the command is redelivered later.
+fn stopped() -> Error {
+    Error::Layer("the participant's batch task stopped".into())
+}
+
+async fn run<P: Participant>(participant: P, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        handle_batch(&participant, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn handle_batch<P: Participant>(participant: &P, batch: Vec<Job>) {
+    if batch.len() > 1 {
+        match together(participant, &batch).await {
+            Ok(handled) => {
+                for (job, handled) in batch.into_iter().zip(handled) {
+                    let handled = Ok(handled);
+                    handler::finish_span(&job.span, &handled);
+                    // A caller that went away gets its reply from the inbox on redelivery.
+                    let _ = job.done.send(handled.map(|(reply, _)| reply));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, commands = batch.len(), "batch failed, handling alone");
+            }
+        }
+    }
+    for job in batch {
+        let handled = handler::handle_in(participant, &job.command, job.span).await;
+        let _ = job.done.send(handled);
+    }
+}
+
+/// Every command of `batch` in one transaction, committed; `Err` if any statement or the
+/// commit failed (then nothing was written).
+async fn together<P: Participant>(
+    participant: &P,
+    batch: &[Job],
+) -> Result<Vec<(ReplyEnvelope, bool)>, Error> {
+    let db = participant.store().backend();
+    let shared = |operation| -> Vec<tracing::Span> {
+        batch
+            .iter()
+            .map(|job| {
+                let span = handler::db_span(&job.span, db, operation, None);
+                span.record("db.operation.batch.size", batch.len());
+                span
+            })
+            .collect()
+    };
+    let begin = shared("BEGIN");
+    let mut tx = participant.store().begin().await?;
+    drop(begin);
+    let mut handled = Vec::with_capacity(batch.len());
+    for job in batch {
+        handled.push(handler::handle_in_tx(participant, &mut tx, &job.command, &job.span).await?);
+    }
+    let commit = shared("COMMIT");
+    tx.commit().await?;
+    drop(commit);
+    Ok(handled)
+}
