@@ -56,6 +56,7 @@
 mod memory;
 mod sql;
 mod writer;
+mod writes;
 
 pub use memory::MemoryStore;
 pub use sql::SqlStore;

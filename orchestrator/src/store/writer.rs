@@ -3,7 +3,9 @@
 //! Every [`SqlStore`](super::SqlStore) create and append is sent to one task, which takes
 //! what is waiting (up to [`MAX_BATCH`]) and writes it in one transaction: each write keeps
 //! its own compare-and-set and its own outcome, but the batch shares one `BEGIN`, one
-//! `COMMIT` and one connection. Batches form by themselves: while one commits, the next
+//! `COMMIT`, one connection and, set by set, its statements (one INSERT of the new sagas, one
+//! compare-and-set UPDATE of the appended ones, one INSERT of all their events; see
+//! [`super::writes`]), so a batch costs a handful of statements whatever its size. Batches form by themselves: while one commits, the next
 //! writes queue up, so a busy orchestrator commits many sagas at once and an idle one commits
 //! each write alone, with no added wait.
 //!
@@ -19,12 +21,11 @@
 //! and nothing is written twice. Two writes of one saga never share a batch: the second one
 //! runs alone after it.
 
-use super::sql::{current_version, decode_record, sql_int};
+use super::writes::{self, EventRows, Step, append_in, create_in};
 use super::{Created, Error, NewEvent, NewSaga, Result};
 use saga_protocol::Timestamp;
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe};
+use sqlx::{AnyConnection, AnyPool};
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -32,10 +33,6 @@ use uuid::Uuid;
 pub const MAX_BATCH: usize = 256;
 /// Writes waiting for the writer at most; callers beyond wait to enqueue.
 const QUEUE: usize = 4096;
-/// Events per INSERT statement. At 7 binds a row this stays far below the bind limits (SQLite
-/// 32766, PostgreSQL 65535).
-const ROWS_PER_INSERT: usize = 500;
-
 /// A write waiting for the writer task.
 enum Write {
     Create {
@@ -62,14 +59,6 @@ impl Write {
             Write::Append { saga_id, .. } => *saga_id,
         }
     }
-}
-
-/// What a write did inside a transaction that is still usable.
-enum Step<T> {
-    /// Written; committed with the transaction.
-    Done(T),
-    /// Refused without a failed statement: nothing written, the transaction goes on.
-    Refused(Result<T>),
 }
 
 /// The handle on the writer task. Cheap to clone; the task ends when the last one is dropped.
@@ -214,22 +203,22 @@ fn answer(write: Write, outcome: Outcome) {
     }
 }
 
-/// Every write of `batch` in one transaction; `Err` when a statement or the commit failed
-/// (then nothing is known to be written).
+/// Every write of `batch` (one per saga) in one transaction, set by set: one INSERT of the
+/// new sagas, one compare-and-set UPDATE of the appended ones, one INSERT of all their
+/// events and one of the new sagas' tags. `Err` when a statement or the commit failed (then
+/// nothing is known to be written).
 async fn write_together(pool: &AnyPool, batch: &[Write]) -> Result<Vec<Outcome>> {
-    let mut tx = pool.begin().await.map_err(Error::Database)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut creates = Vec::new();
+    let mut appends = Vec::new();
     for write in batch {
-        let outcome = match write {
+        match write {
             Write::Create {
                 saga,
                 events,
                 status,
                 recorded_at,
                 ..
-            } => Outcome::Created(settle(
-                create_in(&mut tx, saga, events, status, *recorded_at).await?,
-            )),
+            } => creates.push((saga, events.len(), status.as_str(), *recorded_at)),
             Write::Append {
                 saga_id,
                 expected_version,
@@ -237,29 +226,83 @@ async fn write_together(pool: &AnyPool, batch: &[Write]) -> Result<Vec<Outcome>>
                 status,
                 recorded_at,
                 ..
-            } => Outcome::Appended(settle(
-                append_in(
-                    &mut tx,
-                    *saga_id,
-                    *expected_version,
-                    events,
-                    status,
-                    *recorded_at,
-                )
-                .await?,
+            } => appends.push((
+                *saga_id,
+                *expected_version,
+                events.len(),
+                status.as_str(),
+                *recorded_at,
             )),
-        };
-        outcomes.push(outcome);
+        }
+    }
+    // Rows in id order, so two replicas' batches on PostgreSQL lock shared rows in one order.
+    creates.sort_by_key(|(saga, ..)| saga.saga_id);
+    appends.sort_by_key(|(saga_id, ..)| *saga_id);
+
+    let mut tx = pool.begin().await.map_err(Error::Database)?;
+    let inserted = if creates.is_empty() {
+        HashSet::new()
+    } else {
+        writes::insert_sagas(&mut tx, &creates).await?
+    };
+    let moved = if appends.is_empty() {
+        HashSet::new()
+    } else {
+        writes::update_sagas(&mut tx, &appends).await?
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut events_of = Vec::with_capacity(batch.len());
+    let mut tags_of = Vec::new();
+    for write in batch {
+        outcomes.push(match write {
+            Write::Create {
+                saga,
+                events,
+                recorded_at,
+                ..
+            } if inserted.contains(&saga.saga_id) => {
+                events_of.push(EventRows {
+                    saga_id: saga.saga_id,
+                    after: 0,
+                    events,
+                    recorded_at: *recorded_at,
+                });
+                tags_of.push((saga, *recorded_at));
+                Outcome::Created(Ok(Created::New))
+            }
+            Write::Create { saga, .. } => {
+                Outcome::Created(writes::refused_create(&mut tx, saga).await?)
+            }
+            Write::Append {
+                saga_id,
+                expected_version,
+                events,
+                recorded_at,
+                ..
+            } if moved.contains(saga_id) => {
+                events_of.push(EventRows {
+                    saga_id: *saga_id,
+                    after: *expected_version,
+                    events,
+                    recorded_at: *recorded_at,
+                });
+                Outcome::Appended(Ok(expected_version + events.len() as u64))
+            }
+            Write::Append {
+                saga_id,
+                expected_version,
+                ..
+            } => Outcome::Appended(
+                writes::refused_append(&mut tx, *saga_id, *expected_version).await?,
+            ),
+        });
+    }
+    writes::insert_events(&mut tx, &events_of).await?;
+    if !tags_of.is_empty() {
+        writes::insert_tags(&mut tx, &tags_of).await?;
     }
     tx.commit().await.map_err(Error::Database)?;
     Ok(outcomes)
-}
-
-fn settle<T>(step: Step<T>) -> Result<T> {
-    match step {
-        Step::Done(value) => Ok(value),
-        Step::Refused(refusal) => refusal,
-    }
 }
 
 /// One write in its own transaction, answered.
@@ -312,202 +355,4 @@ async fn alone<T>(
         // Nothing was written; dropping the transaction rolls it back.
         Step::Refused(refusal) => refusal,
     }
-}
-
-/// Creates a saga inside `conn`'s transaction.
-async fn create_in(
-    conn: &mut AnyConnection,
-    saga: &NewSaga,
-    events: &[NewEvent],
-    status: &str,
-    recorded_at: Timestamp,
-) -> Result<Step<Created>> {
-    let version = new_version(saga.saga_id, 0, events.len())?;
-    // The write comes first on purpose: on SQLite it takes the write lock before any read,
-    // so a concurrent create waits (busy_timeout) instead of failing to upgrade a read
-    // snapshot; on PostgreSQL a concurrent insert of the same key waits for ours to commit.
-    // DO NOTHING covers both unique columns (saga_id, idempotency_key).
-    let inserted = sqlx::query(
-        "INSERT INTO sagas (saga_id, name, definition_version, status, version, \
-         idempotency_key, input_digest, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-    )
-    .bind(saga.saga_id.to_string())
-    .bind(saga.name.as_str())
-    .bind(i64::from(saga.definition_version))
-    .bind(status)
-    .bind(version)
-    .bind(saga.idempotency_key.as_deref())
-    .bind(saga.input_digest.as_str())
-    .bind(recorded_at.millis())
-    .bind(recorded_at.millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(Error::Database)?
-    .rows_affected();
-
-    if inserted == 0 {
-        // Something conflicted. The key wins over the id: a retried start with a key is
-        // answered with its saga even if the caller also reused the saga id.
-        let existing = match saga.idempotency_key.as_deref() {
-            Some(key) => sqlx::query(concat!(
-                "SELECT saga_id, name, definition_version, status, version, idempotency_key, ",
-                "input_digest, created_at, updated_at FROM sagas WHERE idempotency_key = $1"
-            ))
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(Error::Database)?,
-            None => None,
-        };
-        return Ok(Step::Refused(match existing {
-            Some(row) => decode_record(&row).map(Created::Existing),
-            None => Err(Error::Conflict {
-                saga_id: saga.saga_id,
-                expected_version: 0,
-            }),
-        }));
-    }
-
-    insert_events(conn, saga.saga_id, 0, events, recorded_at).await?;
-    insert_tags(conn, saga.saga_id, &saga.tags, recorded_at).await?;
-    Ok(Step::Done(Created::New))
-}
-
-/// Appends at least one event inside `conn`'s transaction.
-async fn append_in(
-    conn: &mut AnyConnection,
-    saga_id: Uuid,
-    expected_version: u64,
-    events: &[NewEvent],
-    status: &str,
-    recorded_at: Timestamp,
-) -> Result<Step<u64>> {
-    let version = new_version(saga_id, expected_version, events.len())?;
-    let expected = sql_int(saga_id, expected_version)?;
-    // Compare-and-set on the read model first (a write, for the same locking reasons as in
-    // `create_in`): a stale writer is refused here before it inserts anything, and on
-    // PostgreSQL a concurrent writer blocks on the row lock until we commit, then re-checks
-    // the version and finds it moved.
-    let updated = sqlx::query(
-        "UPDATE sagas SET status = $1, version = $2, updated_at = $3 \
-         WHERE saga_id = $4 AND version = $5",
-    )
-    .bind(status)
-    .bind(version)
-    .bind(recorded_at.millis())
-    .bind(saga_id.to_string())
-    .bind(expected)
-    .execute(&mut *conn)
-    .await
-    .map_err(Error::Database)?
-    .rows_affected();
-    if updated == 0 {
-        let exists = current_version(&mut *conn, saga_id).await?.is_some();
-        return Ok(Step::Refused(Err(if exists {
-            Error::Conflict {
-                saga_id,
-                expected_version,
-            }
-        } else {
-            Error::NotFound(saga_id)
-        })));
-    }
-    insert_events(conn, saga_id, expected_version, events, recorded_at).await?;
-    Ok(Step::Done(expected_version + events.len() as u64))
-}
-
-/// Writes a new saga's searchable tags (see `migrations/*/0002_saga_tags.sql`).
-async fn insert_tags(
-    conn: &mut AnyConnection,
-    saga_id: Uuid,
-    tags: &[(String, String)],
-    created_at: Timestamp,
-) -> Result<()> {
-    for (key, value) in tags {
-        sqlx::query(
-            "INSERT INTO saga_tags (saga_id, key, value, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(saga_id.to_string())
-        .bind(key.as_str())
-        .bind(value.as_str())
-        .bind(created_at.millis())
-        .execute(&mut *conn)
-        .await
-        .map_err(Error::Database)?;
-    }
-    Ok(())
-}
-
-/// Inserts `events` as sequences `after + 1 ..`, a few hundred rows per statement.
-async fn insert_events(
-    conn: &mut AnyConnection,
-    saga_id: Uuid,
-    after: u64,
-    events: &[NewEvent],
-    recorded_at: Timestamp,
-) -> Result<()> {
-    let id = saga_id.to_string();
-    let mut sequence = sql_int(saga_id, after)?;
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO saga_events (saga_id, sequence, event_type, schema_version, payload, \
-             occurred_at, recorded_at) VALUES ",
-        );
-        for row in 0..chunk.len() {
-            let p = row * 7;
-            let separator = if row == 0 { "" } else { ", " };
-            // Writing to a String cannot fail.
-            let _ = write!(
-                sql,
-                "{separator}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            );
-        }
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for event in chunk {
-            // `new_version` checked that the last sequence fits, so this cannot overflow.
-            sequence += 1;
-            let payload = serde_json::to_string(&event.payload)
-                .map_err(|e| Error::Corrupt(format!("unserializable payload: {e}")))?;
-            query = query
-                .bind(id.clone())
-                .bind(sequence)
-                .bind(event.event_type.clone())
-                .bind(i64::from(event.schema_version))
-                .bind(payload)
-                .bind(event.occurred_at.millis())
-                .bind(recorded_at.millis());
-        }
-        match query.execute(&mut *conn).await {
-            Ok(_) => {}
-            // The guard itself: another writer stored one of these sequences first. On
-            // PostgreSQL the transaction is now aborted, so this is a failed statement (the
-            // batch is run again write by write, and this write then answers the conflict).
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(Error::Conflict {
-                    saga_id,
-                    expected_version: after,
-                });
-            }
-            Err(e) => return Err(Error::Database(e)),
-        }
-    }
-    Ok(())
-}
-
-/// The version after appending `count` events to `after`, as stored (BIGINT).
-fn new_version(saga_id: Uuid, after: u64, count: usize) -> Result<i64> {
-    let version = u64::try_from(count)
-        .ok()
-        .and_then(|count| after.checked_add(count))
-        .ok_or_else(|| Error::Corrupt(format!("saga {saga_id}: version overflow")))?;
-    sql_int(saga_id, version)
 }
