@@ -20,7 +20,8 @@
 //! the batch's, shared (`db.operation.batch.size` says by how many commands).
 
 use crate::handler::{self, Error, Participant};
-use saga_protocol::{CommandEnvelope, ReplyEnvelope};
+use crate::store;
+use saga_protocol::{CommandEnvelope, ReplyEnvelope, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most commands committed in one transaction.
@@ -112,30 +113,63 @@ async fn handle_batch<P: Participant>(participant: &P, batch: Vec<Job>) {
 }
 
 /// Every command of `batch` in one transaction, committed; `Err` if any statement or the
-/// commit failed (then nothing was written).
+/// commit failed (then nothing was written). The inbox is read for the whole batch in one
+/// statement and written in one; a second copy of a message inside the batch gets the reply
+/// of the first, as it would from the inbox.
 async fn together<P: Participant>(
     participant: &P,
     batch: &[Job],
 ) -> Result<Vec<(ReplyEnvelope, bool)>, Error> {
     let db = participant.store().backend();
-    let shared = |operation| -> Vec<tracing::Span> {
+    let shared = |operation, table| -> Vec<tracing::Span> {
         batch
             .iter()
             .map(|job| {
-                let span = handler::db_span(&job.span, db, operation, None);
+                let span = handler::db_span(&job.span, db, operation, table);
                 span.record("db.operation.batch.size", batch.len());
                 span
             })
             .collect()
     };
-    let begin = shared("BEGIN");
+    let begin = shared("BEGIN", None);
     let mut tx = participant.store().begin().await?;
     drop(begin);
+
+    let ids: Vec<&str> = batch
+        .iter()
+        .map(|j| j.command.message_id.as_str())
+        .collect();
+    let select = shared("SELECT", Some("inbox"));
+    let mut recorded = store::recorded_many(&mut tx, &ids).await?;
+    drop(select);
+
     let mut handled = Vec::with_capacity(batch.len());
+    let mut new_replies: Vec<(&str, String)> = Vec::with_capacity(batch.len());
+    let now = Timestamp::now();
     for job in batch {
-        handled.push(handler::handle_in_tx(participant, &mut tx, &job.command, &job.span).await?);
+        let id = job.command.message_id.as_str();
+        if let Some(reply) = recorded.get(id) {
+            tracing::debug!(message_id = id, "duplicate: answering the recorded reply");
+            let reply = ReplyEnvelope::decode(reply.as_bytes())
+                .map_err(|e| Error::Corrupt(format!("inbox reply of {id}: {e}")))?;
+            handled.push((reply, true));
+            continue;
+        }
+        let (reply, encoded) =
+            handler::apply_in_tx(participant, &mut tx, &job.command, now, &job.span).await?;
+        recorded.insert(id.to_string(), encoded.clone());
+        new_replies.push((id, encoded));
+        handled.push((reply, false));
     }
-    let commit = shared("COMMIT");
+
+    if !new_replies.is_empty() {
+        let insert = shared("INSERT", Some("inbox"));
+        // A unique violation (another instance recorded one of these first) fails the batch;
+        // its commands are then handled alone and find that reply.
+        store::record_many(&mut tx, &new_replies, now).await?;
+        drop(insert);
+    }
+    let commit = shared("COMMIT", None);
     tx.commit().await?;
     drop(commit);
     Ok(handled)

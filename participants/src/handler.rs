@@ -256,18 +256,32 @@ pub(crate) async fn handle_in_tx<P: Participant>(
             .map_err(|e| Error::Corrupt(format!("inbox reply of {id}: {e}")));
     }
     let now = Timestamp::now();
-    let outcome = participant
-        .apply(&mut *tx, command, now)
-        .instrument(apply_span(span, db, &command.command))
-        .await?;
-    let reply = ReplyEnvelope::answering(command, outcome, now);
-    let encoded = String::from_utf8(reply.encode()).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let (reply, encoded) = apply_in_tx(participant, tx, command, now, span).await?;
     // A unique violation here means a concurrent delivery committed first: it becomes a
     // Conflict, this transaction is dropped (rolled back) and the rerun finds its reply.
     store::record(&mut *tx, id, &encoded, now)
         .instrument(db_span(span, db, "INSERT", Some("inbox")))
         .await?;
     Ok((reply, false))
+}
+
+/// The business change of one command inside `tx` (its `apply` span under `span`), and the
+/// reply to record for it, encoded.
+pub(crate) async fn apply_in_tx<P: Participant>(
+    participant: &P,
+    tx: &mut AnyConnection,
+    command: &CommandEnvelope,
+    now: Timestamp,
+    span: &tracing::Span,
+) -> Result<(ReplyEnvelope, String), Error> {
+    let db = participant.store().backend();
+    let outcome = participant
+        .apply(&mut *tx, command, now)
+        .instrument(apply_span(span, db, &command.command))
+        .await?;
+    let reply = ReplyEnvelope::answering(command, outcome, now);
+    let encoded = String::from_utf8(reply.encode()).map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok((reply, encoded))
 }
 
 /// The span of one command's handling; disabled when tracing is off.

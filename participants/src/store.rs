@@ -102,3 +102,50 @@ pub async fn record(
         .await?;
     Ok(())
 }
+
+/// The replies recorded for any of `message_ids`, by message id: [`recorded`] for many
+/// messages in one statement.
+pub async fn recorded_many(
+    conn: &mut AnyConnection,
+    message_ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+    let mut found = std::collections::HashMap::new();
+    for chunk in message_ids.chunks(ROWS_PER_STATEMENT) {
+        let list = (1..=chunk.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Only generated placeholders are spliced in; the ids themselves are bound.
+        let sql = format!("SELECT message_id, reply FROM inbox WHERE message_id IN ({list})");
+        let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
+/// Records many `(message id, reply)` answers in one statement, as [`record`] does one.
+pub async fn record_many(
+    conn: &mut AnyConnection,
+    replies: &[(&str, String)],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    for chunk in replies.chunks(ROWS_PER_STATEMENT) {
+        let rows = (0..chunk.len())
+            .map(|row| format!("(${}, ${}, ${})", row * 3 + 1, row * 3 + 2, row * 3 + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO inbox (message_id, reply, received_at) VALUES {rows}");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, reply) in chunk {
+            query = query.bind(*id).bind(reply.as_str()).bind(now.millis());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Rows per statement of [`recorded_many`] and [`record_many`] (3 binds a row at most).
+const ROWS_PER_STATEMENT: usize = 500;
