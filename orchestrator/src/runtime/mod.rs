@@ -75,7 +75,7 @@ impl Default for Options {
             stream_replicas: 1,
             workers: 32,
             republish_after: Duration::from_secs(30),
-            hot_sagas: 20_000,
+            hot_sagas: 5_000,
         }
     }
 }
