@@ -117,7 +117,9 @@ pub async fn recorded_many(
             .join(", ");
         // Only generated placeholders are spliced in; the ids themselves are bound.
         let sql = format!("SELECT message_id, reply FROM inbox WHERE message_id IN ({list})");
-        let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        // Kept prepared only for one row: each row count is a statement text of its own.
+        let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
+            .persistent(chunk.len() == 1);
         for id in chunk {
             query = query.bind(*id);
         }
@@ -138,7 +140,7 @@ pub async fn record_many(
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("INSERT INTO inbox (message_id, reply, received_at) VALUES {rows}");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for (id, reply) in chunk {
             query = query.bind(*id).bind(reply.as_str()).bind(now.millis());
         }

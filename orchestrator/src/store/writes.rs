@@ -37,6 +37,14 @@ pub(super) struct EventRows<'a> {
     pub recorded_at: Timestamp,
 }
 
+/// Whether a statement of `rows` rows is kept prepared on its connection. Each row count is a
+/// statement text of its own, and a prepared statement of hundreds of rows holds a large
+/// program: kept for every count a batch may have, they held tens of megabytes per
+/// connection. Only single-row statements, the ones an idle system repeats, stay prepared.
+fn cached(rows: usize) -> bool {
+    rows == 1
+}
+
 /// `($1, $2, …), ($n, …)`: `rows` groups of `width` placeholders.
 fn placeholders(rows: usize, width: usize) -> String {
     let mut sql = String::new();
@@ -68,7 +76,7 @@ pub(super) async fn insert_sagas(
              ON CONFLICT DO NOTHING RETURNING saga_id",
             placeholders(chunk.len(), 9)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
         for (saga, events, status, recorded_at) in chunk {
             query = query
                 .bind(saga.saga_id.to_string())
@@ -105,7 +113,7 @@ pub(super) async fn update_sagas(
              RETURNING saga_id",
             placeholders(chunk.len(), 5)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
         for (saga_id, expected, events, status, recorded_at) in chunk {
             query = query
                 .bind(saga_id.to_string())
@@ -251,7 +259,7 @@ pub(super) async fn insert_tags(
              ON CONFLICT DO NOTHING",
             placeholders(chunk.len(), 4)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
         for (saga_id, key, value, at) in chunk {
             query = query
                 .bind(saga_id.to_string())
@@ -282,7 +290,7 @@ pub(super) async fn insert_events(conn: &mut AnyConnection, sagas: &[EventRows<'
              occurred_at, recorded_at) VALUES {}",
             placeholders(chunk.len(), 7)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
         for (saga, sequence, event) in chunk {
             let payload = serde_json::to_string(&event.payload)
                 .map_err(|e| Error::Corrupt(format!("unserializable payload: {e}")))?;

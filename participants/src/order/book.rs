@@ -93,6 +93,34 @@ pub async fn by_id(conn: &mut AnyConnection, order_id: &str) -> Result<Option<Or
     row.map(order).transpose()
 }
 
+/// The order (or tombstone) created under `effect_key`, and the order `order_id`, in one
+/// look-up: [`by_effect_key`] and [`by_id`] together.
+pub async fn by_effect_key_and_id(
+    conn: &mut AnyConnection,
+    effect_key: &str,
+    order_id: &str,
+) -> Result<(Option<Order>, Option<Order>), Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(
+        "SELECT order_id, effect_key, customer_id, amount, status FROM orders \
+         WHERE effect_key = $1 OR order_id = $2",
+    )
+    .bind(effect_key)
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?;
+    let (mut by_key, mut by_id) = (None, None);
+    for row in rows {
+        let found = order(row)?;
+        if found.effect_key == effect_key {
+            by_key = Some(found.clone());
+        }
+        if found.order_id == order_id {
+            by_id = Some(found);
+        }
+    }
+    Ok((by_key, by_id))
+}
+
 /// Every order (tombstones excluded), oldest first.
 pub async fn all(conn: &mut AnyConnection) -> Result<Vec<Order>, Error> {
     let rows: Vec<OrderRow> = sqlx::query_as(
@@ -157,25 +185,20 @@ pub async fn transition(
     append(conn, event, now).await
 }
 
-/// Appends `event` after the last event of its order; the (order_id, sequence) key makes a
-/// racing append fail with a conflict.
+/// Appends `event` after the last event of its order, in one statement (the next sequence is
+/// read by the INSERT itself); the (order_id, sequence) key makes a racing append fail with a
+/// conflict.
 pub async fn append(
     conn: &mut AnyConnection,
     event: &OrderEvent,
     now: Timestamp,
 ) -> Result<(), Error> {
-    let last: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(sequence), 0) FROM order_events WHERE order_id = $1",
-    )
-    .bind(event.order_id())
-    .fetch_one(&mut *conn)
-    .await?;
     sqlx::query(
         "INSERT INTO order_events (order_id, sequence, event_type, payload, occurred_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+         SELECT $1, COALESCE(MAX(sequence), 0) + 1, $2, $3, $4 FROM order_events \
+         WHERE order_id = $1",
     )
     .bind(event.order_id())
-    .bind(last + 1)
     .bind(event.event_type())
     .bind(events::encode(event))
     .bind(now.millis())

@@ -225,16 +225,22 @@ async fn approve(
     now: Timestamp,
 ) -> Result<Outcome, Error> {
     let key = command.effect_key.as_str();
-    if let Some(marker) = book::by_effect_key(tx, key).await?
-        && marker.status == Status::Tombstone
-    {
-        return Ok(compensated_first(key));
-    }
+    let tombstone = |marker: Option<book::Order>| {
+        marker.is_some_and(|marker| marker.status == Status::Tombstone)
+    };
     let args: ApproveOrder = match payload(command) {
         Ok(args) => args,
+        // A tombstone answers first, even for a payload that cannot be read.
+        Err(_) if tombstone(book::by_effect_key(tx, key).await?) => {
+            return Ok(compensated_first(key));
+        }
         Err(refusal) => return Ok(refusal),
     };
-    let order = match book::by_id(tx, &args.order_id).await? {
+    let (marker, order) = book::by_effect_key_and_id(tx, key, &args.order_id).await?;
+    if tombstone(marker) {
+        return Ok(compensated_first(key));
+    }
+    let order = match order {
         Some(order) if order.status != Status::Tombstone => order,
         _ => return Ok(rejected(format!("no order `{}`", args.order_id))),
     };
