@@ -245,7 +245,7 @@ pub struct OrchestratorArgs {
     #[arg(long, env = "SAGA_REPUBLISH_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub republish_after: std::time::Duration,
     /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
-    #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 5_000)]
+    #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 1_000)]
     pub hot_sagas: usize,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

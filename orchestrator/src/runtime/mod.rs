@@ -75,7 +75,7 @@ impl Default for Options {
             stream_replicas: 1,
             workers: 32,
             republish_after: Duration::from_secs(30),
-            hot_sagas: 5_000,
+            hot_sagas: 1_000,
         }
     }
 }
@@ -141,7 +141,13 @@ impl Orchestrator<SqlStore> {
     /// Loads the definitions, opens the database and connects to NATS.
     pub async fn open(options: &Options) -> Result<Self, OpenError> {
         let registry = Registry::load_dir(&options.sagas_dir).map_err(OpenError::Definitions)?;
-        let store = SqlStore::open(&options.database_url, 16)
+        // SQLite serves reads only besides its one writer, and with the hot state replies
+        // read nothing: a few connections (each with its own page cache) are plenty.
+        let connections = match saga_participants::db::Backend::of(&options.database_url) {
+            Some(saga_participants::db::Backend::Sqlite) => 4,
+            _ => 16,
+        };
+        let store = SqlStore::open(&options.database_url, connections)
             .await
             .map_err(|e| OpenError::Store(e.into()))?;
         let transport = Transport::connect(&options.nats_url, options.stream_replicas)
