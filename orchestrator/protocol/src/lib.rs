@@ -46,4 +46,6 @@ pub mod headers {
 }
 
 #[cfg(feature = "jetstream")]
+pub mod servers;
+#[cfg(feature = "jetstream")]
 pub mod streams;

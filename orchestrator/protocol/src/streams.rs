@@ -40,7 +40,50 @@ pub fn configs(replicas: usize) -> Vec<stream::Config> {
 }
 
 /// Creates the streams that do not exist yet; existing streams are left as they are.
+///
+/// A JetStream cluster that is still forming (a meta leader being elected, peers joining,
+/// every process of a system starting at once) answers with a timeout or "cluster not
+/// available / no suitable peers": those are tried again with exponential backoff for about
+/// half a minute before the error is returned. Any other error is returned at once.
 pub async fn ensure(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<(), jetstream::context::CreateStreamError> {
+    tryhard::retry_fn(|| ensure_once(js, replicas))
+        .retries(8)
+        .custom_backoff(
+            |attempt: u32, error: &jetstream::context::CreateStreamError| {
+                if is_forming(error) {
+                    // 0.25 s, 0.5 s, 1 s … up to 8 s: about half a minute over the eight tries.
+                    let delay = Duration::from_millis(250).saturating_mul(1 << attempt.min(5));
+                    tryhard::RetryPolicy::Delay(delay.min(Duration::from_secs(8)))
+                } else {
+                    tryhard::RetryPolicy::Break
+                }
+            },
+        )
+        .await
+}
+
+/// Whether `error` is what a JetStream cluster answers while it is still forming.
+fn is_forming(error: &jetstream::context::CreateStreamError) -> bool {
+    use jetstream::ErrorCode;
+    use jetstream::context::CreateStreamErrorKind as Kind;
+    match error.kind() {
+        Kind::TimedOut | Kind::JetStreamUnavailable => true,
+        Kind::JetStream(e) => [
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+            ErrorCode::CLUSTER_NO_PEERS,
+            ErrorCode::CLUSTER_NOT_ACTIVE,
+            ErrorCode::CLUSTER_NOT_LEADER,
+            ErrorCode::INSUFFICIENT_RESOURCES,
+        ]
+        .contains(&e.error_code()),
+        _ => false,
+    }
+}
+
+async fn ensure_once(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<(), jetstream::context::CreateStreamError> {

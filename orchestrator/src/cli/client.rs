@@ -260,7 +260,7 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
 }
 
 pub async fn account(args: AccountArgs) -> Result<ExitCode, Error> {
-    let client = async_nats::connect(&args.nats)
+    let client = async_nats::connect(saga_protocol::servers::parse(&args.nats)?)
         .await
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", args.nats))?;
     use saga_participants::admin;

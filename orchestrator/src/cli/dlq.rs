@@ -11,7 +11,7 @@ use saga_protocol::{headers, subjects};
 use std::process::ExitCode;
 
 pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
-    let client = async_nats::connect(&args.nats)
+    let client = async_nats::connect(saga_protocol::servers::parse(&args.nats)?)
         .await
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", args.nats))?;
     let js = jetstream::new(client);

@@ -31,6 +31,8 @@ pub enum Error {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("invalid NATS URL: {0}")]
+    Url(String),
     #[error("cannot create the JetStream streams: {0}")]
     Streams(#[from] jetstream::context::CreateStreamError),
     #[error("cannot create the reply consumer: {0}")]
@@ -44,7 +46,7 @@ pub enum Error {
 impl Error {
     /// Whether trying again later may succeed (all transport failures may, but a bad URL).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Error::Connect { .. })
+        !matches!(self, Error::Connect { .. } | Error::Url(_))
     }
 }
 
@@ -61,12 +63,14 @@ pub struct Transport {
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
 impl Transport {
-    /// Connects and creates the streams if they do not exist (`replicas` copies each).
+    /// Connects to `url` (one NATS URL, or the comma-separated nodes of a cluster) and
+    /// creates the streams if they do not exist (`replicas` copies each).
     pub async fn connect(url: &str, replicas: usize) -> Result<Self> {
+        let servers = saga_protocol::servers::parse(url).map_err(Error::Url)?;
         let client = async_nats::ConnectOptions::new()
             .name("saga-orchestrator")
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|source| Error::Connect {
                 url: url.to_string(),

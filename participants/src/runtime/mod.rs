@@ -64,6 +64,8 @@ pub enum Error {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("invalid NATS URL: {0}")]
+    Url(String),
     #[error("cannot create the protocol streams: {0}")]
     Streams(#[from] jetstream::context::CreateStreamError),
     #[error("cannot open stream {stream}: {source}")]
@@ -170,7 +172,8 @@ async fn serve<P: Participant>(
     ready: oneshot::Sender<()>,
 ) -> Result<(), Error> {
     let kind = P::KIND;
-    let client = async_nats::connect(&options.nats_url)
+    let servers = saga_protocol::servers::parse(&options.nats_url).map_err(Error::Url)?;
+    let client = async_nats::connect(servers)
         .await
         .map_err(|source| Error::Connect {
             url: options.nats_url.clone(),
