@@ -1,6 +1,7 @@
 //! Test harness: real servers on free loopback ports, started per test and removed on drop.
 //!
 //! - [`NatsServer`]: a `nats-server -js` with its own store directory.
+//! - [`NatsCluster`]: several `nats-server` nodes of one JetStream cluster, each killable.
 //! - [`Postgres`]: a throwaway PostgreSQL cluster (`initdb` + `pg_ctl`) in a temp directory.
 //! - [`OtlpReceiver`]: an OTLP/HTTP receiver that decodes the spans and metrics exported to it.
 //! - [`wait_for`]: poll a condition until it holds or a deadline passes, instead of sleeping.
@@ -14,11 +15,13 @@
 //!
 //! The end-to-end scenarios live in `tests/e2e/`.
 
+mod cluster;
 mod nats;
 pub mod otlp;
 mod postgres;
 mod wait;
 
+pub use cluster::NatsCluster;
 pub use nats::{NatsServer, nats_server_bin};
 pub use otlp::OtlpReceiver;
 pub use postgres::Postgres;

@@ -1,0 +1,430 @@
+//! Scale out: three orchestrators and two instances of each participant, all `saga`
+//! processes, on one PostgreSQL and a three-node JetStream cluster with R3 streams. One
+//! orchestrator is SIGKILLed in the middle of a batch, then one NATS node is SIGKILLed and
+//! started again: every saga still ends, nothing is applied twice, money is conserved, and no
+//! saga waits longer than the failover bound between two of its events.
+//!
+//! Not run by default yet: it is the reproducer of a scale-out bug. It passed once at 600
+//! sagas from 50 clients, but in most runs of 400 sagas, 30 to 360 sagas beyond the 40
+//! rejected ones compensate: around the kills a step's command (seen on create_order right
+//! after the orchestrator was killed) gets no reply within its 10 s timeout, twice, while the
+//! live orchestrators' reply consumers log missed idle heartbeats.
+
+use crate::system::REVIEW_LIMIT;
+use saga_participants::admin;
+use saga_testkit::{NatsCluster, Postgres, free_port, saga_bin, wait_for};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Sagas of the run. At 2,000 from 50 clients the debug build on two cores falls behind:
+/// steps time out (an unknown outcome) and sagas compensate, which is correct but not this
+/// test's subject, so it runs fewer sagas from fewer clients.
+const SAGAS: usize = 400;
+/// Clients starting sagas at once.
+const CLIENTS: usize = 20;
+const ORCHESTRATORS: usize = 3;
+const INSTANCES: usize = 2;
+/// Customers the sagas are spread over (7, so the rejected sagas spread too).
+const CUSTOMERS: usize = 7;
+/// Each customer's deposit: more than every saga of the run could reserve at once.
+const DEPOSIT: i64 = 1_000_000_000_000;
+/// Every tenth saga orders above the review limit, so it is compensated.
+const REJECT_EVERY: usize = 10;
+/// The orchestrators' `--republish-after`.
+const REPUBLISH_AFTER: Duration = Duration::from_secs(2);
+/// How long a saga may wait between two of its events when a process dies: a reply held by
+/// the killed orchestrator is redelivered after the reply consumer's ack wait (30 s), and
+/// its timers are re-armed by another replica's sweep within `REPUBLISH_AFTER`.
+const FAILOVER_BOUND: Duration = Duration::from_secs(30 + 2 + 10);
+
+struct Cluster {
+    nats: NatsCluster,
+    _pg: Postgres,
+    dir: tempfile::TempDir,
+    databases: HashMap<&'static str, String>,
+    /// API port and process of each orchestrator (`None` once killed).
+    orchestrators: Vec<(u16, Option<Child>)>,
+    participants: Vec<Child>,
+    client: async_nats::Client,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let nats = NatsCluster::start(3).expect("nats cluster");
+        let pg = Postgres::start().expect("postgres");
+        let mut databases = HashMap::new();
+        for name in ["orchestrator", "account", "order"] {
+            databases.insert(name, pg.create_database(name).expect("createdb"));
+        }
+        let servers = saga_protocol::servers::parse(&nats.urls()).expect("server list");
+        let client = async_nats::connect(servers).await.expect("nats client");
+        let mut cluster = Cluster {
+            nats,
+            _pg: pg,
+            dir: tempfile::tempdir().expect("temp dir"),
+            databases,
+            orchestrators: Vec::new(),
+            participants: Vec::new(),
+            client,
+            http: reqwest::Client::new(),
+        };
+        for instance in 0..INSTANCES {
+            for kind in ["account", "order"] {
+                let child = cluster.spawn(&format!("{kind}-{instance}"), kind, None);
+                cluster.participants.push(child);
+            }
+        }
+        for index in 0..ORCHESTRATORS {
+            let port = free_port().expect("port");
+            let child = cluster.spawn(&format!("orchestrator-{index}"), "orchestrator", Some(port));
+            cluster.orchestrators.push((port, Some(child)));
+        }
+        for (port, _) in &cluster.orchestrators {
+            let url = format!("http://127.0.0.1:{port}/readyz");
+            let http = cluster.http.clone();
+            wait_for(
+                "an orchestrator to be ready",
+                Duration::from_secs(60),
+                || {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move {
+                        let resp = http.get(url).send().await.ok()?;
+                        resp.status().is_success().then_some(())
+                    }
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        }
+        cluster
+    }
+
+    fn spawn(&self, name: &str, service: &str, port: Option<u16>) -> Child {
+        let mut cmd = Command::new(saga_bin().expect("saga binary"));
+        let sagas = saga_testkit::workspace_root().join("sagas");
+        match service {
+            "orchestrator" => {
+                let port = port.expect("an API port");
+                cmd.arg("orchestrator")
+                    .args(["--listen", &format!("127.0.0.1:{port}")])
+                    .args([
+                        "--republish-after",
+                        &format!("{}s", REPUBLISH_AFTER.as_secs()),
+                    ])
+                    .arg("--sagas")
+                    .arg(&sagas);
+            }
+            kind => {
+                cmd.args(["participant", kind, "--catalogue"])
+                    .arg(sagas.join("participants.toml"))
+                    .args(["--review-limit", &REVIEW_LIMIT.to_string()]);
+            }
+        }
+        cmd.args(["--nats", &self.nats.urls(), "--stream-replicas", "3"])
+            .args(["--database", &self.databases[service]]);
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
+        cmd.env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn saga")
+    }
+
+    /// The API of every orchestrator still running.
+    fn apis(&self) -> Vec<String> {
+        self.orchestrators
+            .iter()
+            .filter(|(_, child)| child.is_some())
+            .map(|(port, _)| format!("http://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    fn kill_orchestrator(&mut self, index: usize) {
+        if let Some(mut child) = self.orchestrators[index].1.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The last lines of every process log, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut logs: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(12).collect();
+            let name = log.file_stem().unwrap_or_default().to_string_lossy();
+            out.push_str(&format!("--- {name} ---\n"));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for index in 0..self.orchestrators.len() {
+            self.kill_orchestrator(index);
+        }
+        for child in &mut self.participants {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts saga `n` through any live orchestrator, under an idempotency key, retrying until
+/// one answers (a start whose answer was lost with its orchestrator starts nothing twice).
+async fn start_saga(http: &reqwest::Client, apis: &[String], n: usize) -> Option<Uuid> {
+    let amount = if n.is_multiple_of(REJECT_EVERY) {
+        REVIEW_LIMIT + 1
+    } else {
+        100
+    };
+    let body = json!({"customer_id": format!("c-{}", n % CUSTOMERS), "amount": amount});
+    for attempt in 0..100 {
+        let api = &apis[(n + attempt) % apis.len()];
+        let sent = http
+            .post(format!("{api}/v1/sagas/place_order"))
+            .header("Idempotency-Key", format!("cluster-{n}"))
+            .timeout(Duration::from_secs(3))
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(resp) = sent
+            && resp.status().is_success()
+            && let Ok(value) = resp.json::<Value>().await
+            && let Some(id) = value["saga_id"].as_str().and_then(|s| s.parse().ok())
+        {
+            return Some(id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails today: around the kills some steps get no reply within their timeout and \
+            their sagas compensate (scale-out issue); run with `cargo test -p saga-testkit \
+            --test e2e cluster -- --ignored`"]
+async fn sagas_survive_an_orchestrator_and_a_nats_node_killed_with_three_replicas_each() {
+    let mut cluster = Cluster::start().await;
+    let mut deposits = HashMap::new();
+    for c in 0..CUSTOMERS {
+        let customer = format!("c-{c}");
+        let client = cluster.client.clone();
+        let name = customer.clone();
+        wait_for("an account to open", Duration::from_secs(60), || {
+            let (client, name) = (client.clone(), name.clone());
+            async move { admin::open_account(&client, &name, DEPOSIT).await.ok() }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        deposits.insert(customer, DEPOSIT);
+    }
+
+    // Starts run from several clients while the failures happen.
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    let apis = Arc::new(std::sync::RwLock::new(cluster.apis()));
+    let next = Arc::new(AtomicUsize::new(0));
+    for _ in 0..CLIENTS {
+        let (http, apis, next, started) = (
+            cluster.http.clone(),
+            apis.clone(),
+            next.clone(),
+            started.clone(),
+        );
+        clients.spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                if n >= SAGAS {
+                    return ids;
+                }
+                let live = apis.read().expect("apis").clone();
+                let id = start_saga(&http, &live, n).await.expect("a saga started");
+                started.fetch_add(1, Ordering::SeqCst);
+                ids.push((n, id));
+            }
+        });
+    }
+
+    let at = |count: usize| {
+        let started = started.clone();
+        wait_for("sagas to be started", Duration::from_secs(300), move || {
+            let started = started.clone();
+            async move { (started.load(Ordering::SeqCst) >= count).then_some(()) }
+        })
+    };
+    at(SAGAS / 3).await.expect("a third started");
+    eprintln!(
+        "killing orchestrator 0 at {} started",
+        started.load(Ordering::SeqCst)
+    );
+    cluster.kill_orchestrator(0);
+    *apis.write().expect("apis") = cluster.apis();
+    at(2 * SAGAS / 3).await.expect("two thirds started");
+    eprintln!(
+        "killing nats node 1 at {} started",
+        started.load(Ordering::SeqCst)
+    );
+    cluster.nats.kill(1);
+    at(5 * SAGAS / 6).await.expect("five sixths started");
+    eprintln!(
+        "restarting nats node 1 at {} started",
+        started.load(Ordering::SeqCst)
+    );
+    cluster.nats.restart(1).expect("nats node back");
+    eprintln!("nats node 1 is back");
+
+    let mut ids = Vec::with_capacity(SAGAS);
+    while let Some(joined) = clients.join_next().await {
+        ids.extend(joined.expect("client"));
+    }
+    assert_eq!(ids.len(), SAGAS);
+    eprintln!("all {SAGAS} started");
+
+    // Every saga ends, as the read model counts them through a live orchestrator.
+    let distinct: std::collections::HashSet<Uuid> = ids.iter().map(|(_, id)| *id).collect();
+    assert_eq!(distinct.len(), SAGAS, "one saga per start");
+    let live = cluster.apis();
+    let http = cluster.http.clone();
+    let overview = format!("{}/v1/overview", live[0]);
+    let ended = |counts: &HashMap<String, u64>| {
+        ["completed", "compensated", "stuck", "aborted"]
+            .iter()
+            .map(|s| counts.get(*s).copied().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let counts = wait_for("every saga to end", Duration::from_secs(300), || {
+        let (http, overview) = (http.clone(), overview.clone());
+        async move {
+            let resp = http
+                .get(overview)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .ok()?;
+            let body: Value = resp.json().await.ok()?;
+            let counts: HashMap<String, u64> =
+                serde_json::from_value(body["counts"].clone()).ok()?;
+            (ended(&counts) == SAGAS as u64).then_some(counts)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let rejected = ids
+        .iter()
+        .filter(|(n, _)| n.is_multiple_of(REJECT_EVERY))
+        .count();
+    let count = |s: &str| usize::try_from(counts.get(s).copied().unwrap_or(0)).unwrap_or(0);
+    if count("compensated") != rejected {
+        // The history of one saga that compensated without being one of the rejected ones.
+        let mut example = String::new();
+        for (n, id) in ids.iter().filter(|(n, _)| !n.is_multiple_of(REJECT_EVERY)) {
+            let events: Value = http
+                .get(format!("{}/v1/sagas/{id}/events", live[0]))
+                .send()
+                .await
+                .expect("events")
+                .json()
+                .await
+                .expect("json");
+            if events.to_string().contains("SagaCompensated") {
+                example = format!("saga {n} ({id}): {events}");
+                break;
+            }
+        }
+        panic!(
+            "{counts:?}: expected {} completed and {rejected} compensated\n{example}\n{}",
+            SAGAS - rejected,
+            cluster.logs()
+        );
+    }
+    assert_eq!(count("stuck"), 0);
+
+    // Nothing applied twice: one order per saga, and the money adds up.
+    let balances = admin::balances(&cluster.client).await.expect("balances");
+    let orders = admin::orders(&cluster.client).await.expect("orders");
+    if orders.len() != SAGAS {
+        let mut by_status: HashMap<&str, usize> = HashMap::new();
+        for o in &orders {
+            *by_status.entry(o.status.as_str()).or_default() += 1;
+        }
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .map(|(_, id)| *id)
+            .filter(|id| {
+                !orders
+                    .iter()
+                    .any(|o| o.effect_key.starts_with(&id.to_string()))
+            })
+            .collect();
+        let mut histories = String::new();
+        for id in missing.iter().take(3) {
+            let events: Value = http
+                .get(format!("{}/v1/sagas/{id}/events", live[0]))
+                .send()
+                .await
+                .expect("events")
+                .json()
+                .await
+                .expect("json");
+            histories.push_str(&format!("{id}: {events}\n"));
+        }
+        panic!(
+            "{} orders for {SAGAS} sagas ({by_status:?}); {} sagas without one:\n{histories}",
+            orders.len(),
+            missing.len()
+        );
+    }
+    let mut approved: HashMap<String, i64> = HashMap::new();
+    for o in orders.iter().filter(|o| o.status == "approved") {
+        *approved.entry(o.customer_id.clone()).or_default() += o.amount;
+    }
+    assert_eq!(
+        orders.iter().filter(|o| o.status == "approved").count(),
+        SAGAS - rejected
+    );
+    for b in &balances {
+        let deposited = deposits[&b.customer_id];
+        assert_eq!(b.available + b.reserved, deposited, "{}", b.customer_id);
+        assert_eq!(
+            b.reserved,
+            approved.get(&b.customer_id).copied().unwrap_or(0)
+        );
+    }
+
+    // No saga waited longer than the failover bound between two of its events.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&cluster.databases["orchestrator"])
+        .await
+        .expect("orchestrator database");
+    let longest: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(recorded_at - previous), 0) FROM (SELECT recorded_at, \
+         LAG(recorded_at) OVER (PARTITION BY saga_id ORDER BY sequence) AS previous \
+         FROM saga_events) gaps WHERE previous IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("longest wait");
+    eprintln!("longest wait between two events of one saga: {longest} ms");
+    assert!(
+        u128::try_from(longest).unwrap_or(0) <= FAILOVER_BOUND.as_millis(),
+        "a saga waited {longest} ms between two events, more than {FAILOVER_BOUND:?}"
+    );
+}
