@@ -16,8 +16,8 @@
 //! so commands queue in memory instead of sleeping on SQLite's busy handler.
 //!
 //! With tracing on, each command keeps its span tree: its `handle` span holds `BEGIN`,
-//! `SELECT inbox`, `apply …`, `INSERT inbox` and `COMMIT`, where `BEGIN` and `COMMIT` are
-//! the batch's, shared (`db.operation.batch.size` says by how many commands).
+//! `SELECT inbox`, `apply …`, `INSERT inbox` and `COMMIT`, where all but `apply …` are the
+//! batch's statements, shared (`db.operation.batch.size` says by how many commands).
 
 use crate::handler::{self, Error, Participant};
 use crate::store;

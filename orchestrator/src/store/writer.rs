@@ -5,9 +5,11 @@
 //! its own compare-and-set and its own outcome, but the batch shares one `BEGIN`, one
 //! `COMMIT`, one connection and, set by set, its statements (one INSERT of the new sagas, one
 //! compare-and-set UPDATE of the appended ones, one INSERT of all their events; see
-//! [`super::writes`]), so a batch costs a handful of statements whatever its size. Batches form by themselves: while one commits, the next
-//! writes queue up, so a busy orchestrator commits many sagas at once and an idle one commits
-//! each write alone, with no added wait.
+//! [`super::writes`]), so a batch costs a handful of statements whatever its size.
+//!
+//! Batches form by themselves: while one commits, the next writes queue up, so a busy
+//! orchestrator commits many sagas at once and an idle one commits each write alone, with no
+//! added wait.
 //!
 //! On SQLite this task is also the only writer of the database, so writers queue in memory
 //! instead of sleeping on SQLite's busy handler; on PostgreSQL one commit (one fsync) serves
@@ -33,6 +35,7 @@ use uuid::Uuid;
 pub const MAX_BATCH: usize = 256;
 /// Writes waiting for the writer at most; callers beyond wait to enqueue.
 const QUEUE: usize = 4096;
+
 /// A write waiting for the writer task.
 enum Write {
     Create {
