@@ -155,22 +155,7 @@ impl Cluster {
 
     /// The last lines of every process log, for failure messages.
     fn logs(&self) -> String {
-        let mut out = String::new();
-        let mut logs: Vec<_> = std::fs::read_dir(self.dir.path())
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        logs.sort();
-        for log in logs {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(12).collect();
-            let name = log.file_stem().unwrap_or_default().to_string_lossy();
-            out.push_str(&format!("--- {name} ---\n"));
-            for line in tail.into_iter().rev() {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
+        crate::system::log_tails(self.dir.path(), 12)
     }
 }
 
