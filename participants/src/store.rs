@@ -78,10 +78,7 @@ pub async fn recorded(
     conn: &mut AnyConnection,
     message_id: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT reply FROM inbox WHERE message_id = $1")
-        .bind(message_id)
-        .fetch_optional(conn)
-        .await
+    Ok(recorded_many(conn, &[message_id]).await?.remove(message_id))
 }
 
 /// Records `reply` as the answer to `message_id`.
@@ -94,17 +91,10 @@ pub async fn record(
     reply: &str,
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO inbox (message_id, reply, received_at) VALUES ($1, $2, $3)")
-        .bind(message_id)
-        .bind(reply)
-        .bind(now.millis())
-        .execute(conn)
-        .await?;
-    Ok(())
+    record_many(conn, &[(message_id, reply.to_string())], now).await
 }
 
-/// The replies recorded for any of `message_ids`, by message id: [`recorded`] for many
-/// messages in one statement.
+/// The replies recorded for any of `message_ids`, by message id, in one statement per 500.
 pub async fn recorded_many(
     conn: &mut AnyConnection,
     message_ids: &[&str],
@@ -128,7 +118,8 @@ pub async fn recorded_many(
     Ok(found)
 }
 
-/// Records many `(message id, reply)` answers in one statement, as [`record`] does one.
+/// Records many `(message id, reply)` answers, one statement per 500; a unique violation as
+/// for [`record`].
 pub async fn record_many(
     conn: &mut AnyConnection,
     replies: &[(&str, String)],
