@@ -13,6 +13,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Which participant a process runs. Its name is the second token of its command subjects
 /// (`saga.cmd.{kind}.>`), its reply subject and its consumer name (`participant-{kind}`).
@@ -83,6 +84,10 @@ pub struct Options {
     /// Where to serve the health endpoints (`/livez`, `/readyz`, see [`crate::health`]) and
     /// `GET /metrics` (Prometheus text); no HTTP server when `None`.
     pub listen: Option<SocketAddr>,
+    /// How long a command held by an instance that died waits before another instance gets
+    /// it: the consumer's ack wait and the pull requests' expiry
+    /// (see [`saga_protocol::consumers`]).
+    pub failover_after: Duration,
 }
 
 impl Default for Options {
@@ -94,6 +99,7 @@ impl Default for Options {
             concurrency: 64,
             stream_replicas: 1,
             listen: None,
+            failover_after: saga_protocol::consumers::DEFAULT_FAILOVER_AFTER,
         }
     }
 }

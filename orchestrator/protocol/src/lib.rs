@@ -46,6 +46,8 @@ pub mod headers {
 }
 
 #[cfg(feature = "jetstream")]
+pub mod consumers;
+#[cfg(feature = "jetstream")]
 pub mod servers;
 #[cfg(feature = "jetstream")]
 pub mod streams;

@@ -226,6 +226,21 @@ pub struct Connection {
     /// Copies of each JetStream stream (3 in a cluster).
     #[arg(long, env = "SAGA_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+    /// How long work held by a process that died waits before another process takes it over
+    /// (ack wait and pull expiry of the consumers; at least 1s).
+    #[arg(long, env = "SAGA_FAILOVER_AFTER", default_value = "5s", value_parser = failover_after)]
+    pub failover_after: std::time::Duration,
+}
+
+/// A failover bound: a duration of at least a second.
+fn failover_after(value: &str) -> Result<std::time::Duration, String> {
+    let bound = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if bound < saga_protocol::consumers::MIN_FAILOVER_AFTER {
+        return Err(format!(
+            "{value} is too short: JetStream needs at least 1s (e.g. 5s)"
+        ));
+    }
+    Ok(bound)
 }
 
 #[derive(Debug, Args)]

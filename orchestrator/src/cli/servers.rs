@@ -43,6 +43,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         database_url: args.connection.database,
         sagas_dir: args.sagas,
         stream_replicas: args.connection.stream_replicas,
+        failover_after: args.connection.failover_after,
         republish_after: args.republish_after,
         hot_sagas: args.hot_sagas,
         ..Options::default()
@@ -165,6 +166,7 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
         concurrency: args.concurrency,
         stream_replicas: args.connection.stream_replicas,
         listen: args.listen,
+        failover_after: args.connection.failover_after,
     };
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;

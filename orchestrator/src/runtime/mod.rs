@@ -56,6 +56,9 @@ pub struct Options {
     pub sagas_dir: PathBuf,
     /// Copies of each JetStream stream (1, or 3 in a cluster).
     pub stream_replicas: usize,
+    /// How long replies held by a replica that died wait before another replica gets them:
+    /// the reply consumer's ack wait and pull expiry (see [`saga_protocol::consumers`]).
+    pub failover_after: Duration,
     /// Replies processed concurrently (each saga's replies stay in order).
     pub workers: usize,
     /// An active saga with no new event for this long gets its in-flight commands
@@ -73,6 +76,7 @@ impl Default for Options {
             database_url: "sqlite:saga.db".into(),
             sagas_dir: PathBuf::from("sagas"),
             stream_replicas: 1,
+            failover_after: saga_protocol::consumers::DEFAULT_FAILOVER_AFTER,
             workers: 32,
             republish_after: Duration::from_secs(30),
             hot_sagas: 1_000,

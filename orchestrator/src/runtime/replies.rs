@@ -17,7 +17,7 @@ use crate::transport::REPLY_CONSUMER;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use saga_core::Input;
-use saga_protocol::ReplyEnvelope;
+use saga_protocol::{ReplyEnvelope, consumers};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -27,6 +27,11 @@ use uuid::Uuid;
 
 /// How long JetStream waits before redelivering a reply that hit a transient failure.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Replies pulled ahead per worker. Pulled replies count against the ack wait before they
+/// are handled, so a replica holds few: the rest stay in the stream for the other replicas.
+const PULL_AHEAD_PER_WORKER: usize = 4;
+/// Replies queued at one worker.
+const QUEUE_PER_WORKER: usize = 16;
 /// How long the replies in hand may take to finish after shutdown is requested. Kubernetes'
 /// `terminationGracePeriodSeconds` must leave room for it (the manifests' test checks this).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -42,16 +47,24 @@ pub(super) async fn consume<S: EventStore>(
     mut wheel: TimerWheel,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let consumer = orchestrator.transport().replies(REPLY_CONSUMER).await?;
-    let mut messages = consumer
-        .messages()
+    let failover_after = orchestrator
+        .options()
+        .failover_after
+        .max(consumers::MIN_FAILOVER_AFTER);
+    let consumer = orchestrator
+        .transport()
+        .replies(REPLY_CONSUMER, failover_after)
+        .await?;
+    let workers = orchestrator.options().workers.max(1);
+    let batch = workers * PULL_AHEAD_PER_WORKER;
+    let pull = || consumers::pull(&consumer, batch, failover_after);
+    let mut messages = pull()
         .await
         .map_err(|e| crate::transport::Error::Consumer(e.to_string()))?;
-    let workers = orchestrator.options().workers.max(1);
     let mut senders = Vec::with_capacity(workers);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (tx, rx) = mpsc::channel::<Work>(64);
+        let (tx, rx) = mpsc::channel::<Work>(QUEUE_PER_WORKER);
         senders.push(tx);
         tasks.spawn(work(orchestrator.clone(), rx));
     }
@@ -88,6 +101,15 @@ pub(super) async fn consume<S: EventStore>(
                 let Some(next) = next else { break };
                 let msg = match next {
                     Ok(msg) => msg,
+                    Err(e) if consumers::must_pull_again(&e) => {
+                        // The node holding the pull requests died: ask again at once.
+                        tracing::warn!(error = %e, "reply pull requests lost, pulling again");
+                        match pull().await {
+                            Ok(fresh) => messages = fresh,
+                            Err(e) => tracing::warn!(error = %e, "cannot pull replies again yet"),
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "reply consumer error");
                         continue;
@@ -114,7 +136,8 @@ pub(super) async fn consume<S: EventStore>(
         }
     }
     // Stop pulling before draining: replies not pulled yet go to the other replicas at once.
-    // Those pulled but not handed to a worker are redelivered after the ack wait.
+    // Those pulled but not handed to a worker are redelivered after the ack wait (the
+    // failover bound).
     drop(messages);
     // Let the workers finish what they hold; unacked messages are redelivered anyway.
     drop(senders);
@@ -140,7 +163,10 @@ async fn work<S: EventStore>(orchestrator: Orchestrator<S>, mut rx: mpsc::Receiv
                 continue;
             }
         };
-        handle(&orchestrator, &msg, &reply).instrument(span).await;
+        let ack_wait = orchestrator.options().failover_after;
+        consumers::in_progress(&msg, ack_wait, handle(&orchestrator, &msg, &reply))
+            .instrument(span)
+            .await;
     }
 }
 

@@ -10,7 +10,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), saga_orchestrator::transport::Error> {
 //! let transport = saga_orchestrator::transport::Transport::connect("nats://127.0.0.1:4222", 1).await?;
-//! let replies = transport.replies("orchestrator").await?;
+//! let replies = transport.replies("orchestrator", std::time::Duration::from_secs(5)).await?;
 //! # Ok(()) }
 //! ```
 
@@ -58,9 +58,6 @@ pub struct Transport {
     client: async_nats::Client,
     js: jetstream::Context,
 }
-
-/// How long a reply may stay unacknowledged before JetStream redelivers it.
-const ACK_WAIT: Duration = Duration::from_secs(30);
 
 impl Transport {
     /// Connects to `url` (one NATS URL, or the comma-separated nodes of a cluster) and
@@ -169,25 +166,27 @@ impl Transport {
     }
 
     /// The durable pull consumer of every participant reply. Replicas of the orchestrator
-    /// share it, so each reply goes to one of them.
-    pub async fn replies(&self, durable: &str) -> Result<consumer::PullConsumer> {
+    /// share it, so each reply goes to one of them; a reply held by a replica that dies goes
+    /// to another after `ack_wait` (the failover bound).
+    pub async fn replies(
+        &self,
+        durable: &str,
+        ack_wait: Duration,
+    ) -> Result<consumer::PullConsumer> {
         let stream = self
             .js
             .get_stream(subjects::REPLIES_STREAM)
             .await
             .map_err(|e| Error::Consumer(e.to_string()))?;
-        stream
-            .get_or_create_consumer(
-                durable,
-                consumer::pull::Config {
-                    durable_name: Some(durable.to_string()),
-                    filter_subject: subjects::REPLIES_SUBJECTS.to_string(),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
-                    max_ack_pending: 10_000,
-                    ..Default::default()
-                },
-            )
+        let config = consumer::pull::Config {
+            durable_name: Some(durable.to_string()),
+            filter_subject: subjects::REPLIES_SUBJECTS.to_string(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        };
+        saga_protocol::consumers::ensure(&stream, config)
             .await
             .map_err(|e| Error::Consumer(e.to_string()))
     }

@@ -42,6 +42,8 @@ pub(super) struct Context {
     /// Commands the participant knows, with the kind each must be sent as.
     pub commands: &'static [(&'static str, saga_protocol::CommandKind)],
     pub metrics: crate::metrics::Metrics,
+    /// The consumer's ack wait; a command in hand is marked in progress well within it.
+    pub ack_wait: Duration,
 }
 
 impl Context {
@@ -95,7 +97,9 @@ where
     debug!(%message_id, command = %envelope.command, "handling command");
     let failed_for = envelope.clone();
     let started = Instant::now();
-    let handled = service.oneshot(envelope).await;
+    let handled =
+        saga_protocol::consumers::in_progress(&message, ctx.ack_wait, service.oneshot(envelope))
+            .await;
     let outcome = match &handled {
         Ok(reply) => reply.outcome.status(),
         Err(e) if e.is_transient() => "retried",

@@ -2,8 +2,10 @@
 //!
 //! At start-up it opens the database, connects to NATS, creates the protocol streams if
 //! missing, and gets or creates the durable pull consumer `participant-{kind}` on
-//! `SAGA_COMMANDS` (filter `saga.cmd.{kind}.>`, explicit ack, 30 s ack wait, unlimited
-//! redelivery). Every instance of a participant shares that consumer, so they split the work.
+//! `SAGA_COMMANDS` (filter `saga.cmd.{kind}.>`, explicit ack, unlimited redelivery, ack wait
+//! and pull expiry of [`Options::failover_after`], see [`saga_protocol::consumers`]). Every
+//! instance of a participant shares that consumer, so they split the work: a command held by an
+//! instance that dies goes to another one after the failover bound.
 //! It also serves the admin subject ([`crate::admin`]) in the queue group of the same name.
 //!
 //! With [`Options::listen`] set it serves `GET /metrics` there ([`crate::metrics`]).
@@ -34,7 +36,7 @@ use crate::handler::{self, Participant};
 use crate::{Kind, Options, account::Account, db, health, order::Orders, store::Store};
 use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
 use futures::StreamExt;
-use saga_protocol::{streams, subjects};
+use saga_protocol::{consumers, streams, subjects};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,12 +46,11 @@ use tracing::{info, warn};
 
 /// How long in-hand commands may take to finish after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// In-process deadline of one command; below the consumer's ack wait, so a slow command is
-/// given up (not acked, no reply) before JetStream redelivers it elsewhere. Its batch may
-/// still commit it later; the redelivery then gets the recorded reply from the inbox.
+/// In-process deadline of one command: a slow command is given up (not acked, no reply) and
+/// redelivered. While it runs, JetStream is told it is in progress, so it is not delivered
+/// elsewhere meanwhile. Its batch may still commit it later; the redelivery then gets the
+/// recorded reply from the inbox.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
-/// The consumer's ack wait: an unacked command is redelivered after this.
-pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Pause before pulling again when the message stream ended.
 const REOPEN_DELAY: Duration = Duration::from_secs(1);
 
@@ -118,7 +119,11 @@ pub async fn run_with_ready(
 }
 
 /// The pull consumer shared by every instance of participant `kind`.
-async fn consumer(js: &jetstream::Context, kind: Kind) -> Result<PullConsumer, Error> {
+async fn consumer(
+    js: &jetstream::Context,
+    kind: Kind,
+    failover_after: Duration,
+) -> Result<PullConsumer, Error> {
     let stream = js
         .get_stream(subjects::COMMANDS_STREAM)
         .await
@@ -131,28 +136,29 @@ async fn consumer(js: &jetstream::Context, kind: Kind) -> Result<PullConsumer, E
         durable_name: Some(name.clone()),
         filter_subject: subjects::commands_for(kind.as_str()),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        ack_wait: ACK_WAIT,
+        ack_wait: failover_after,
         max_deliver: -1,
         ..Default::default()
     };
-    stream
-        .get_or_create_consumer(&name, config)
+    consumers::ensure(&stream, config)
         .await
         .map_err(|source| Error::Consumer { name, source })
 }
 
 /// Pulls at most `batch` messages ahead, so none waits in a buffer past its ack wait.
-async fn pull(consumer: &PullConsumer, batch: usize) -> Result<pull::Stream, Error> {
-    Ok(consumer
-        .stream()
-        .max_messages_per_batch(batch)
-        .messages()
-        .await?)
+async fn pull(
+    consumer: &PullConsumer,
+    batch: usize,
+    failover_after: Duration,
+) -> Result<pull::Stream, Error> {
+    Ok(consumers::pull(consumer, batch, failover_after).await?)
 }
 
-async fn next(messages: &mut Option<pull::Stream>) -> Option<Result<jetstream::Message, String>> {
+async fn next(
+    messages: &mut Option<pull::Stream>,
+) -> Option<Result<jetstream::Message, pull::MessagesError>> {
     match messages {
-        Some(stream) => stream.next().await.map(|r| r.map_err(|e| e.to_string())),
+        Some(stream) => stream.next().await,
         None => std::future::pending().await,
     }
 }
@@ -181,9 +187,10 @@ async fn serve<P: Participant>(
         })?;
     let js = jetstream::new(client.clone());
     streams::ensure(&js, options.stream_replicas).await?;
-    let consumer = consumer(&js, kind).await?;
+    let failover_after = options.failover_after.max(consumers::MIN_FAILOVER_AFTER);
+    let consumer = consumer(&js, kind, failover_after).await?;
     let concurrency = options.concurrency.max(1);
-    let mut messages = Some(pull(&consumer, concurrency).await?);
+    let mut messages = Some(pull(&consumer, concurrency, failover_after).await?);
     let mut admin_requests = client
         .queue_subscribe(crate::admin::subject(kind), kind.consumer_name())
         .await?;
@@ -195,6 +202,7 @@ async fn serve<P: Participant>(
         consumer: kind.consumer_name(),
         commands: P::COMMANDS,
         metrics: crate::metrics::Metrics::new(kind),
+        ack_wait: failover_after,
     });
     let service = handler::stack(participant.clone(), HANDLER_TIMEOUT);
     let health = match options.listen {
@@ -232,7 +240,11 @@ async fn serve<P: Participant>(
                         let (ctx, service) = (ctx.clone(), service.clone());
                         commands.spawn(async move { message::process(&ctx, service, msg).await });
                     }
-                    // Missed heartbeats and the like: the stream recovers by itself.
+                    // The node holding the pull requests died: ask again at once.
+                    Some(Err(e)) if consumers::must_pull_again(&e) => {
+                        warn!(error = %e, "pull requests lost, pulling again");
+                        messages = None;
+                    }
                     Some(Err(e)) => warn!(error = %e, "pulling commands"),
                     None => {
                         warn!("command stream ended, pulling again");
@@ -241,7 +253,7 @@ async fn serve<P: Participant>(
                 }
             }
             () = tokio::time::sleep(REOPEN_DELAY), if messages.is_none() => {
-                match pull(&consumer, concurrency).await {
+                match pull(&consumer, concurrency, failover_after).await {
                     Ok(stream) => messages = Some(stream),
                     Err(e) => warn!(error = %e, "cannot pull commands yet"),
                 }

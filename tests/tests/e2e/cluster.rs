@@ -40,10 +40,12 @@ const DEPOSIT: i64 = 1_000_000_000_000;
 const REJECT_EVERY: usize = 10;
 /// The orchestrators' `--republish-after`.
 const REPUBLISH_AFTER: Duration = Duration::from_secs(2);
-/// How long a saga may wait between two of its events when a process dies: a reply held by
-/// the killed orchestrator is redelivered after the reply consumer's ack wait (30 s), and
-/// its timers are re-armed by another replica's sweep within `REPUBLISH_AFTER`.
-const FAILOVER_BOUND: Duration = Duration::from_secs(30 + 2 + 10);
+/// How long a saga may wait between two of its events when a process dies: a step's
+/// timeout (10 s in `place_order`) plus the failover bound (`--failover-after`, 5 s by
+/// default: a reply or command held by the killed process, or a pull request held by the
+/// killed node, is given to another after it), plus the `REPUBLISH_AFTER` sweep that arms a
+/// killed replica's timers again elsewhere.
+const FAILOVER_BOUND: Duration = Duration::from_secs(10 + 5 + 2);
 
 struct Cluster {
     nats: NatsCluster,

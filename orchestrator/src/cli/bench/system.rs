@@ -219,6 +219,7 @@ impl System {
                 concurrency: args.participant_concurrency,
                 stream_replicas: 1,
                 listen: None,
+                ..saga_participants::Options::default()
             };
             let stop = self.stop.clone().cancelled_owned();
             runtime.spawn(async move {
