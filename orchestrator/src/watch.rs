@@ -24,7 +24,9 @@
 //! ```
 
 use crate::runtime::Orchestrator;
-use crate::store::{Created, EventStore, NewEvent, NewSaga, Result, SagaRecord, StoredEvent};
+use crate::store::{
+    Created, EventStore, NewEvent, NewSaga, Result, SagaRecord, StoredEvent, Summary,
+};
 use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -108,13 +110,18 @@ impl<S: EventStore> EventStore for Watched<S> {
         &self,
         saga: NewSaga,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> Result<Created> {
         let saga_id = saga.saga_id;
-        let created = self.inner.create(saga, events, status, recorded_at).await?;
+        let summary = summary.into();
+        let status = summary.status.clone();
+        let created = self
+            .inner
+            .create(saga, events, summary, recorded_at)
+            .await?;
         if created == Created::New {
-            self.feed.announce(saga_id, status, recorded_at);
+            self.feed.announce(saga_id, &status, recorded_at);
         }
         Ok(created)
     }
@@ -124,16 +131,18 @@ impl<S: EventStore> EventStore for Watched<S> {
         saga_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> Result<u64> {
         let wrote = !events.is_empty();
+        let summary = summary.into();
+        let status = summary.status.clone();
         let version = self
             .inner
-            .append(saga_id, expected_version, events, status, recorded_at)
+            .append(saga_id, expected_version, events, summary, recorded_at)
             .await?;
         if wrote {
-            self.feed.announce(saga_id, status, recorded_at);
+            self.feed.announce(saga_id, &status, recorded_at);
         }
         Ok(version)
     }
@@ -144,6 +153,10 @@ impl<S: EventStore> EventStore for Watched<S> {
 
     async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
         self.inner.with_status(statuses).await
+    }
+
+    async fn due(&self, until: Timestamp, limit: u32) -> Result<Vec<(Uuid, Timestamp)>> {
+        self.inner.due(until, limit).await
     }
 
     async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {

@@ -6,7 +6,7 @@
 
 use saga_orchestrator::store::{
     Created, Cursor, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaQuery, SagaRecord,
-    SqlStore,
+    SqlStore, Summary,
 };
 use saga_protocol::Timestamp;
 use serde_json::json;
@@ -658,6 +658,85 @@ async fn search_filters_and_pages_newest_first<S: EventStore>(store: S) {
 
 /// Instantiates every contract body once per implementation. Tests run on a multi-threaded
 /// runtime so the racing appends really run in parallel.
+fn due_at(status: &str, at: Option<i64>) -> Summary {
+    Summary {
+        status: status.to_string(),
+        due_at: at.map(Timestamp),
+    }
+}
+
+async fn due_lists_the_timers_that_fall_due<S: EventStore>(store: S) {
+    // Given three sagas: one due at 2,000, one at 1,000, one without a timer.
+    let (later, sooner, none) = (
+        saga("order", None, "d"),
+        saga("order", None, "d"),
+        saga("order", None, "d"),
+    );
+    let (later_id, sooner_id) = (later.saga_id, sooner.saga_id);
+    for (new, at) in [(later, Some(2_000)), (sooner, Some(1_000)), (none, None)] {
+        let created = store
+            .create(
+                new,
+                vec![event("SagaStarted", 0)],
+                due_at("running", at),
+                Timestamp(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created, Created::New);
+    }
+    // Then each shows up once its time has come, earliest first, within the limit.
+    assert_eq!(store.due(Timestamp(999), 10).await.unwrap(), []);
+    assert_eq!(
+        store.due(Timestamp(1_500), 10).await.unwrap(),
+        [(sooner_id, Timestamp(1_000))]
+    );
+    assert_eq!(
+        store.due(Timestamp(5_000), 10).await.unwrap(),
+        [(sooner_id, Timestamp(1_000)), (later_id, Timestamp(2_000))]
+    );
+    assert_eq!(store.due(Timestamp(5_000), 1).await.unwrap().len(), 1);
+
+    // When appends, committed together, clear one timer and move the other.
+    let (cleared, moved) = tokio::join!(
+        store.append(
+            sooner_id,
+            1,
+            vec![event("StepCompleted", 1)],
+            due_at("completed", None),
+            Timestamp(20)
+        ),
+        store.append(
+            later_id,
+            1,
+            vec![event("StepRequested", 1)],
+            due_at("running", Some(500)),
+            Timestamp(20)
+        ),
+    );
+    assert_eq!((cleared.unwrap(), moved.unwrap()), (2, 2));
+    // Then the read model follows the last append of each saga.
+    assert_eq!(
+        store.due(Timestamp(5_000), 10).await.unwrap(),
+        [(later_id, Timestamp(500))]
+    );
+    // And a refused append changes nothing.
+    let stale = store
+        .append(
+            later_id,
+            1,
+            vec![event("Late", 2)],
+            due_at("running", Some(1)),
+            Timestamp(30),
+        )
+        .await;
+    assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    assert_eq!(
+        store.due(Timestamp(5_000), 10).await.unwrap(),
+        [(later_id, Timestamp(500))]
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -717,4 +796,5 @@ contract!(
     load_of_unknown_is_none,
     large_batches_keep_order,
     search_filters_and_pages_newest_first,
+    due_lists_the_timers_that_fall_due,
 );

@@ -54,15 +54,21 @@ pub async fn ensure(
         .custom_backoff(
             |attempt: u32, error: &jetstream::context::CreateStreamError| {
                 if is_forming(error) {
-                    // 0.25 s, 0.5 s, 1 s … up to 8 s: about half a minute over the eight tries.
-                    let delay = Duration::from_millis(250).saturating_mul(1 << attempt.min(5));
-                    tryhard::RetryPolicy::Delay(delay.min(Duration::from_secs(8)))
+                    tryhard::RetryPolicy::Delay(forming_backoff(attempt))
                 } else {
                     tryhard::RetryPolicy::Break
                 }
             },
         )
         .await
+}
+
+/// How long to wait before try `attempt` (1, 2, …) of a request that a JetStream cluster
+/// still forming refused: 0.5 s, 1 s, 2 s … up to 8 s, about half a minute over eight tries.
+pub fn forming_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250)
+        .saturating_mul(1 << attempt.min(5))
+        .min(Duration::from_secs(8))
 }
 
 /// Whether `error` is what a JetStream cluster answers while it is still forming.

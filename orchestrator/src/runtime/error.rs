@@ -19,6 +19,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error(transparent)]
     Transport(#[from] crate::transport::Error),
+    #[error(transparent)]
+    Leases(#[from] super::partitions::Error),
 }
 
 impl Error {
@@ -27,6 +29,7 @@ impl Error {
         match self {
             Error::Store(e) => e.is_transient(),
             Error::Transport(e) => e.is_transient(),
+            Error::Leases(_) => true,
             _ => false,
         }
     }

@@ -21,6 +21,7 @@
 mod error;
 mod hot;
 mod observe;
+pub mod partitions;
 mod recovery;
 mod registry;
 mod replies;
@@ -32,7 +33,9 @@ pub use registry::{CATALOGUE_FILE, Registry};
 pub use replies::SHUTDOWN_GRACE;
 pub use timers::Timers;
 
-use crate::store::{Created, EventStore, NewEvent, NewSaga, SagaRecord, SqlStore, StoredEvent};
+use crate::store::{
+    Created, EventStore, NewEvent, NewSaga, SagaRecord, SqlStore, StoredEvent, Summary,
+};
 use crate::transport::Transport;
 use saga_core::{
     Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, OperatorAction, SagaState, Status,
@@ -136,6 +139,22 @@ pub struct Orchestrator<S = SqlStore> {
     wheel: std::sync::Arc<std::sync::Mutex<Option<timers::TimerWheel>>>,
     metrics: std::sync::Arc<observe::Metrics>,
     hot: std::sync::Arc<HotSagas>,
+    /// The partitions this replica owns: it fires their sagas' timers (see [`partitions`]).
+    ownership: partitions::Ownership,
+}
+
+/// How often the owner reads the timers that fall due: a tenth of the failover bound, between
+/// 100 ms and 1 s. A timer armed by another replica fires at most this late.
+fn due_poll_interval(bound: Duration) -> Duration {
+    (bound / 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// What the read model records of `state` next to its events.
+fn summary(state: &SagaState) -> Summary {
+    Summary {
+        status: state.status.as_str().to_string(),
+        due_at: state.timers().into_iter().min(),
+    }
 }
 
 /// Appends that lose a race are decided again this many times before giving up.
@@ -188,6 +207,7 @@ impl<S: EventStore> Orchestrator<S> {
             timers,
             wheel: std::sync::Arc::new(std::sync::Mutex::new(Some(wheel))),
             metrics: std::sync::Arc::new(observe::Metrics::new()),
+            ownership: partitions::Ownership::default(),
         }
     }
 
@@ -278,7 +298,7 @@ impl<S: EventStore> Orchestrator<S> {
             .create(
                 saga,
                 events.iter().map(to_new_event).collect(),
-                state.status.as_str(),
+                summary(&state),
                 now,
             )
             .await?;
@@ -393,7 +413,7 @@ impl<S: EventStore> Orchestrator<S> {
                     saga_id,
                     before.version,
                     events.iter().map(to_new_event).collect(),
-                    state.status.as_str(),
+                    summary(&state),
                     now,
                 )
                 .await;
@@ -448,18 +468,60 @@ impl<S: EventStore> Orchestrator<S> {
         Ok(())
     }
 
-    /// Runs until `shutdown` resolves: recovers in-flight commands, then consumes replies
-    /// and periodically re-publishes the commands of sagas that went quiet.
+    /// Runs until `shutdown` resolves: takes its share of the partition leases (recovering
+    /// the sagas of each partition it gains), consumes replies, fires the timers of the
+    /// sagas it owns, and periodically re-publishes the commands of its sagas that went quiet.
+    /// When it stops it releases its leases, so the other replicas take them at once.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-        let recovered = self.recover(Duration::ZERO).await?;
-        if recovered > 0 {
-            tracing::info!(recovered, "re-published in-flight commands after start-up");
-        }
         let wheel = self.wheel.lock().map_err(|_| Error::AlreadyRunning)?.take();
         let Some(wheel) = wheel else {
             return Err(Error::AlreadyRunning);
         };
-        replies::consume(self, wheel, shutdown).await
+        let bound = self
+            .options
+            .failover_after
+            .max(saga_protocol::consumers::MIN_FAILOVER_AFTER);
+        let (gained_tx, gained) = tokio::sync::mpsc::unbounded_channel();
+        let leases = partitions::Leases::open(
+            self.transport.jetstream(),
+            self.options.stream_replicas,
+            bound,
+            self.ownership.clone(),
+            gained_tx,
+        )
+        .await?;
+        tracing::info!(replica = leases.replica(), "orchestrator replica starting");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let lease_task = tokio::spawn(leases.run(stop.clone().cancelled_owned()));
+        let poll_task = tokio::spawn(
+            self.clone()
+                .poll_due(due_poll_interval(bound), stop.clone().cancelled_owned()),
+        );
+        let consumed = replies::consume(self, wheel, gained, shutdown).await;
+        stop.cancel();
+        let _ = poll_task.await;
+        let _ = lease_task.await;
+        consumed
+    }
+
+    /// Every `every`, arms the timers of owned sagas due within two periods ([`Orchestrator::arm_due`]).
+    async fn poll_due(self, every: Duration, stop: impl Future<Output = ()> + Send) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = std::collections::HashSet::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = ticks.tick() => {
+                    let until = Timestamp::now().plus(every * 2);
+                    match self.arm_due(until, &seen).await {
+                        Ok(now_seen) => seen = now_seen,
+                        Err(e) => tracing::warn!(error = %e, "cannot read the timers due"),
+                    }
+                }
+            }
+        }
     }
 
     /// The sagas in flight whose state this process keeps in memory.

@@ -1,7 +1,9 @@
-//! Recovery: publishing again the commands of sagas that went quiet (at start-up, all active
-//! sagas), and arming their timers again. Safe to repeat: the commands keep their ids, so
-//! JetStream and the participants' inboxes drop the copies.
+//! Recovery: publishing again the commands of sagas that went quiet (all the active sagas of a
+//! partition when this replica takes it over, at start-up too), and arming their timers again.
+//! Safe to repeat: the commands keep their ids, so JetStream and the participants' inboxes
+//! drop the copies. And the owner's poll of the timers that fall due (`due_at`).
 
+use super::partitions::partition_of;
 use super::{Error, Orchestrator, Result};
 use crate::store::EventStore;
 use saga_core::Status;
@@ -11,17 +13,36 @@ use std::time::Duration;
 use uuid::Uuid;
 
 impl<S: EventStore> Orchestrator<S> {
-    /// Publishes again the in-flight commands of every active saga whose last event is
-    /// older than `quiet_for` (all of them with `Duration::ZERO`, as at start-up), and arms
-    /// their pending timers (timeouts, retries, deadlines) again.
-    /// Returns how many commands were published.
+    /// Publishes again the in-flight commands of every active saga in a partition this
+    /// replica owns whose last event is older than `quiet_for`, and arms their pending
+    /// timers (timeouts, retries, deadlines) again. Returns how many commands were published.
     pub async fn recover(&self, quiet_for: Duration) -> Result<usize> {
+        let ownership = self.ownership.clone();
+        self.recover_where(quiet_for, move |id| ownership.owns(id))
+            .await
+    }
+
+    /// [`Orchestrator::recover`] of every active saga in `partitions`, however recent: what a
+    /// replica does when it takes partitions over.
+    pub async fn recover_partitions(&self, partitions: &[u16]) -> Result<usize> {
+        let partitions: std::collections::BTreeSet<u16> = partitions.iter().copied().collect();
+        self.recover_where(Duration::ZERO, move |id| {
+            partitions.contains(&partition_of(id))
+        })
+        .await
+    }
+
+    async fn recover_where(
+        &self,
+        quiet_for: Duration,
+        chosen: impl Fn(Uuid) -> bool,
+    ) -> Result<usize> {
         let active: Vec<&str> = Status::ACTIVE.iter().map(|s| s.as_str()).collect();
         let ids = self.store.with_status(&active).await?;
         let now = Timestamp::now();
         let mut published = 0;
         let mut tasks = tokio::task::JoinSet::new();
-        for id in ids {
+        for id in ids.into_iter().filter(|id| chosen(*id)) {
             // At most 16 sagas re-published at a time, so a long backlog does not flood NATS.
             if tasks.len() >= 16 {
                 published += join_one(&mut tasks).await?;
@@ -56,7 +77,32 @@ impl<S: EventStore> Orchestrator<S> {
             .await?;
         Ok(commands.len())
     }
+
+    /// Arms the timers of the sagas this replica owns that fall due by `until`, as the read
+    /// model's `due_at` says, whoever armed them: another replica, or one that died. Returns
+    /// the `(saga, due at)` pairs seen, so the next call arms only what is new.
+    pub(super) async fn arm_due(
+        &self,
+        until: Timestamp,
+        seen: &std::collections::HashSet<(Uuid, Timestamp)>,
+    ) -> Result<std::collections::HashSet<(Uuid, Timestamp)>> {
+        let due = self.store.due(until, DUE_PER_POLL).await?;
+        let mut now_seen = std::collections::HashSet::with_capacity(due.len());
+        for (id, at) in due {
+            if !self.ownership.owns(id) {
+                continue;
+            }
+            if !seen.contains(&(id, at)) {
+                self.timers.schedule(id, at);
+            }
+            now_seen.insert((id, at));
+        }
+        Ok(now_seen)
+    }
 }
+
+/// Most due timers read by one poll; more wait for the next.
+const DUE_PER_POLL: u32 = 1_000;
 
 async fn join_one(tasks: &mut tokio::task::JoinSet<Result<usize>>) -> Result<usize> {
     match tasks.join_next().await {

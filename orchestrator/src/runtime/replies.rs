@@ -45,6 +45,7 @@ enum Work {
 pub(super) async fn consume<S: EventStore>(
     orchestrator: Orchestrator<S>,
     mut wheel: TimerWheel,
+    mut gained: mpsc::UnboundedReceiver<Vec<u16>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let failover_after = orchestrator
@@ -89,9 +90,21 @@ pub(super) async fn consume<S: EventStore>(
                     }
                 });
             }
+            Some(partitions) = gained.recv() => {
+                let o = orchestrator.clone();
+                tokio::spawn(async move {
+                    match o.recover_partitions(&partitions).await {
+                        Ok(n) => tracing::info!(partitions = ?partitions, republished = n, "recovered the sagas of partitions taken over"),
+                        // Their timers still fire through `due_at`; the quiet sweep re-publishes.
+                        Err(e) => tracing::warn!(error = %e, "recovering partitions taken over failed"),
+                    }
+                });
+            }
             due = wheel.next_due() => {
                 let Some(due) = due else { break };
-                for saga_id in due {
+                // Only the owner of a saga's partition fires its timers; the others' copies
+                // are dropped here (the owner has found them through `due_at`).
+                for saga_id in due.into_iter().filter(|id| orchestrator.ownership.owns(*id)) {
                     if senders[shard_of(&saga_id, senders.len())].send(Work::Tick(saga_id)).await.is_err() {
                         break;
                     }

@@ -18,6 +18,7 @@
 
 use super::{
     Created, Error, EventStore, NewEvent, NewSaga, Result, SagaQuery, SagaRecord, StoredEvent,
+    Summary,
 };
 use saga_protocol::Timestamp;
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ struct Saga {
     record: SagaRecord,
     events: Vec<StoredEvent>,
     tags: Vec<(String, String)>,
+    due_at: Option<Timestamp>,
 }
 
 impl Saga {
@@ -115,9 +117,10 @@ impl EventStore for MemoryStore {
         &self,
         saga: NewSaga,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> Result<Created> {
+        let summary = summary.into();
         let version = new_version(saga.saga_id, 0, events.len())?;
         let mut inner = self.lock();
         // Same precedence as the SQL store: a used key answers with its saga, then a used id
@@ -144,7 +147,7 @@ impl EventStore for MemoryStore {
             saga_id: saga.saga_id,
             name: saga.name,
             definition_version: saga.definition_version,
-            status: status.to_string(),
+            status: summary.status,
             version,
             idempotency_key: saga.idempotency_key,
             input_digest: saga.input_digest,
@@ -157,6 +160,7 @@ impl EventStore for MemoryStore {
                 record,
                 events,
                 tags: saga.tags,
+                due_at: summary.due_at,
             },
         );
         Ok(Created::New)
@@ -167,9 +171,10 @@ impl EventStore for MemoryStore {
         saga_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> Result<u64> {
+        let summary = summary.into();
         let version = new_version(saga_id, expected_version, events.len())?;
         let mut inner = self.lock();
         let current = inner
@@ -193,7 +198,8 @@ impl EventStore for MemoryStore {
             .get_mut(&saga_id)
             .ok_or(Error::NotFound(saga_id))?;
         saga.events.append(&mut stored);
-        saga.record.status = status.to_string();
+        saga.record.status = summary.status;
+        saga.due_at = summary.due_at;
         saga.record.version = version;
         saga.record.updated_at = recorded_at;
         Ok(version)
@@ -219,6 +225,21 @@ impl EventStore for MemoryStore {
         // byte order of the uuid).
         matching.sort_by_key(|record| (record.created_at, record.saga_id));
         Ok(matching.into_iter().map(|record| record.saga_id).collect())
+    }
+
+    async fn due(&self, until: Timestamp, limit: u32) -> Result<Vec<(Uuid, Timestamp)>> {
+        let inner = self.lock();
+        let mut due: Vec<(Timestamp, Uuid)> = inner
+            .sagas
+            .iter()
+            .filter_map(|(id, saga)| saga.due_at.filter(|at| *at <= until).map(|at| (at, *id)))
+            .collect();
+        due.sort();
+        Ok(due
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(at, id)| (id, at))
+            .collect())
     }
 
     async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {

@@ -114,6 +114,28 @@ pub struct SagaRecord {
     pub updated_at: Timestamp,
 }
 
+/// What a write says of the saga besides its events: the read model's status and timer.
+///
+/// A plain status converts into one with no timer (`"completed".into()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// As the runtime names it; the store does not interpret it.
+    pub status: String,
+    /// When the saga's earliest pending timer falls due (a step's timeout or retry, the
+    /// saga's deadline); `None` when it has none. Indexed, so the replica that owns the saga
+    /// finds the timers armed elsewhere ([`EventStore::due`]).
+    pub due_at: Option<Timestamp>,
+}
+
+impl From<&str> for Summary {
+    fn from(status: &str) -> Self {
+        Summary {
+            status: status.to_string(),
+            due_at: None,
+        }
+    }
+}
+
 /// A saga to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSaga {
@@ -240,12 +262,13 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         saga: NewSaga,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> impl Future<Output = Result<Created>> + Send;
 
     /// Appends events after `expected_version` (the sequence of the last event the caller
-    /// folded) and sets the saga's status, in one transaction. Returns the new version.
+    /// folded) and sets the saga's status and timer, in one transaction. Returns the new
+    /// version.
     ///
     /// If another writer appended first, returns [`Error::Conflict`] and writes nothing; an
     /// unknown saga is [`Error::NotFound`]. An empty `events` writes nothing: it only checks
@@ -255,7 +278,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         saga_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> impl Future<Output = Result<u64>> + Send;
 
@@ -269,6 +292,14 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Ids of sagas whose status is one of `statuses` (the runtime passes the non-terminal
     /// ones), oldest first (by `created_at`, then id).
     fn with_status(&self, statuses: &[&str]) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
+    /// Sagas whose timer ([`Summary::due_at`]) falls due at or before `until`, earliest first,
+    /// at most `limit`, with when it does.
+    fn due(
+        &self,
+        until: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(Uuid, Timestamp)>>> + Send;
 
     /// Read-model records, newest first (by `created_at`, then id), at most `limit`.
     fn list(&self, limit: u32) -> impl Future<Output = Result<Vec<SagaRecord>>> + Send;

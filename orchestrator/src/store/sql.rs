@@ -23,6 +23,7 @@
 use super::writer::Writer;
 use super::{
     Created, Error, EventStore, NewEvent, NewSaga, Result, SagaQuery, SagaRecord, StoredEvent,
+    Summary,
 };
 use saga_participants::db::{self, Backend};
 use saga_protocol::Timestamp;
@@ -84,10 +85,12 @@ impl EventStore for SqlStore {
         &self,
         saga: NewSaga,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> Result<Created> {
-        self.writer.create(saga, events, status, recorded_at).await
+        self.writer
+            .create(saga, events, summary.into(), recorded_at)
+            .await
     }
 
     async fn append(
@@ -95,7 +98,7 @@ impl EventStore for SqlStore {
         saga_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: impl Into<Summary> + Send,
         recorded_at: Timestamp,
     ) -> Result<u64> {
         if events.is_empty() {
@@ -110,7 +113,13 @@ impl EventStore for SqlStore {
             };
         }
         self.writer
-            .append(saga_id, expected_version, events, status, recorded_at)
+            .append(
+                saga_id,
+                expected_version,
+                events,
+                summary.into(),
+                recorded_at,
+            )
             .await
     }
 
@@ -173,6 +182,25 @@ impl EventStore for SqlStore {
         let rows = query.fetch_all(&self.pool).await.map_err(Error::Database)?;
         rows.iter()
             .map(|row| parse_uuid(&get::<String>(row, "saga_id")?))
+            .collect()
+    }
+
+    async fn due(&self, until: Timestamp, limit: u32) -> Result<Vec<(Uuid, Timestamp)>> {
+        // On the partial index of due_at (migrations/*/0003_saga_due_at.sql).
+        let rows = sqlx::query(
+            "SELECT saga_id, due_at FROM sagas WHERE due_at IS NOT NULL AND due_at <= $1 \
+             ORDER BY due_at, saga_id LIMIT $2",
+        )
+        .bind(until.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::Database)?;
+        rows.iter()
+            .map(|row| {
+                let id = parse_uuid(&get::<String>(row, "saga_id")?)?;
+                Ok((id, Timestamp(get(row, "due_at")?)))
+            })
             .collect()
     }
 

@@ -24,7 +24,7 @@
 //! runs alone after it.
 
 use super::writes::{self, EventRows, Step, append_in, create_in};
-use super::{Created, Error, NewEvent, NewSaga, Result};
+use super::{Created, Error, NewEvent, NewSaga, Result, Summary};
 use saga_protocol::Timestamp;
 use sqlx::{AnyConnection, AnyPool};
 use std::collections::HashSet;
@@ -41,7 +41,7 @@ enum Write {
     Create {
         saga: NewSaga,
         events: Vec<NewEvent>,
-        status: String,
+        summary: Summary,
         recorded_at: Timestamp,
         done: oneshot::Sender<Result<Created>>,
     },
@@ -49,7 +49,7 @@ enum Write {
         saga_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
-        status: String,
+        summary: Summary,
         recorded_at: Timestamp,
         done: oneshot::Sender<Result<u64>>,
     },
@@ -87,14 +87,14 @@ impl Writer {
         &self,
         saga: NewSaga,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: Summary,
         recorded_at: Timestamp,
     ) -> Result<Created> {
         let (done, outcome) = oneshot::channel();
         self.send(Write::Create {
             saga,
             events,
-            status: status.to_string(),
+            summary,
             recorded_at,
             done,
         })
@@ -109,7 +109,7 @@ impl Writer {
         saga_id: Uuid,
         expected_version: u64,
         events: Vec<NewEvent>,
-        status: &str,
+        summary: Summary,
         recorded_at: Timestamp,
     ) -> Result<u64> {
         let (done, outcome) = oneshot::channel();
@@ -117,7 +117,7 @@ impl Writer {
             saga_id,
             expected_version,
             events,
-            status: status.to_string(),
+            summary,
             recorded_at,
             done,
         })
@@ -218,22 +218,22 @@ async fn write_together(pool: &AnyPool, batch: &[Write]) -> Result<Vec<Outcome>>
             Write::Create {
                 saga,
                 events,
-                status,
+                summary,
                 recorded_at,
                 ..
-            } => creates.push((saga, events.len(), status.as_str(), *recorded_at)),
+            } => creates.push((saga, events.len(), summary, *recorded_at)),
             Write::Append {
                 saga_id,
                 expected_version,
                 events,
-                status,
+                summary,
                 recorded_at,
                 ..
             } => appends.push((
                 *saga_id,
                 *expected_version,
                 events.len(),
-                status.as_str(),
+                summary,
                 *recorded_at,
             )),
         }
@@ -314,12 +314,12 @@ async fn write_alone(pool: &AnyPool, write: Write) {
         Write::Create {
             saga,
             events,
-            status,
+            summary,
             recorded_at,
             done,
         } => {
             let outcome = alone(pool, async |tx| {
-                create_in(tx, &saga, &events, &status, recorded_at).await
+                create_in(tx, &saga, &events, &summary, recorded_at).await
             })
             .await;
             let _ = done.send(outcome);
@@ -328,12 +328,20 @@ async fn write_alone(pool: &AnyPool, write: Write) {
             saga_id,
             expected_version,
             events,
-            status,
+            summary,
             recorded_at,
             done,
         } => {
             let outcome = alone(pool, async |tx| {
-                append_in(tx, saga_id, expected_version, &events, &status, recorded_at).await
+                append_in(
+                    tx,
+                    saga_id,
+                    expected_version,
+                    &events,
+                    &summary,
+                    recorded_at,
+                )
+                .await
             })
             .await;
             let _ = done.send(outcome);

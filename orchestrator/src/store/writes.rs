@@ -8,7 +8,7 @@
 //! key) is a value, [`Step::Refused`], and leaves the transaction going.
 
 use super::sql::{current_version, decode_record, sql_int};
-use super::{Created, Error, NewEvent, NewSaga, Result};
+use super::{Created, Error, NewEvent, NewSaga, Result, Summary};
 use saga_protocol::Timestamp;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use std::collections::HashSet;
@@ -64,7 +64,7 @@ fn placeholders(rows: usize, width: usize) -> String {
 /// taken, and returns the ids that were inserted.
 pub(super) async fn insert_sagas(
     conn: &mut AnyConnection,
-    sagas: &[(&NewSaga, usize, &str, Timestamp)],
+    sagas: &[(&NewSaga, usize, &Summary, Timestamp)],
 ) -> Result<HashSet<Uuid>> {
     let mut inserted = HashSet::with_capacity(sagas.len());
     for chunk in sagas.chunks(SAGAS_PER_STATEMENT) {
@@ -72,22 +72,23 @@ pub(super) async fn insert_sagas(
         // rows of this statement: the second one with a key is skipped.
         let sql = format!(
             "INSERT INTO sagas (saga_id, name, definition_version, status, version, \
-             idempotency_key, input_digest, created_at, updated_at) VALUES {} \
+             idempotency_key, input_digest, created_at, updated_at, due_at) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING saga_id",
-            placeholders(chunk.len(), 9)
+            placeholders(chunk.len(), 10)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
-        for (saga, events, status, recorded_at) in chunk {
+        for (saga, events, summary, recorded_at) in chunk {
             query = query
                 .bind(saga.saga_id.to_string())
                 .bind(saga.name.as_str())
                 .bind(i64::from(saga.definition_version))
-                .bind(*status)
+                .bind(summary.status.as_str())
                 .bind(new_version(saga.saga_id, 0, *events)?)
                 .bind(saga.idempotency_key.as_deref())
                 .bind(saga.input_digest.as_str())
                 .bind(recorded_at.millis())
-                .bind(recorded_at.millis());
+                .bind(recorded_at.millis())
+                .bind(summary.due_at.map(Timestamp::millis));
         }
         for row in query.fetch_all(&mut *conn).await.map_err(Error::Database)? {
             inserted.insert(returned_id(&row)?);
@@ -100,27 +101,29 @@ pub(super) async fn insert_sagas(
 /// version to its new one only if it is still at the expected one. Returns the ids that moved.
 pub(super) async fn update_sagas(
     conn: &mut AnyConnection,
-    appends: &[(Uuid, u64, usize, &str, Timestamp)],
+    appends: &[(Uuid, u64, usize, &Summary, Timestamp)],
 ) -> Result<HashSet<Uuid>> {
     let mut updated = HashSet::with_capacity(appends.len());
     for chunk in appends.chunks(SAGAS_PER_STATEMENT) {
         // VALUES columns are column1… on both SQLite and PostgreSQL. On PostgreSQL the row
         // locks taken here make a concurrent writer wait, then re-check the version.
         let sql = format!(
-            "UPDATE sagas SET status = v.column2, version = v.column3, updated_at = v.column4 \
+            "UPDATE sagas SET status = v.column2, version = v.column3, updated_at = v.column4, \
+             due_at = v.column6 \
              FROM (VALUES {}) AS v \
              WHERE sagas.saga_id = v.column1 AND sagas.version = v.column5 \
              RETURNING saga_id",
-            placeholders(chunk.len(), 5)
+            placeholders(chunk.len(), 6)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
-        for (saga_id, expected, events, status, recorded_at) in chunk {
+        for (saga_id, expected, events, summary, recorded_at) in chunk {
             query = query
                 .bind(saga_id.to_string())
-                .bind(*status)
+                .bind(summary.status.as_str())
                 .bind(new_version(*saga_id, *expected, *events)?)
                 .bind(recorded_at.millis())
-                .bind(sql_int(*saga_id, *expected)?);
+                .bind(sql_int(*saga_id, *expected)?)
+                .bind(summary.due_at.map(Timestamp::millis));
         }
         for row in query.fetch_all(&mut *conn).await.map_err(Error::Database)? {
             updated.insert(returned_id(&row)?);
@@ -191,10 +194,10 @@ pub(super) async fn create_in(
     conn: &mut AnyConnection,
     saga: &NewSaga,
     events: &[NewEvent],
-    status: &str,
+    summary: &Summary,
     recorded_at: Timestamp,
 ) -> Result<Step<Created>> {
-    let inserted = insert_sagas(conn, &[(saga, events.len(), status, recorded_at)]).await?;
+    let inserted = insert_sagas(conn, &[(saga, events.len(), summary, recorded_at)]).await?;
     if !inserted.contains(&saga.saga_id) {
         return Ok(Step::Refused(refused_create(conn, saga).await?));
     }
@@ -216,12 +219,18 @@ pub(super) async fn append_in(
     saga_id: Uuid,
     expected_version: u64,
     events: &[NewEvent],
-    status: &str,
+    summary: &Summary,
     recorded_at: Timestamp,
 ) -> Result<Step<u64>> {
     let moved = update_sagas(
         conn,
-        &[(saga_id, expected_version, events.len(), status, recorded_at)],
+        &[(
+            saga_id,
+            expected_version,
+            events.len(),
+            summary,
+            recorded_at,
+        )],
     )
     .await?;
     if !moved.contains(&saga_id) {

@@ -78,6 +78,11 @@ impl Transport {
         Ok(Transport { client, js })
     }
 
+    /// The JetStream context, for the partition leases' KV bucket.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// The underlying client, for request/reply calls (admin) and health checks.
     pub fn client(&self) -> &async_nats::Client {
         &self.client

@@ -1,0 +1,335 @@
+//! Which replica owns which sagas: [`PARTITIONS`] partitions of the saga ids, each leased by
+//! one replica at a time through a NATS KV bucket.
+//!
+//! Every replica handles any saga's replies and starts (the reply consumer is shared, and
+//! the event store's optimistic concurrency settles races). What a partition's owner alone
+//! does is the work nobody asks for: it fires the saga's timers (timeouts, retries,
+//! deadlines), including those armed by another replica or by one that died (found through
+//! the read model's `due_at`), and it re-publishes the commands of its sagas that went quiet.
+//! When it gains a partition it recovers that partition's sagas: their in-flight commands are
+//! published again (same message ids) and their timers armed.
+//!
+//! A lease is a key `partitions.{n}` in bucket [`BUCKET`] whose value is the owner's replica
+//! id. The bucket's `max_age` is the failover bound: the owner rewrites the key (a
+//! compare-and-set on its revision) every third of it, so a replica that dies or loses NATS
+//! loses its leases after the bound, and the others take them. A replica acts on a lease only
+//! until one bound after it last began a successful renewal, which is before the key can
+//! expire on the server, so two replicas never both believe they own a partition.
+//!
+//! Each replica also keeps a key `members.{replica}` alive and aims at an equal share:
+//! `ceil(PARTITIONS / members)`. A replica above its share releases partitions (deleting the
+//! key, so another can take it at once), one below it takes free ones. A replica that stops
+//! cleanly releases everything.
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// How many partitions the saga ids fall into. A persisted contract (the lease keys name
+/// them): every replica must use the same number.
+pub const PARTITIONS: u16 = 64;
+/// The KV bucket of the leases.
+pub const BUCKET: &str = "saga_partitions";
+
+/// The partition of a saga: its id's last 64 bits (random in v4 and v7 ids) modulo
+/// [`PARTITIONS`]. Stable across processes and versions.
+///
+/// ```
+/// use saga_orchestrator::runtime::partitions::{partition_of, PARTITIONS};
+/// let id = uuid::Uuid::from_u64_pair(7, 130);
+/// assert_eq!(partition_of(id), 130 % PARTITIONS);
+/// ```
+pub fn partition_of(saga_id: Uuid) -> u16 {
+    let (_, low) = saga_id.as_u64_pair();
+    u16::try_from(low % u64::from(PARTITIONS)).unwrap_or(0)
+}
+
+fn partition_key(partition: u16) -> String {
+    format!("partitions.{partition}")
+}
+
+fn member_key(replica: &str) -> String {
+    format!("members.{replica}")
+}
+
+/// Until when this replica may act as the owner of each partition. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    valid_until: Arc<Mutex<BTreeMap<u16, Instant>>>,
+}
+
+impl Ownership {
+    /// Whether this replica owns `saga_id`'s partition now.
+    pub fn owns(&self, saga_id: Uuid) -> bool {
+        self.owns_partition(partition_of(saga_id))
+    }
+
+    /// Whether this replica owns `partition` now.
+    pub fn owns_partition(&self, partition: u16) -> bool {
+        self.lock()
+            .get(&partition)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    /// The partitions this replica owns now.
+    pub fn owned(&self) -> BTreeSet<u16> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    fn hold(&self, partition: u16, until: Instant) {
+        self.lock().insert(partition, until);
+    }
+
+    fn drop_partition(&self, partition: u16) {
+        self.lock().remove(&partition);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, Instant>> {
+        self.valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A name for this replica: the host name (the pod's, under Kubernetes) and a random suffix,
+/// so two processes on one host differ.
+pub fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "orchestrator".to_string());
+    // KV keys allow letters, digits, `-`, `_`, `/`, `=` and `.` as a separator.
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let suffix = Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+/// Why the leases could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the partition leases (KV bucket {BUCKET}): {0}")]
+pub struct Error(#[from] jetstream::context::CreateKeyValueError);
+
+/// The lease keeper of one replica.
+pub struct Leases {
+    kv: kv::Store,
+    replica: String,
+    bound: Duration,
+    ownership: Ownership,
+    /// Revision of each lease key this replica wrote last.
+    held: BTreeMap<u16, u64>,
+    /// Partitions gained, for the runtime to recover.
+    gained: mpsc::UnboundedSender<Vec<u16>>,
+}
+
+impl Leases {
+    /// Opens (or creates) the bucket with `bound` as its `max_age` and `replicas` copies.
+    pub async fn open(
+        js: &jetstream::Context,
+        replicas: usize,
+        bound: Duration,
+        ownership: Ownership,
+        gained: mpsc::UnboundedSender<Vec<u16>>,
+    ) -> Result<Self, Error> {
+        let config = kv::Config {
+            bucket: BUCKET.to_string(),
+            description: "saga orchestrator partition leases".to_string(),
+            history: 1,
+            max_age: bound,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        };
+        // A cluster still forming (every process starting at once) times out or refuses for
+        // a while: try again with backoff for about half a minute, as for the streams.
+        let kv = tryhard::retry_fn(|| js.create_or_update_key_value(config.clone()))
+            .retries(8)
+            .custom_backoff(
+                |attempt: u32, error: &jetstream::context::CreateKeyValueError| {
+                    use jetstream::context::CreateKeyValueErrorKind as Kind;
+                    match error.kind() {
+                        Kind::TimedOut | Kind::JetStream | Kind::BucketCreate => {
+                            tryhard::RetryPolicy::Delay(saga_protocol::streams::forming_backoff(
+                                attempt,
+                            ))
+                        }
+                        _ => tryhard::RetryPolicy::Break,
+                    }
+                },
+            )
+            .await?;
+        Ok(Leases {
+            kv,
+            replica: replica_id(),
+            bound,
+            ownership,
+            held: BTreeMap::new(),
+            gained,
+        })
+    }
+
+    /// This replica's name in the bucket.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Renews, releases and takes leases every third of the bound until `shutdown`, then
+    /// releases every lease it holds.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
+        let mut ticks = tokio::time::interval(self.bound / 3);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticks.tick() => self.round().await,
+            }
+        }
+        self.release_all().await;
+    }
+
+    /// One round: say this replica is alive, renew what it holds, then move towards its
+    /// share. Failures are logged and leave the next round to try again; a lease that could
+    /// not be renewed lapses by itself.
+    async fn round(&mut self) {
+        let began = Instant::now();
+        let until = began + self.bound.mul_f64(0.9);
+        if let Err(e) = self.kv.put(member_key(&self.replica), "".into()).await {
+            tracing::warn!(error = %e, "cannot renew this replica's membership");
+        }
+        let held: Vec<(u16, u64)> = self.held.iter().map(|(p, r)| (*p, *r)).collect();
+        for (partition, revision) in held {
+            let renewed = self
+                .kv
+                .update(
+                    partition_key(partition),
+                    self.replica.clone().into(),
+                    revision,
+                )
+                .await;
+            match renewed {
+                Ok(revision) => {
+                    self.held.insert(partition, revision);
+                    self.ownership.hold(partition, until);
+                }
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    tracing::warn!(partition, "partition lease lost to another replica");
+                    self.lose(partition);
+                }
+                // Unknown (NATS unreachable): keep trying while the lease may still be ours;
+                // `ownership` stops acting on it when it lapses.
+                Err(e) => tracing::warn!(partition, error = %e, "cannot renew a partition lease"),
+            }
+        }
+        let Some((members, taken)) = self.view().await else {
+            return;
+        };
+        let share = usize::from(PARTITIONS).div_ceil(members.max(1));
+        while self.held.len() > share {
+            let Some((&partition, &revision)) = self.held.last_key_value() else {
+                break;
+            };
+            self.lose(partition);
+            if let Err(e) = self
+                .kv
+                .delete_expect_revision(partition_key(partition), Some(revision))
+                .await
+            {
+                tracing::debug!(partition, error = %e, "releasing a lease failed; it lapses");
+            }
+        }
+        let mut gained = Vec::new();
+        for partition in self.preference() {
+            if self.held.len() >= share {
+                break;
+            }
+            if self.held.contains_key(&partition) || taken.contains(&partition) {
+                continue;
+            }
+            let key = partition_key(partition);
+            if let Ok(revision) = self.kv.create(key, self.replica.clone().into()).await {
+                self.held.insert(partition, revision);
+                self.ownership.hold(partition, until);
+                gained.push(partition);
+            }
+        }
+        if !gained.is_empty() {
+            tracing::info!(
+                replica = %self.replica,
+                gained = ?gained,
+                owned = self.held.len(),
+                members,
+                "partition leases taken"
+            );
+            let _ = self.gained.send(gained);
+        }
+    }
+
+    /// How many replicas are alive and which partitions are leased, from the bucket's keys.
+    async fn view(&self) -> Option<(usize, BTreeSet<u16>)> {
+        let mut keys = match self.kv.keys().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the partition leases");
+                return None;
+            }
+        };
+        let mut members = 0;
+        let mut taken = BTreeSet::new();
+        while let Some(key) = keys.next().await {
+            let Ok(key) = key else { return None };
+            if key.starts_with("members.") {
+                members += 1;
+            } else if let Some(p) = key
+                .strip_prefix("partitions.")
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                taken.insert(p);
+            }
+        }
+        Some((members, taken))
+    }
+
+    /// The partitions in the order this replica tries them: from a point of its own, so
+    /// replicas starting together do not all race for partition 0.
+    fn preference(&self) -> Vec<u16> {
+        let start = partition_of(Uuid::new_v5(&Uuid::NAMESPACE_OID, self.replica.as_bytes()));
+        (0..PARTITIONS).map(|i| (start + i) % PARTITIONS).collect()
+    }
+
+    fn lose(&mut self, partition: u16) {
+        self.held.remove(&partition);
+        self.ownership.drop_partition(partition);
+    }
+
+    async fn release_all(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        for (partition, revision) in held {
+            self.ownership.drop_partition(partition);
+            let _ = self
+                .kv
+                .delete_expect_revision(partition_key(partition), Some(revision))
+                .await;
+        }
+        let _ = self.kv.delete(member_key(&self.replica)).await;
+        tracing::info!(replica = %self.replica, "partition leases released");
+    }
+}
