@@ -107,3 +107,24 @@ pub fn saga_bin() -> Result<PathBuf> {
             hint,
         })
 }
+
+/// The last `lines` lines of every `*.log` in `dir`, each under its name, for failure messages.
+pub fn log_tails(dir: &std::path::Path, lines: usize) -> String {
+    let mut out = String::new();
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    logs.retain(|p| p.extension().is_some_and(|x| x == "log"));
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        let name = log.file_stem().unwrap_or_default().to_string_lossy();
+        out.push_str(&format!("--- {name} ---\n"));
+        for line in tail.into_iter().rev() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

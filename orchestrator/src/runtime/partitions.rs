@@ -292,11 +292,13 @@ impl Leases {
                 return None;
             }
         };
-        let mut members = 0;
+        // This replica counts even when its own membership could not be renewed just now.
+        let own = member_key(&self.replica);
+        let mut members = 1;
         let mut taken = BTreeSet::new();
         while let Some(key) = keys.next().await {
             let Ok(key) = key else { return None };
-            if key.starts_with("members.") {
+            if key.starts_with("members.") && key != own {
                 members += 1;
             } else if let Some(p) = key
                 .strip_prefix("partitions.")

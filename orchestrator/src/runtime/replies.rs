@@ -76,18 +76,25 @@ pub(super) async fn consume<S: EventStore>(
             .max(Duration::from_secs(1)),
     );
     sweep.tick().await;
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One sweep at a time: under load a sweep can take longer than its period.
+    let sweeping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             _ = sweep.tick() => {
-                let o = orchestrator.clone();
+                if sweeping.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    continue;
+                }
+                let (o, sweeping) = (orchestrator.clone(), sweeping.clone());
                 tokio::spawn(async move {
                     match o.recover(o.options().republish_after).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(republished = n, "re-published commands of quiet sagas"),
                         Err(e) => tracing::warn!(error = %e, "periodic re-publish failed"),
                     }
+                    sweeping.store(false, std::sync::atomic::Ordering::Release);
                 });
             }
             Some(partitions) = gained.recv() => {

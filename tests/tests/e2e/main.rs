@@ -6,7 +6,6 @@ mod bench;
 mod browser;
 mod chaos;
 mod cli;
-mod cluster;
 mod definitions;
 mod failures;
 mod health;
