@@ -32,14 +32,26 @@ nats_server="$("$root/deploy/local/ensure-nats.sh")"
 (cd "$root" && cargo build --quiet "${cargo_flags[@]}" -p saga-orchestrator --bin saga)
 saga="${CARGO_TARGET_DIR:-$root/target}/$profile/saga"
 
-pids=()
+# Runs a PostgreSQL tool as the postgres user when this script runs as root.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pids=()       # saga processes
+nats_pids=()
 pg_ctl=""
+sleeper=""
 stop() {
   trap - EXIT INT TERM
+  if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null || true; fi
   echo "stopping the cluster (logs stay in $dir)"
+  # The saga processes first (SIGTERM: they finish what they hold and release their leases),
+  # then NATS, then PostgreSQL.
+  local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${nats_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${nats_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ -n "$pg_ctl" ]; then as_pg "$pg_ctl" -D "$dir/pg/data" -m fast -w stop >/dev/null 2>&1 || true; fi
+  echo "cluster stopped"
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
@@ -56,10 +68,13 @@ free_port() {
   done
 }
 
-# Waits until `curl` gets a 2xx from $1, for at most $2 seconds.
+# Waits until $1 answers 2xx, for at most $2 seconds (python3 is there; curl may not be).
+http_ok() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2>/dev/null
+}
 wait_http() {
   local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+  until http_ok "$1"; do
     if [ "$SECONDS" -ge "$deadline" ]; then echo "timed out waiting for $1" >&2; return 1; fi
     sleep 0.2
   done
@@ -77,16 +92,17 @@ for i in 0 1 2; do
     -js -sd "$dir/nats-$i" --cluster_name saga-local \
     --cluster "nats://127.0.0.1:${cluster_ports[$i]}" --routes "$routes" \
     >"$dir/nats-$i.log" 2>&1 &
-  pids+=("$!")
+  nats_pids+=("$!")
 done
 for i in 0 1 2; do wait_http "http://127.0.0.1:${monitor_ports[$i]}/healthz" 60; done
 nats_url=$(printf 'nats://127.0.0.1:%s,' "${nats_ports[@]}"); nats_url=${nats_url%,}
 echo "nats          3 nodes: $nats_url"
 
 # --- PostgreSQL: a throwaway cluster (run as the postgres user when this runs as root).
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg_bin=$(dirname "$(command -v pg_ctl 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)")
-[ -x "$pg_bin/pg_ctl" ] || { echo "PostgreSQL (initdb, pg_ctl) not found" >&2; exit 1; }
+pg_ctl_path=$(command -v pg_ctl 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1 || true)
+# The real directory: PATH may hold symlinks to pg_ctl and initdb only.
+pg_bin=$(dirname "$(readlink -f "${pg_ctl_path:-/nonexistent}")")
+[ -x "$pg_bin/pg_ctl" ] && [ -x "$pg_bin/createdb" ] || { echo "PostgreSQL (initdb, pg_ctl, createdb) not found" >&2; exit 1; }
 mkdir -p "$dir/pg"
 if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$dir/pg"; fi
 pg_port=$(free_port)
@@ -137,5 +153,6 @@ echo "kill -9 a process to watch the others take over; Ctrl-C stops everything."
 # Runs until interrupted; processes that die (or are killed) stay dead, as in a failure.
 while :; do
   sleep 60 &
-  wait $! || true
+  sleeper=$!
+  wait "$sleeper" || true
 done

@@ -9,6 +9,11 @@
 //! `$TMPDIR/saga-cluster-failed-{pid}`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod script;
+
+/// The tests of this binary run one at a time: each starts a whole cluster.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 use saga_participants::admin;
 use saga_testkit::{NatsCluster, Postgres, free_port, log_tails, saga_bin, wait_for};
 use serde_json::{Value, json};
@@ -283,6 +288,7 @@ async fn lease_view(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sagas_survive_an_orchestrator_and_a_nats_node_killed_with_three_replicas_each() {
+    let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start().await;
     let mut deposits = HashMap::new();
     for c in 0..CUSTOMERS {
