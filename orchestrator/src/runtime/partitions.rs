@@ -6,8 +6,9 @@
 //! does is the work nobody asks for: it fires the saga's timers (timeouts, retries,
 //! deadlines), including those armed by another replica or by one that died (found through
 //! the read model's `due_at`), and it re-publishes the commands of its sagas that went quiet.
-//! When it gains a partition it recovers that partition's sagas: their in-flight commands are
-//! published again (same message ids) and their timers armed.
+//! When it gains a partition it recovers that partition's sagas quiet for half the bound
+//! (those a dead replica may have left between an append and its publish): their in-flight
+//! commands are published again (same message ids) and their timers armed.
 //!
 //! A lease is a key `partitions.{n}` in bucket [`BUCKET`] whose value is the owner's replica
 //! id. The bucket's `max_age` is the failover bound: the owner rewrites the key (a
@@ -215,16 +216,17 @@ impl Leases {
         if let Err(e) = self.kv.put(member_key(&self.replica), "".into()).await {
             tracing::warn!(error = %e, "cannot renew this replica's membership");
         }
+        // All renewals at once: one round trip, however many partitions this replica holds.
         let held: Vec<(u16, u64)> = self.held.iter().map(|(p, r)| (*p, *r)).collect();
-        for (partition, revision) in held {
-            let renewed = self
-                .kv
-                .update(
-                    partition_key(partition),
-                    self.replica.clone().into(),
-                    revision,
-                )
-                .await;
+        let renewals = held.iter().map(|(partition, revision)| {
+            self.kv.update(
+                partition_key(*partition),
+                self.replica.clone().into(),
+                *revision,
+            )
+        });
+        let renewed = futures::future::join_all(renewals).await;
+        for ((partition, _), renewed) in held.into_iter().zip(renewed) {
             match renewed {
                 Ok(revision) => {
                     self.held.insert(partition, revision);
@@ -256,16 +258,22 @@ impl Leases {
                 tracing::debug!(partition, error = %e, "releasing a lease failed; it lapses");
             }
         }
+        // Free partitions up to the share, all asked for at once; another replica may win
+        // some of them, and the next round tries others.
+        let wanted: Vec<u16> = self
+            .preference()
+            .into_iter()
+            .filter(|p| !self.held.contains_key(p) && !taken.contains(p))
+            .take(share.saturating_sub(self.held.len()))
+            .collect();
+        let creates = wanted.iter().map(|p| {
+            self.kv
+                .create(partition_key(*p), self.replica.clone().into())
+        });
+        let created = futures::future::join_all(creates).await;
         let mut gained = Vec::new();
-        for partition in self.preference() {
-            if self.held.len() >= share {
-                break;
-            }
-            if self.held.contains_key(&partition) || taken.contains(&partition) {
-                continue;
-            }
-            let key = partition_key(partition);
-            if let Ok(revision) = self.kv.create(key, self.replica.clone().into()).await {
+        for (partition, created) in wanted.into_iter().zip(created) {
+            if let Ok(revision) = created {
                 self.held.insert(partition, revision);
                 self.ownership.hold(partition, until);
                 gained.push(partition);

@@ -22,14 +22,19 @@ impl<S: EventStore> Orchestrator<S> {
             .await
     }
 
-    /// [`Orchestrator::recover`] of every active saga in `partitions`, however recent: what a
-    /// replica does when it takes partitions over.
+    /// [`Orchestrator::recover`] of the active sagas in `partitions` quiet for half the
+    /// failover bound: what a replica does when it takes partitions over.
+    ///
+    /// A replica that died between an append and its publish left its saga quiet since then.
+    /// Its leases lapse a bound after its last renewal, which was at most a third of a bound
+    /// before it died, so such a saga is quiet for at least two thirds of the bound when
+    /// another replica gains its partition. Sagas that moved more recently are in hand
+    /// elsewhere; their timers reach the new owner through `due_at`.
     pub async fn recover_partitions(&self, partitions: &[u16]) -> Result<usize> {
         let partitions: std::collections::BTreeSet<u16> = partitions.iter().copied().collect();
-        self.recover_where(Duration::ZERO, move |id| {
-            partitions.contains(&partition_of(id))
-        })
-        .await
+        let quiet_for = self.options.failover_after / 2;
+        self.recover_where(quiet_for, move |id| partitions.contains(&partition_of(id)))
+            .await
     }
 
     async fn recover_where(
