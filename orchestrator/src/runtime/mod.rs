@@ -25,6 +25,7 @@ pub mod partitions;
 mod recovery;
 mod registry;
 mod replies;
+mod run;
 mod timers;
 
 pub use error::{Error, Result};
@@ -141,12 +142,6 @@ pub struct Orchestrator<S = SqlStore> {
     hot: std::sync::Arc<HotSagas>,
     /// The partitions this replica owns: it fires their sagas' timers (see [`partitions`]).
     ownership: partitions::Ownership,
-}
-
-/// How often the owner reads the timers that fall due: a tenth of the failover bound, between
-/// 100 ms and 1 s. A timer armed by another replica fires at most this late.
-fn due_poll_interval(bound: Duration) -> Duration {
-    (bound / 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 /// What the read model records of `state` next to its events.
@@ -468,62 +463,6 @@ impl<S: EventStore> Orchestrator<S> {
         Ok(())
     }
 
-    /// Runs until `shutdown` resolves: takes its share of the partition leases (recovering
-    /// the sagas of each partition it gains), consumes replies, fires the timers of the
-    /// sagas it owns, and periodically re-publishes the commands of its sagas that went quiet.
-    /// When it stops it releases its leases, so the other replicas take them at once.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-        let wheel = self.wheel.lock().map_err(|_| Error::AlreadyRunning)?.take();
-        let Some(wheel) = wheel else {
-            return Err(Error::AlreadyRunning);
-        };
-        let bound = self
-            .options
-            .failover_after
-            .max(saga_protocol::consumers::MIN_FAILOVER_AFTER);
-        let (gained_tx, gained) = tokio::sync::mpsc::unbounded_channel();
-        let leases = partitions::Leases::open(
-            self.transport.jetstream(),
-            self.options.stream_replicas,
-            bound,
-            self.ownership.clone(),
-            gained_tx,
-        )
-        .await?;
-        tracing::info!(replica = leases.replica(), "orchestrator replica starting");
-        let stop = tokio_util::sync::CancellationToken::new();
-        let lease_task = tokio::spawn(leases.run(stop.clone().cancelled_owned()));
-        let poll_task = tokio::spawn(
-            self.clone()
-                .poll_due(due_poll_interval(bound), stop.clone().cancelled_owned()),
-        );
-        let consumed = replies::consume(self, wheel, gained, shutdown).await;
-        stop.cancel();
-        let _ = poll_task.await;
-        let _ = lease_task.await;
-        consumed
-    }
-
-    /// Every `every`, arms the timers of owned sagas due within two periods ([`Orchestrator::arm_due`]).
-    async fn poll_due(self, every: Duration, stop: impl Future<Output = ()> + Send) {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seen = std::collections::HashSet::new();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => return,
-                _ = ticks.tick() => {
-                    let until = Timestamp::now().plus(every * 2);
-                    match self.arm_due(until, &seen).await {
-                        Ok(now_seen) => seen = now_seen,
-                        Err(e) => tracing::warn!(error = %e, "cannot read the timers due"),
-                    }
-                }
-            }
-        }
-    }
-
     /// The sagas in flight whose state this process keeps in memory.
     pub fn hot_sagas(&self) -> &HotSagas {
         &self.hot
@@ -543,29 +482,6 @@ impl<S: EventStore> Orchestrator<S> {
         self.metrics
             .dead_letters
             .add(1, &[opentelemetry::KeyValue::new("consumer", consumer)]);
-    }
-
-    /// Samples the gauges that are read rather than counted: sagas in flight (from the read
-    /// model) and the reply consumer's lag (from JetStream). Called when `/metrics` is read;
-    /// a failed read leaves the last value.
-    pub async fn sample_gauges(&self) {
-        let active: Vec<&str> = Status::ACTIVE.iter().map(|s| s.as_str()).collect();
-        match self.store.with_status(&active).await {
-            Ok(ids) => self.metrics.in_flight.record(ids.len() as u64, &[]),
-            Err(e) => tracing::warn!(error = %e, "cannot count the sagas in flight"),
-        }
-        match self.transport.reply_consumer_info().await {
-            Ok(info) => {
-                let consumer = [opentelemetry::KeyValue::new("consumer", info.name.clone())];
-                self.metrics
-                    .consumer_pending
-                    .record(info.num_pending, &consumer);
-                self.metrics
-                    .consumer_ack_pending
-                    .record(info.num_ack_pending as u64, &consumer);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the reply consumer's lag"),
-        }
     }
 }
 

@@ -19,7 +19,8 @@
 //! `saga_compensations_total` (command attempts by `saga`, `step`, `outcome`);
 //! `saga_step_duration_seconds` (`saga`, `step`, `kind`, `outcome`);
 //! `saga_duration_seconds` (`saga`, `outcome`); gauges `saga_in_flight`,
-//! `saga_consumer_pending` and `saga_consumer_ack_pending` (`consumer`), sampled when
+//! `saga_partitions_owned`, `saga_consumer_pending` and `saga_consumer_ack_pending`
+//! (`consumer`), sampled when
 //! `/metrics` is read; `saga_dead_letters_total` (`consumer`).
 
 use opentelemetry::KeyValue;
@@ -42,6 +43,8 @@ pub(crate) struct Metrics {
     step_duration: Histogram<f64>,
     saga_duration: Histogram<f64>,
     pub in_flight: Gauge<u64>,
+    /// Partitions whose leases this replica holds (see [`super::partitions`]).
+    pub partitions_owned: Gauge<u64>,
     pub consumer_pending: Gauge<u64>,
     pub consumer_ack_pending: Gauge<u64>,
     pub dead_letters: Counter<u64>,
@@ -84,6 +87,10 @@ impl Metrics {
             in_flight: meter
                 .u64_gauge("saga.in_flight")
                 .with_description("Sagas running or compensating")
+                .build(),
+            partitions_owned: meter
+                .u64_gauge("saga.partitions.owned")
+                .with_description("Saga partitions this replica owns (fires their timers)")
                 .build(),
             consumer_pending: meter
                 .u64_gauge("saga.consumer.pending")
@@ -274,4 +281,35 @@ fn secs(d: Duration) -> f64 {
 
 fn system_time(t: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(t.millis()).unwrap_or(0))
+}
+
+impl<S: crate::store::EventStore> super::Orchestrator<S> {
+    /// Samples the gauges that are read rather than counted: sagas in flight (from the read
+    /// model) and the reply consumer's lag (from JetStream). Called when `/metrics` is read;
+    /// a failed read leaves the last value.
+    pub async fn sample_gauges(&self) {
+        let active: Vec<&str> = saga_core::Status::ACTIVE
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        match self.store.with_status(&active).await {
+            Ok(ids) => self.metrics.in_flight.record(ids.len() as u64, &[]),
+            Err(e) => tracing::warn!(error = %e, "cannot count the sagas in flight"),
+        }
+        self.metrics
+            .partitions_owned
+            .record(self.ownership.owned().len() as u64, &[]);
+        match self.transport.reply_consumer_info().await {
+            Ok(info) => {
+                let consumer = [opentelemetry::KeyValue::new("consumer", info.name.clone())];
+                self.metrics
+                    .consumer_pending
+                    .record(info.num_pending, &consumer);
+                self.metrics
+                    .consumer_ack_pending
+                    .record(info.num_ack_pending as u64, &consumer);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the reply consumer's lag"),
+        }
+    }
 }
