@@ -477,6 +477,13 @@ impl<S: EventStore> Orchestrator<S> {
         &self.options
     }
 
+    /// The failover bound in effect: `failover_after`, at least what JetStream accepts.
+    pub(crate) fn failover_bound(&self) -> Duration {
+        self.options
+            .failover_after
+            .max(saga_protocol::consumers::MIN_FAILOVER_AFTER)
+    }
+
     /// Counts a message sent to the dead-letter stream by this process.
     pub(crate) fn dead_lettered(&self, consumer: &'static str) {
         self.metrics

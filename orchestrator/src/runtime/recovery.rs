@@ -1,5 +1,6 @@
-//! Recovery: publishing again the commands of sagas that went quiet (all the active sagas of a
-//! partition when this replica takes it over, at start-up too), and arming their timers again.
+//! Recovery: publishing again the commands of sagas that went quiet (for half the failover
+//! bound in a partition this replica takes over, at start-up too; for `--republish-after` in
+//! the partitions it owns), and arming their timers again.
 //! Safe to repeat: the commands keep their ids, so JetStream and the participants' inboxes
 //! drop the copies. And the owner's poll of the timers that fall due (`due_at`).
 
@@ -32,7 +33,7 @@ impl<S: EventStore> Orchestrator<S> {
     /// elsewhere; their timers reach the new owner through `due_at`.
     pub async fn recover_partitions(&self, partitions: &[u16]) -> Result<usize> {
         let partitions: std::collections::BTreeSet<u16> = partitions.iter().copied().collect();
-        let quiet_for = self.options.failover_after / 2;
+        let quiet_for = self.failover_bound() / 2;
         self.recover_where(quiet_for, move |id| partitions.contains(&partition_of(id)))
             .await
     }

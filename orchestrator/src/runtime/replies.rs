@@ -48,10 +48,7 @@ pub(super) async fn consume<S: EventStore>(
     mut gained: mpsc::UnboundedReceiver<Vec<u16>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let failover_after = orchestrator
-        .options()
-        .failover_after
-        .max(consumers::MIN_FAILOVER_AFTER);
+    let failover_after = orchestrator.failover_bound();
     let consumer = orchestrator
         .transport()
         .replies(REPLY_CONSUMER, failover_after)
@@ -183,7 +180,7 @@ async fn work<S: EventStore>(orchestrator: Orchestrator<S>, mut rx: mpsc::Receiv
                 continue;
             }
         };
-        let ack_wait = orchestrator.options().failover_after;
+        let ack_wait = orchestrator.failover_bound();
         consumers::in_progress(&msg, ack_wait, handle(&orchestrator, &msg, &reply))
             .instrument(span)
             .await;

@@ -16,10 +16,7 @@ impl<S: EventStore> Orchestrator<S> {
         let Some(wheel) = wheel else {
             return Err(Error::AlreadyRunning);
         };
-        let bound = self
-            .options
-            .failover_after
-            .max(saga_protocol::consumers::MIN_FAILOVER_AFTER);
+        let bound = self.failover_bound();
         let (gained_tx, gained) = tokio::sync::mpsc::unbounded_channel();
         let leases = partitions::Leases::open(
             self.transport.jetstream(),
