@@ -1,4 +1,5 @@
 use crate::{Error, Result, free_port, workspace_root};
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -88,7 +89,17 @@ impl NatsServer {
             .spawn()?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !greets(self.port) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(Error::Command {
+                    command: format!("nats-server -p {}", self.port),
+                    output: format!("exited at start-up ({status})"),
+                });
+            }
             if Instant::now() > deadline {
                 return Err(Error::Timeout(format!(
                     "nats-server on port {} to accept connections",
@@ -99,6 +110,18 @@ impl NatsServer {
         }
         Ok(())
     }
+}
+
+/// Whether a NATS server answers on `port`: it greets every new connection with `INFO`. A bare
+/// TCP connect is not enough, since it can reach some other listener, or the connecting socket
+/// itself on loopback.
+fn greets(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut greeting = [0u8; 4];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO"
 }
 
 impl Drop for NatsServer {
