@@ -471,6 +471,17 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             state.status = Status::Stuck;
             state.reason = Some(reason.clone());
             state.stuck_on = step.clone().zip(*kind);
+            // A compensation still pending when the saga gets stuck on it was refused: its
+            // refusal answered it, so a copy of that reply is a duplicate, not a late reply.
+            // Other commands still in flight stay unanswered; their replies are late.
+            let refused = step
+                .as_deref()
+                .filter(|_| *kind == Some(CommandKind::Compensation))
+                .and_then(|name| state.step(name))
+                .and_then(|s| s.pending.as_ref())
+                .filter(|p| p.kind == CommandKind::Compensation)
+                .map(|p| p.message_id.clone());
+            state.answered.extend(refused);
             for s in &mut state.steps {
                 s.pending = None;
                 s.timeout_at = None;

@@ -258,3 +258,30 @@ fn a_compensation_reading_the_output_of_a_step_that_timed_out_is_still_sent() {
     );
     assert_eq!(saga.state.status, Status::Compensating);
 }
+
+#[test]
+fn a_copy_of_the_refusal_that_made_the_saga_stuck_changes_nothing() {
+    let mut saga = Saga::given(strict_place_order(), vec![]);
+    let a = saga.start(2_000_000);
+    let a = saga.reply(&a[0], ok(json!({"reserved": 2_000_000})));
+    let a = saga.reply(&a[0], ok(json!({"order_id": "o-1"})));
+    let cancel = saga.reply(&a[0], rejected("over the review limit"));
+    let stuck = saga.reply(&cancel[0], rejected("the order is already shipped"));
+    assert_eq!(
+        stuck,
+        vec![Action::Finish {
+            status: Status::Stuck
+        }]
+    );
+    let logged = saga.history.len();
+    // JetStream redelivers the refusal: it is the reply already acted on, not a late one.
+    saga.reply(&cancel[0], rejected("the order is already shipped"));
+    assert_eq!(
+        saga.history.len(),
+        logged,
+        "{:?}",
+        saga.story.last().map(|t| &t.then)
+    );
+    assert_eq!(saga.state.status, Status::Stuck);
+    insta::assert_yaml_snapshot!(&saga.story[saga.story.len() - 2..]);
+}
