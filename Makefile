@@ -21,9 +21,10 @@ chromium:
 dev: nats
 	NATS_SERVER_BIN="$$(deploy/local/ensure-nats.sh)" $(CARGO) run --bin saga -- dev
 
+# Every test binary runs even when one fails, then the doc tests; the last line sums them
+# all ("N passed, N failed, N ignored") and the exit status is non-zero if anything failed.
 test: nats k8s-tools chromium
-	NATS_SERVER_BIN="$$(deploy/local/ensure-nats.sh)" $(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	CARGO="$(CARGO)" deploy/local/test-summary.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
