@@ -9,6 +9,7 @@ use saga_orchestrator::store::MemoryStore;
 use saga_orchestrator::transport::Transport;
 use saga_testkit::NatsServer;
 use serde_json::{Value, json};
+use std::time::Duration;
 use tower::ServiceExt;
 
 async fn orchestrator(nats: &NatsServer) -> Orchestrator<MemoryStore> {
@@ -304,12 +305,32 @@ async fn bad_requests_get_4xx_with_an_actionable_message() {
 async fn readyz_names_each_check_and_needs_a_definition() {
     let nats = NatsServer::start().unwrap();
     let o = orchestrator(&nats).await;
+    // Before the loop runs, no reply would reach this replica: not ready, and it says why.
     let (status, report) = call(&o, get("/readyz")).await;
-    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
+    assert_eq!(report["checks"]["reply_consumer_pulling"], "not pulling");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(o.clone().run(async {
+        let _ = stopped.await;
+    }));
+    let report = saga_testkit::wait_for("/readyz ready", Duration::from_secs(30), || async {
+        let (status, report) = call(&o, get("/readyz")).await;
+        (status == StatusCode::OK).then_some(report)
+    })
+    .await
+    .unwrap();
     assert_eq!(
         report,
-        json!({"status": "ready", "checks": {"database": "ok", "nats": "ok", "definitions": "2 loaded"}})
+        json!({"status": "ready", "checks": {
+            "database": "ok", "nats": "ok", "definitions": "2 loaded", "reply_consumer_pulling": "ok"
+        }})
     );
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    let (status, report) = call(&o, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
+    assert_eq!(report["checks"]["reply_consumer_pulling"], "not pulling");
 
     // Without definitions every start would be refused: not ready, and the body says why.
     let transport = Transport::connect(&nats.url(), 1).await.unwrap();
@@ -332,15 +353,17 @@ async fn serves_over_a_real_socket() {
     let o = orchestrator(&nats).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server =
-        tokio::spawn(axum::serve(listener, saga_orchestrator::api::router(o)).into_future());
+    let server = tokio::spawn(
+        axum::serve(listener, saga_orchestrator::api::router(o.clone())).into_future(),
+    );
+    let running = tokio::spawn(o.run(std::future::pending()));
     let http = reqwest::Client::new();
-    let ready = http
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
+    saga_testkit::wait_for("/readyz 200 over the socket", Duration::from_secs(30), || async {
+        let ready = http.get(format!("http://{addr}/readyz")).send().await.ok()?;
+        (ready.status().as_u16() == 200).then_some(())
+    })
+    .await
+    .unwrap();
     let page = http.get(format!("http://{addr}/")).send().await.unwrap();
     assert_eq!(page.status().as_u16(), 200);
     assert!(
@@ -374,6 +397,7 @@ async fn serves_over_a_real_socket() {
         json!(["reserve_credit", "create_order", "approve_order"])
     );
     server.abort();
+    running.abort();
 }
 
 #[tokio::test]

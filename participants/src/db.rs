@@ -40,6 +40,57 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl Error {
+    /// Whether opening may succeed if tried again later: the database was unreachable or
+    /// refused connections for a while (starting, shutting down, too many clients). A bad URL,
+    /// refused credentials or a migration that does not apply are permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect(e) | Error::Migrate(sqlx::migrate::MigrateError::Execute(e)) => {
+                is_transient(e)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database call that failed with `error` may succeed if tried again later: the
+/// database was unreachable, the pool was exhausted, or it refused the transaction for load
+/// reasons (busy, deadlock, shutting down). The one table both the event store and the
+/// participants use.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs are five characters; SQLite codes are numbers (extended result codes,
+/// whose low byte is the primary code), so the two cannot be confused.
+fn transient_code(code: &str) -> bool {
+    if let Ok(sqlite) = code.parse::<i32>()
+        && code.len() < 5
+    {
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended variants.
+        return matches!(sqlite & 0xff, 5 | 6);
+    }
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources (e.g. too many connections)
+        || matches!(
+            code,
+            "40001" // serialization_failure
+                | "40P01" // deadlock_detected
+                | "57P01" // admin_shutdown
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now
+        )
+}
+
 /// Connects to `url` with at most `max_connections`, and applies `sqlite` or `postgres`
 /// migrations depending on the backend.
 ///
@@ -76,4 +127,30 @@ pub async fn connect(
     let pool = options.connect(&url).await.map_err(Error::Connect)?;
     migrator.run(&pool).await?;
     Ok((pool, backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_database_codes() {
+        assert!(transient_code("5"));
+        assert!(transient_code("517")); // SQLITE_BUSY_SNAPSHOT
+        assert!(transient_code("262")); // SQLITE_LOCKED_SHAREDCACHE
+        assert!(!transient_code("2067")); // SQLITE_CONSTRAINT_UNIQUE
+        assert!(transient_code("08006"));
+        assert!(transient_code("40001"));
+        assert!(transient_code("57P01"));
+        assert!(!transient_code("23505")); // unique_violation
+        assert!(!transient_code("42P01")); // undefined_table
+    }
+
+    #[test]
+    fn an_unreachable_database_is_transient_and_a_bad_url_is_not() {
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(Error::Connect(refused).is_transient());
+        assert!(!Error::UnsupportedUrl("mysql://x".into()).is_transient());
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+    }
 }

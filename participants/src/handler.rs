@@ -90,7 +90,7 @@ impl Error {
     /// Whether trying again later may succeed (database briefly down, lost race, timeout).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Database(e) => sqlx_is_transient(e),
+            Error::Database(e) => crate::db::is_transient(e),
             Error::Conflict(_) | Error::Timeout(_) | Error::Layer(_) => true,
             Error::Corrupt(_) => false,
         }
@@ -117,25 +117,6 @@ impl From<sqlx::Error> for Error {
             }
         }
         Error::Database(error)
-    }
-}
-
-fn sqlx_is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            // SQLite: 5 busy, 6 locked (and their extended codes). PostgreSQL classes:
-            // 08 connection, 40 rollback, 53 resources, 57 operator intervention (shutdown).
-            matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517" | "773")
-                || ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c))
-        }
-        _ => false,
     }
 }
 

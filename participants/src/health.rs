@@ -3,11 +3,11 @@
 //! | path      | answer                                                                  |
 //! |-----------|-------------------------------------------------------------------------|
 //! | `/livez`  | 200 while the process serves at all                                     |
-//! | `/readyz` | 200 when the database answers, NATS is connected and the participant's durable consumer exists; 503 otherwise |
+//! | `/readyz` | 200 when the database answers, NATS is connected, the participant's durable consumer exists and its commands are being pulled; 503 otherwise |
 //!
 //! Both answer with a small JSON report naming each check, so a person reading a failing
 //! probe sees which dependency is down:
-//! `{"status":"not ready","checks":{"database":"ok","nats":"disconnected","consumer":"…"}}`.
+//! `{"status":"not ready","checks":{"command_consumer_pulling":"not pulling","consumer":"…","database":"ok","nats":"disconnected"}}`.
 //!
 //! Liveness deliberately checks nothing outside the process: a database outage must make the
 //! pod unready (no new work routed to it), not restart it, which would not help.
@@ -33,6 +33,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use saga_protocol::inbound::Pulling;
 use saga_protocol::subjects;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -53,6 +54,7 @@ pub struct Health {
     store: Store,
     client: async_nats::Client,
     js: jetstream::Context,
+    pulling: Pulling,
 }
 
 /// The body of `/livez` and `/readyz`.
@@ -65,13 +67,15 @@ pub struct Report {
 }
 
 impl Health {
-    pub fn new(kind: Kind, store: Store, client: async_nats::Client) -> Self {
+    /// The checks of participant `kind`; `pulling` is its command consumer's flag.
+    pub fn new(kind: Kind, store: Store, client: async_nats::Client, pulling: Pulling) -> Self {
         let js = jetstream::new(client.clone());
         Health {
             kind,
             store,
             client,
             js,
+            pulling,
         }
     }
 
@@ -83,11 +87,22 @@ impl Health {
             ("database", outcome(database)),
             ("nats", outcome(nats)),
             ("consumer", outcome(consumer)),
+            ("command_consumer_pulling", outcome(self.pulling())),
         ]);
         let ready = checks.values().all(|c| c == "ok");
         Report {
             status: if ready { "ready" } else { "not ready" },
             checks,
+        }
+    }
+
+    /// A consumer that exists but is not pulled (its pull requests lost with a NATS node,
+    /// and not replaced yet) delivers nothing to this process.
+    fn pulling(&self) -> Result<(), String> {
+        if self.pulling.get() {
+            Ok(())
+        } else {
+            Err("not pulling".to_string())
         }
     }
 

@@ -34,14 +34,77 @@ pub fn heartbeat(bound: Duration) -> Duration {
     bound.max(MIN_FAILOVER_AFTER) / 4
 }
 
-/// Creates the durable pull consumer `config` on `stream`, or updates it when it exists with
-/// other settings (a new ack wait, say), so a changed failover bound takes effect on an
-/// existing deployment. Every process sharing the consumer sends the same configuration.
+/// Why a durable pull consumer could not be set up. Transient faults never end up here:
+/// [`ensure`] waits them out.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open stream {stream}: {source}")]
+    Stream {
+        stream: String,
+        #[source]
+        source: jetstream::context::GetStreamError,
+    },
+    #[error("cannot create consumer {name}: {source}")]
+    Consumer {
+        name: String,
+        #[source]
+        source: jetstream::stream::ConsumerError,
+    },
+}
+
+/// Creates the durable pull consumer `config` on stream `stream`, or updates it when it
+/// exists with other settings (a new ack wait, say), so a changed failover bound takes effect
+/// on an existing deployment. Every process sharing the consumer sends the same configuration.
+///
+/// NATS away or a cluster still forming is waited out ([`crate::retry`]); an error that
+/// trying again cannot cure (a conflicting consumer, a bad name) is returned.
+///
+/// # Cancel safety
+/// Dropping the future stops the retries.
 pub async fn ensure(
-    stream: &jetstream::stream::Stream,
+    js: &jetstream::Context,
+    stream: &str,
     config: pull::Config,
-) -> Result<PullConsumer, jetstream::stream::ConsumerError> {
-    stream.create_consumer(config).await
+) -> Result<PullConsumer, Error> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let what = format!("create consumer {name} on stream {stream}");
+    crate::retry::transient(&what, || ensure_once(js, stream, config.clone()), is_transient).await
+}
+
+pub(crate) async fn ensure_once(
+    js: &jetstream::Context,
+    stream: &str,
+    config: pull::Config,
+) -> Result<PullConsumer, Error> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let handle = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|source| Error::Stream {
+            stream: stream.to_string(),
+            source,
+        })?;
+    handle
+        .create_consumer(config)
+        .await
+        .map_err(|source| Error::Consumer { name, source })
+}
+
+fn is_transient(error: &Error) -> bool {
+    use jetstream::context::GetStreamErrorKind as StreamKind;
+    use jetstream::stream::ConsumerErrorKind as Kind;
+    match error {
+        Error::Stream { source, .. } => match source.kind() {
+            StreamKind::Request => true,
+            StreamKind::JetStream(e) => crate::streams::is_transient_code(&e),
+            _ => false,
+        },
+        Error::Consumer { source, .. } => match source.kind() {
+            Kind::TimedOut | Kind::Request => true,
+            Kind::JetStream(e) => crate::streams::is_transient_code(&e),
+            _ => false,
+        },
+    }
 }
 
 /// A stream of messages from `consumer`, at most `batch` pulled ahead, with pull requests that
@@ -66,7 +129,10 @@ pub async fn pull(
 /// waits for the requests' expiry and five seconds more before it asks again.
 pub fn must_pull_again(error: &jetstream::consumer::pull::MessagesError) -> bool {
     use jetstream::consumer::pull::MessagesErrorKind as Kind;
-    matches!(error.kind(), Kind::MissingHeartbeat | Kind::NoResponders)
+    matches!(
+        error.kind(),
+        Kind::MissingHeartbeat | Kind::NoResponders | Kind::ConsumerDeleted
+    )
 }
 
 /// Runs `work` for `message`, telling JetStream every third of `ack_wait` that the message is

@@ -48,6 +48,10 @@ pub mod headers {
 #[cfg(feature = "jetstream")]
 pub mod consumers;
 #[cfg(feature = "jetstream")]
+pub mod inbound;
+#[cfg(feature = "jetstream")]
+pub mod retry;
+#[cfg(feature = "jetstream")]
 pub mod servers;
 #[cfg(feature = "jetstream")]
 pub mod streams;

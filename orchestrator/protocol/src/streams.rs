@@ -41,50 +41,44 @@ pub fn configs(replicas: usize) -> Vec<stream::Config> {
 
 /// Creates the streams that do not exist yet; existing streams are left as they are.
 ///
-/// A JetStream cluster that is still forming (a meta leader being elected, peers joining,
-/// every process of a system starting at once) answers with a timeout or "cluster not
-/// available / no suitable peers": those are tried again with exponential backoff for about
-/// half a minute before the error is returned. Any other error is returned at once.
+/// NATS away (restarting, not reachable yet) or a JetStream cluster still forming (a meta
+/// leader being elected, peers joining, every process of a system starting at once) is waited
+/// out with [`crate::retry::backoff`] for as long as it lasts. Any other error (a stream that
+/// exists with settings that conflict, say) is returned at once.
+///
+/// # Cancel safety
+/// Dropping the future stops the retries; streams created so far stay.
 pub async fn ensure(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<(), jetstream::context::CreateStreamError> {
-    tryhard::retry_fn(|| ensure_once(js, replicas))
-        .retries(8)
-        .custom_backoff(
-            |attempt: u32, error: &jetstream::context::CreateStreamError| {
-                if is_forming(error) {
-                    tryhard::RetryPolicy::Delay(forming_backoff(attempt))
-                } else {
-                    tryhard::RetryPolicy::Break
-                }
-            },
-        )
-        .await
+    crate::retry::transient(
+        "create the JetStream streams",
+        || ensure_once(js, replicas),
+        is_transient,
+    )
+    .await
 }
 
-/// How long to wait before try `attempt` (1, 2, …) of a request that a JetStream cluster
-/// still forming refused: 0.5 s, 1 s, 2 s … up to 8 s, about half a minute over eight tries.
-pub fn forming_backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250)
-        .saturating_mul(1 << attempt.min(5))
-        .min(Duration::from_secs(8))
-}
-
-/// Whether `error` is what a JetStream cluster answers while it is still forming.
-fn is_forming(error: &jetstream::context::CreateStreamError) -> bool {
+/// Whether a JetStream API error is one that trying again later may cure: a timeout (NATS
+/// away or busy), JetStream not available yet, or a cluster still forming.
+pub fn is_transient_code(error: &jetstream::Error) -> bool {
     use jetstream::ErrorCode;
+    [
+        ErrorCode::CLUSTER_NOT_AVAILABLE,
+        ErrorCode::CLUSTER_NO_PEERS,
+        ErrorCode::CLUSTER_NOT_ACTIVE,
+        ErrorCode::CLUSTER_NOT_LEADER,
+        ErrorCode::INSUFFICIENT_RESOURCES,
+    ]
+    .contains(&error.error_code())
+}
+
+fn is_transient(error: &jetstream::context::CreateStreamError) -> bool {
     use jetstream::context::CreateStreamErrorKind as Kind;
     match error.kind() {
-        Kind::TimedOut | Kind::JetStreamUnavailable => true,
-        Kind::JetStream(e) => [
-            ErrorCode::CLUSTER_NOT_AVAILABLE,
-            ErrorCode::CLUSTER_NO_PEERS,
-            ErrorCode::CLUSTER_NOT_ACTIVE,
-            ErrorCode::CLUSTER_NOT_LEADER,
-            ErrorCode::INSUFFICIENT_RESOURCES,
-        ]
-        .contains(&e.error_code()),
+        Kind::TimedOut | Kind::JetStreamUnavailable | Kind::Response => true,
+        Kind::JetStream(e) => is_transient_code(&e),
         _ => false,
     }
 }

@@ -1,9 +1,11 @@
 //! `/readyz`: whether this orchestrator can take work, for Kubernetes readiness probes.
 //!
-//! Ready means the event store answers, NATS is connected, and at least one saga definition
-//! is loaded (an orchestrator without definitions can only refuse every start). The body
-//! names each check, so a failing probe says which dependency is down:
-//! `{"status":"not ready","checks":{"database":"ok","definitions":"1 loaded","nats":"disconnected"}}`.
+//! Ready means the event store answers, NATS is connected, the reply consumer is pulling
+//! (before it is set up, and while its pull requests are being replaced after NATS came back,
+//! no reply reaches this replica), and at least one saga definition is loaded (an
+//! orchestrator without definitions can only refuse every start). The body names each check,
+//! so a failing probe says which dependency is down:
+//! `{"status":"not ready","checks":{"database":"ok","definitions":"1 loaded","nats":"disconnected","reply_consumer_pulling":"not pulling"}}`.
 //!
 //! `/livez` stays a constant answer on purpose: a dependency outage must take the pod out of
 //! the Service, not restart it.
@@ -45,11 +47,17 @@ pub(super) async fn ready<S: EventStore>(
     } else {
         Ok(format!("{loaded} loaded"))
     };
-    let ready = database.is_ok() && nats.is_ok() && definitions.is_ok();
+    let pulling = if o.replies_pulling() {
+        Ok(())
+    } else {
+        Err("not pulling".to_string())
+    };
+    let ready = database.is_ok() && nats.is_ok() && definitions.is_ok() && pulling.is_ok();
     let checks = BTreeMap::from([
         ("database", database.map(|()| "ok".to_string())),
         ("nats", nats.map(|()| "ok".to_string())),
         ("definitions", definitions),
+        ("reply_consumer_pulling", pulling.map(|()| "ok".to_string())),
     ])
     .into_iter()
     .map(|(name, r)| (name, r.unwrap_or_else(|e| e)))

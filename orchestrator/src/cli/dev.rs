@@ -27,6 +27,8 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let data = std::fs::canonicalize(&args.data_dir)?;
     let shutdown = super::servers::shutdown_on_signal();
+    // A missing token or a port in use stops `saga dev` here, before anything starts.
+    let api = super::servers::Api::bind(args.listen, args.token.clone()).await?;
 
     let port = args.nats_port.unwrap_or_else(|| pick_port(4222));
     let mut nats = start_nats(&data, port).await?;
@@ -66,7 +68,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         republish_after: Duration::from_secs(5),
         ..Options::default()
     };
-    let orchestrator = Orchestrator::open(&options).await?;
+    let orchestrator = tokio::select! {
+        opened = Orchestrator::open(&options) => opened?,
+        () = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+    };
     println!(
         "orchestrator  http://{}  sagas: {}",
         args.listen,
@@ -79,35 +84,40 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     {
         let o = orchestrator.clone();
         let stop = shutdown.clone();
-        let listen = args.listen;
-        let token = args.token.clone();
         tasks.spawn(async move {
-            super::servers::serve(o, listen, token, stop)
+            super::servers::serve(o, api, stop)
                 .await
                 .map_err(|e| format!("orchestrator: {e}"))
         });
     }
 
-    let demo = if args.demo > 0 {
-        demo(&orchestrator, &nats_url, args.demo).await
-    } else {
-        Ok(())
+    // The participants and the API run until shutdown: one that ends before it has failed,
+    // and stops `saga dev` with its message instead of leaving a system that only looks up.
+    let demo_then_serve = async {
+        if args.demo > 0 {
+            demo(&orchestrator, &nats_url, args.demo).await?;
+        }
+        if !args.exit_after_demo {
+            println!(
+                "\nServing until Ctrl-C. Open the web UI at http://{}/ or try:",
+                args.listen
+            );
+            println!(
+                "  cargo run -q --bin saga -- start place_order --input '{{\"customer_id\":\"alice\",\"amount\":500}}' --wait"
+            );
+            println!("  cargo run -q --bin saga -- history <saga id>");
+            println!("  curl -s http://{}/v1/sagas/<saga id>", args.listen);
+            println!("  curl -s http://{}/metrics", args.listen);
+            shutdown.cancelled().await;
+        }
+        Ok::<(), Error>(())
     };
-    if let Err(e) = &demo {
-        eprintln!("demo failed: {e}");
-    }
-    if demo.is_ok() && !args.exit_after_demo {
-        println!(
-            "\nServing until Ctrl-C. Open the web UI at http://{}/ or try:",
-            args.listen
-        );
-        println!(
-            "  cargo run -q --bin saga -- start place_order --input '{{\"customer_id\":\"alice\",\"amount\":500}}' --wait"
-        );
-        println!("  cargo run -q --bin saga -- history <saga id>");
-        println!("  curl -s http://{}/v1/sagas/<saga id>", args.listen);
-        println!("  curl -s http://{}/metrics", args.listen);
-        shutdown.cancelled().await;
+    let outcome = tokio::select! {
+        outcome = demo_then_serve => outcome.map_err(|e| format!("demo failed: {e}")),
+        failure = first_failure(&mut tasks) => Err(failure),
+    };
+    if let Err(e) = &outcome {
+        eprintln!("{e}");
     }
     shutdown.cancel();
     let drain = async {
@@ -119,11 +129,22 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     };
     let _ = tokio::time::timeout(Duration::from_secs(15), drain).await;
     let _ = nats.kill().await;
-    Ok(if demo.is_ok() {
+    Ok(if outcome.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Why the first of `tasks` to end did: each part of `saga dev` runs until shutdown, so any
+/// end before it is a failure. Pending while every part runs.
+async fn first_failure(tasks: &mut tokio::task::JoinSet<Result<(), String>>) -> String {
+    match tasks.join_next().await {
+        Some(Ok(Err(e))) => e,
+        Some(Ok(Ok(()))) => "a part of the system stopped by itself".to_string(),
+        Some(Err(e)) => format!("a part of the system crashed: {e}"),
+        None => std::future::pending().await,
+    }
 }
 
 fn sqlite_url(dir: &Path, file: &str) -> String {

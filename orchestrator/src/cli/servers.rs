@@ -49,8 +49,16 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         ..Options::default()
     };
     let shutdown = shutdown_on_signal();
-    let orchestrator = Orchestrator::open(&options).await?;
-    serve(orchestrator, args.listen, args.token, shutdown).await?;
+    // What can fail about serving (a missing token, a port in use) fails before anything
+    // else starts.
+    let api = Api::bind(args.listen, args.token).await?;
+    // Opening waits for the database and NATS for as long as they are away; a signal
+    // meanwhile stops the process cleanly.
+    let orchestrator = tokio::select! {
+        opened = Orchestrator::open(&options) => opened?,
+        () = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+    };
+    serve(orchestrator, api, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -69,17 +77,40 @@ fn api_token(listen: SocketAddr, token: Option<String>) -> Result<Option<String>
     Ok(token)
 }
 
+/// The API's socket, bound, and its token, checked: whatever can fail about serving the API,
+/// done before the rest of a process starts.
+pub struct Api {
+    listener: tokio::net::TcpListener,
+    listen: SocketAddr,
+    token: Option<String>,
+}
+
+impl Api {
+    /// Binds `listen`; an address reachable from other machines needs a `token`.
+    pub async fn bind(listen: SocketAddr, token: Option<String>) -> Result<Self, Error> {
+        let token = api_token(listen, token)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        Ok(Api {
+            listener,
+            listen,
+            token,
+        })
+    }
+}
+
 /// Runs the orchestrator loop and its HTTP API until `shutdown` is cancelled.
 pub async fn serve(
     orchestrator: Orchestrator,
-    listen: SocketAddr,
-    token: Option<String>,
+    api: Api,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let token = api_token(listen, token)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let Api {
+        listener,
+        listen,
+        token,
+    } = api;
     tracing::info!(%listen, "orchestrator API listening");
     // The store announces terminal statuses on the feed served at /v1/feed/terminal.
     let (orchestrator, feed) = crate::watch::wrap(orchestrator);

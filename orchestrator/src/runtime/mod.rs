@@ -142,6 +142,8 @@ pub struct Orchestrator<S = SqlStore> {
     hot: std::sync::Arc<HotSagas>,
     /// The partitions this replica owns: it fires their sagas' timers (see [`partitions`]).
     ownership: partitions::Ownership,
+    /// Whether the reply consumer is pulling now (read by `/readyz`).
+    replies_pulling: saga_protocol::inbound::Pulling,
 }
 
 /// What the read model records of `state` next to its events.
@@ -165,9 +167,15 @@ impl Orchestrator<SqlStore> {
             Some(saga_participants::db::Backend::Sqlite) => 4,
             _ => 16,
         };
-        let store = SqlStore::open(&options.database_url, connections)
-            .await
-            .map_err(|e| OpenError::Store(e.into()))?;
+        // A database that is not up yet (restarting, a pod starting beside this one) is
+        // waited out; bad settings and refused credentials are not.
+        let store = saga_protocol::retry::transient(
+            "open the event store",
+            || SqlStore::open(&options.database_url, connections),
+            crate::store::Error::is_transient,
+        )
+        .await
+        .map_err(|e| OpenError::Store(e.into()))?;
         let transport = Transport::connect(&options.nats_url, options.stream_replicas)
             .await
             .map_err(|e| OpenError::Store(e.into()))?;
@@ -203,6 +211,7 @@ impl<S: EventStore> Orchestrator<S> {
             wheel: std::sync::Arc::new(std::sync::Mutex::new(Some(wheel))),
             metrics: std::sync::Arc::new(observe::Metrics::new()),
             ownership: partitions::Ownership::default(),
+            replies_pulling: saga_protocol::inbound::Pulling::default(),
         }
     }
 
@@ -233,6 +242,12 @@ impl<S: EventStore> Orchestrator<S> {
 
     pub fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// Whether this replica's reply consumer is pulling now: false before [`Orchestrator::run`]
+    /// has set it up, while NATS is away, and after it stopped.
+    pub fn replies_pulling(&self) -> bool {
+        self.replies_pulling.get()
     }
 
     /// Starts the newest version of saga `name` with `input`. With an idempotency key

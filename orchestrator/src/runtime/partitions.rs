@@ -159,24 +159,20 @@ impl Leases {
             num_replicas: replicas.max(1),
             ..Default::default()
         };
-        // A cluster still forming (every process starting at once) times out or refuses for
-        // a while: try again with backoff for about half a minute, as for the streams.
-        let kv = tryhard::retry_fn(|| js.create_or_update_key_value(config.clone()))
-            .retries(8)
-            .custom_backoff(
-                |attempt: u32, error: &jetstream::context::CreateKeyValueError| {
-                    use jetstream::context::CreateKeyValueErrorKind as Kind;
-                    match error.kind() {
-                        Kind::TimedOut | Kind::JetStream | Kind::BucketCreate => {
-                            tryhard::RetryPolicy::Delay(saga_protocol::streams::forming_backoff(
-                                attempt,
-                            ))
-                        }
-                        _ => tryhard::RetryPolicy::Break,
-                    }
-                },
-            )
-            .await?;
+        // NATS away, or a cluster still forming (every process starting at once), times out
+        // or refuses for a while: wait it out, as for the streams.
+        let kv = saga_protocol::retry::transient(
+            "open the partition leases",
+            || js.create_or_update_key_value(config.clone()),
+            |error: &jetstream::context::CreateKeyValueError| {
+                use jetstream::context::CreateKeyValueErrorKind as Kind;
+                matches!(
+                    error.kind(),
+                    Kind::TimedOut | Kind::JetStream | Kind::BucketCreate
+                )
+            },
+        )
+        .await?;
         Ok(Leases {
             kv,
             replica: replica_id(),

@@ -15,7 +15,6 @@ use super::{Handled, Orchestrator, Result};
 use crate::store::EventStore;
 use crate::transport::REPLY_CONSUMER;
 use async_nats::jetstream::{AckKind, Message};
-use futures::StreamExt;
 use saga_core::Input;
 use saga_protocol::{ReplyEnvelope, consumers};
 use std::hash::{Hash, Hasher};
@@ -49,16 +48,20 @@ pub(super) async fn consume<S: EventStore>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let failover_after = orchestrator.failover_bound();
-    let consumer = orchestrator
-        .transport()
-        .replies(REPLY_CONSUMER, failover_after)
-        .await?;
     let workers = orchestrator.options().workers.max(1);
-    let batch = workers * PULL_AHEAD_PER_WORKER;
-    let pull = || consumers::pull(&consumer, batch, failover_after);
-    let mut messages = pull()
-        .await
-        .map_err(|e| crate::transport::Error::Consumer(e.to_string()))?;
+    // NATS away at start-up is waited out here; only a consumer that cannot be created at
+    // all (conflicting settings) ends the loop with an error.
+    let messages = orchestrator.transport().replies(
+        REPLY_CONSUMER,
+        failover_after,
+        workers * PULL_AHEAD_PER_WORKER,
+        orchestrator.replies_pulling.clone(),
+    );
+    tokio::pin!(shutdown);
+    let mut messages = tokio::select! {
+        messages = messages => messages?,
+        () = &mut shutdown => return Ok(()),
+    };
     let mut senders = Vec::with_capacity(workers);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
@@ -76,7 +79,6 @@ pub(super) async fn consume<S: EventStore>(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // One sweep at a time: under load a sweep can take longer than its period.
     let sweeping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -114,24 +116,7 @@ pub(super) async fn consume<S: EventStore>(
                     }
                 }
             }
-            next = messages.next() => {
-                let Some(next) = next else { break };
-                let msg = match next {
-                    Ok(msg) => msg,
-                    Err(e) if consumers::must_pull_again(&e) => {
-                        // The node holding the pull requests died: ask again at once.
-                        tracing::warn!(error = %e, "reply pull requests lost, pulling again");
-                        match pull().await {
-                            Ok(fresh) => messages = fresh,
-                            Err(e) => tracing::warn!(error = %e, "cannot pull replies again yet"),
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reply consumer error");
-                        continue;
-                    }
-                };
+            msg = messages.next() => {
                 let span = process_span(&msg);
                 match ReplyEnvelope::decode(&msg.payload) {
                     Ok(reply) => {

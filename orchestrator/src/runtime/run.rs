@@ -18,14 +18,20 @@ impl<S: EventStore> Orchestrator<S> {
         };
         let bound = self.failover_bound();
         let (gained_tx, gained) = tokio::sync::mpsc::unbounded_channel();
+        tokio::pin!(shutdown);
+        // Opening the leases waits for NATS for as long as it is away: a shutdown meanwhile
+        // ends the wait.
         let leases = partitions::Leases::open(
             self.transport.jetstream(),
             self.options.stream_replicas,
             bound,
             self.ownership.clone(),
             gained_tx,
-        )
-        .await?;
+        );
+        let leases = tokio::select! {
+            leases = leases => leases?,
+            () = &mut shutdown => return Ok(()),
+        };
         tracing::info!(replica = leases.replica(), "orchestrator replica starting");
         let stop = tokio_util::sync::CancellationToken::new();
         let lease_task = tokio::spawn(leases.run(stop.clone().cancelled_owned()));

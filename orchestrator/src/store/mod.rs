@@ -343,64 +343,16 @@ impl Error {
     /// A conflict is not transient: retrying the same append can never succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Database(e) => sqlx_is_transient(e),
-            Error::Open(saga_participants::db::Error::Connect(e)) => sqlx_is_transient(e),
-            Error::Open(saga_participants::db::Error::Migrate(
-                sqlx::migrate::MigrateError::Execute(e),
-            )) => sqlx_is_transient(e),
+            Error::Database(e) => saga_participants::db::is_transient(e),
+            Error::Open(e) => e.is_transient(),
             _ => false,
         }
     }
 }
 
-fn sqlx_is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
-        _ => false,
-    }
-}
-
-/// PostgreSQL SQLSTATEs are five characters; SQLite codes are numbers (extended result codes,
-/// whose low byte is the primary code), so the two cannot be confused.
-fn transient_code(code: &str) -> bool {
-    if let Ok(sqlite) = code.parse::<i32>()
-        && code.len() < 5
-    {
-        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended variants.
-        return matches!(sqlite & 0xff, 5 | 6);
-    }
-    code.starts_with("08") // connection exception
-        || code.starts_with("53") // insufficient resources (e.g. too many connections)
-        || matches!(
-            code,
-            "40001" // serialization_failure
-                | "40P01" // deadlock_detected
-                | "57P01" // admin_shutdown
-                | "57P02" // crash_shutdown
-                | "57P03" // cannot_connect_now
-        )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classifies_database_codes() {
-        assert!(transient_code("5"));
-        assert!(transient_code("517")); // SQLITE_BUSY_SNAPSHOT
-        assert!(transient_code("262")); // SQLITE_LOCKED_SHAREDCACHE
-        assert!(!transient_code("2067")); // SQLITE_CONSTRAINT_UNIQUE
-        assert!(transient_code("08006"));
-        assert!(transient_code("40001"));
-        assert!(transient_code("57P01"));
-        assert!(!transient_code("23505")); // unique_violation
-        assert!(!transient_code("42P01")); // undefined_table
-    }
 
     #[test]
     fn conflict_is_not_transient_and_io_is() {

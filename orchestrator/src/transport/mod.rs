@@ -10,13 +10,17 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), saga_orchestrator::transport::Error> {
 //! let transport = saga_orchestrator::transport::Transport::connect("nats://127.0.0.1:4222", 1).await?;
-//! let replies = transport.replies("orchestrator", std::time::Duration::from_secs(5)).await?;
+//! let pulling = saga_protocol::inbound::Pulling::default();
+//! let bound = std::time::Duration::from_secs(5);
+//! let mut replies = transport.replies("orchestrator", bound, 128, pulling).await?;
+//! let reply = replies.next().await;
 //! # Ok(()) }
 //! ```
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use bytes::Bytes;
+use saga_protocol::inbound::{Inbound, Pulling};
 use saga_protocol::{CommandEnvelope, headers, subjects};
 use saga_telemetry::saga::SagaTrace;
 use std::time::Duration;
@@ -35,8 +39,8 @@ pub enum Error {
     Url(String),
     #[error("cannot create the JetStream streams: {0}")]
     Streams(#[from] jetstream::context::CreateStreamError),
-    #[error("cannot create the reply consumer: {0}")]
-    Consumer(String),
+    #[error(transparent)]
+    Consumer(#[from] saga_protocol::consumers::Error),
     #[error("JetStream did not accept the publish: {0}")]
     Publish(#[from] jetstream::context::PublishError),
     #[error("cannot read consumer {consumer}: {reason}")]
@@ -44,9 +48,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again later may succeed (all transport failures may, but a bad URL).
+    /// Whether trying again later may succeed: a publish or a look-up may; a bad URL, and a
+    /// stream or consumer that set-up (which waits out NATS being away) could not create,
+    /// cannot.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Error::Connect { .. } | Error::Url(_))
+        !matches!(
+            self,
+            Error::Connect { .. } | Error::Url(_) | Error::Streams(_) | Error::Consumer(_)
+        )
     }
 }
 
@@ -61,7 +70,9 @@ pub struct Transport {
 
 impl Transport {
     /// Connects to `url` (one NATS URL, or the comma-separated nodes of a cluster) and
-    /// creates the streams if they do not exist (`replicas` copies each).
+    /// creates the streams if they do not exist (`replicas` copies each). NATS not being up
+    /// yet is waited out: the client keeps connecting in the background and the streams are
+    /// created once it is there.
     pub async fn connect(url: &str, replicas: usize) -> Result<Self> {
         let servers = saga_protocol::servers::parse(url).map_err(Error::Url)?;
         let client = async_nats::ConnectOptions::new()
@@ -170,19 +181,16 @@ impl Transport {
             .map_err(|e| failed(e.to_string()))
     }
 
-    /// The durable pull consumer of every participant reply. Replicas of the orchestrator
-    /// share it, so each reply goes to one of them; a reply held by a replica that dies goes
-    /// to another after `ack_wait` (the failover bound).
+    /// The durable pull consumer of every participant reply, pulling at most `batch` ahead.
+    /// Replicas of the orchestrator share it, so each reply goes to one of them; a reply held
+    /// by a replica that dies goes to another after `ack_wait` (the failover bound).
     pub async fn replies(
         &self,
         durable: &str,
         ack_wait: Duration,
-    ) -> Result<consumer::PullConsumer> {
-        let stream = self
-            .js
-            .get_stream(subjects::REPLIES_STREAM)
-            .await
-            .map_err(|e| Error::Consumer(e.to_string()))?;
+        batch: usize,
+        pulling: Pulling,
+    ) -> Result<Inbound> {
         let config = consumer::pull::Config {
             durable_name: Some(durable.to_string()),
             filter_subject: subjects::REPLIES_SUBJECTS.to_string(),
@@ -191,9 +199,15 @@ impl Transport {
             max_ack_pending: 10_000,
             ..Default::default()
         };
-        saga_protocol::consumers::ensure(&stream, config)
-            .await
-            .map_err(|e| Error::Consumer(e.to_string()))
+        Ok(Inbound::open(
+            self.js.clone(),
+            subjects::REPLIES_STREAM,
+            config,
+            batch,
+            ack_wait,
+            pulling,
+        )
+        .await?)
     }
 }
 

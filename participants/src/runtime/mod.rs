@@ -1,7 +1,9 @@
 //! The participant runtime: consume → decode → inbox → handle → reply → ack.
 //!
 //! At start-up it opens the database, connects to NATS, creates the protocol streams if
-//! missing, and gets or creates the durable pull consumer `participant-{kind}` on
+//! missing, and gets or creates the durable pull consumer (waiting for as long as the
+//! database or NATS is away, see [`saga_protocol::retry`]; only a shutdown or a permanent
+//! error ends the wait) `participant-{kind}` on
 //! `SAGA_COMMANDS` (filter `saga.cmd.{kind}.>`, explicit ack, unlimited redelivery, ack wait
 //! and pull expiry of [`Options::failover_after`], see [`saga_protocol::consumers`]). Every
 //! instance of a participant shares that consumer, so they split the work: a command held by an
@@ -34,8 +36,9 @@ mod message;
 
 use crate::handler::{self, Participant};
 use crate::{Kind, Options, account::Account, db, health, order::Orders, store::Store};
-use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
+use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
+use saga_protocol::inbound::{Inbound, Pulling};
 use saga_protocol::{consumers, streams, subjects};
 use std::future::Future;
 use std::sync::Arc;
@@ -51,8 +54,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// elsewhere meanwhile. Its batch may still commit it later; the redelivery then gets the
 /// recorded reply from the inbox.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
-/// Pause before pulling again when the message stream ended.
-const REOPEN_DELAY: Duration = Duration::from_secs(1);
 
 /// Why a participant could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,20 +70,8 @@ pub enum Error {
     Url(String),
     #[error("cannot create the protocol streams: {0}")]
     Streams(#[from] jetstream::context::CreateStreamError),
-    #[error("cannot open stream {stream}: {source}")]
-    Stream {
-        stream: &'static str,
-        #[source]
-        source: jetstream::context::GetStreamError,
-    },
-    #[error("cannot create consumer {name}: {source}")]
-    Consumer {
-        name: String,
-        #[source]
-        source: jetstream::stream::ConsumerError,
-    },
-    #[error("cannot pull messages: {0}")]
-    Pull(#[from] jetstream::consumer::StreamError),
+    #[error(transparent)]
+    Consumer(#[from] saga_protocol::consumers::Error),
     #[error("cannot subscribe to the admin subject: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
     #[error(transparent)]
@@ -107,8 +96,20 @@ pub async fn run_with_ready(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: oneshot::Sender<()>,
 ) -> Result<(), Error> {
+    // Start-up waits for the database and NATS for as long as they are away; a shutdown
+    // meanwhile ends the wait, so it is shared between start-up and the loop.
+    let shutdown: Shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let connections = u32::try_from(options.concurrency.clamp(2, 16)).unwrap_or(16);
-    let store = Store::open(&options.database_url, connections).await?;
+    // A database that is not up yet is waited out; bad settings are not.
+    let store = saga_protocol::retry::transient(
+        "open the participant's database",
+        || Store::open(&options.database_url, connections),
+        db::Error::is_transient,
+    );
+    let store = tokio::select! {
+        store = store => store?,
+        () = shutdown.clone() => return Ok(()),
+    };
     match kind {
         Kind::Account => serve(Account::new(store), &options, shutdown, ready).await,
         Kind::Order => {
@@ -118,49 +119,28 @@ pub async fn run_with_ready(
     }
 }
 
-/// The pull consumer shared by every instance of participant `kind`.
-async fn consumer(
+/// The shutdown signal, awaited by start-up and by the loop.
+type Shutdown = futures::future::Shared<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+/// The pull consumer shared by every instance of participant `kind`, pulling at most `batch`
+/// ahead, so none waits in a buffer past its ack wait.
+async fn command_consumer(
     js: &jetstream::Context,
     kind: Kind,
+    batch: usize,
     failover_after: Duration,
-) -> Result<PullConsumer, Error> {
-    let stream = js
-        .get_stream(subjects::COMMANDS_STREAM)
-        .await
-        .map_err(|source| Error::Stream {
-            stream: subjects::COMMANDS_STREAM,
-            source,
-        })?;
-    let name = kind.consumer_name();
+    pulling: Pulling,
+) -> Result<Inbound, Error> {
     let config = pull::Config {
-        durable_name: Some(name.clone()),
+        durable_name: Some(kind.consumer_name()),
         filter_subject: subjects::commands_for(kind.as_str()),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: failover_after,
         max_deliver: -1,
         ..Default::default()
     };
-    consumers::ensure(&stream, config)
-        .await
-        .map_err(|source| Error::Consumer { name, source })
-}
-
-/// Pulls at most `batch` messages ahead, so none waits in a buffer past its ack wait.
-async fn pull(
-    consumer: &PullConsumer,
-    batch: usize,
-    failover_after: Duration,
-) -> Result<pull::Stream, Error> {
-    Ok(consumers::pull(consumer, batch, failover_after).await?)
-}
-
-async fn next(
-    messages: &mut Option<pull::Stream>,
-) -> Option<Result<jetstream::Message, pull::MessagesError>> {
-    match messages {
-        Some(stream) => stream.next().await,
-        None => std::future::pending().await,
-    }
+    let stream = subjects::COMMANDS_STREAM;
+    Ok(Inbound::open(js.clone(), stream, config, batch, failover_after, pulling).await?)
 }
 
 fn report(joined: Result<(), tokio::task::JoinError>) {
@@ -174,28 +154,57 @@ fn report(joined: Result<(), tokio::task::JoinError>) {
 async fn serve<P: Participant>(
     participant: P,
     options: &Options,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown,
     ready: oneshot::Sender<()>,
 ) -> Result<(), Error> {
     let kind = P::KIND;
     let servers = saga_protocol::servers::parse(&options.nats_url).map_err(Error::Url)?;
-    let client = async_nats::connect(servers)
+    // NATS not up yet is waited out: the client keeps connecting in the background, and the
+    // streams and the consumer are set up once it is there.
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("saga-participant-{kind}"))
+        .retry_on_initial_connect()
+        .connect(servers)
         .await
         .map_err(|source| Error::Connect {
             url: options.nats_url.clone(),
             source,
         })?;
     let js = jetstream::new(client.clone());
-    streams::ensure(&js, options.stream_replicas).await?;
     let failover_after = options.failover_after.max(consumers::MIN_FAILOVER_AFTER);
-    let consumer = consumer(&js, kind, failover_after).await?;
     let concurrency = options.concurrency.max(1);
-    let mut messages = Some(pull(&consumer, concurrency, failover_after).await?);
+    let pulling = Pulling::default();
+    // The probes answer from here on, while NATS may still be away: the pod is unready, not
+    // restarted.
+    let metrics_routes = crate::metrics::router(crate::metrics::Lag::new(js.clone(), kind));
+    let health = match options.listen {
+        Some(addr) => {
+            let checks = health::Health::new(
+                kind,
+                participant.store().clone(),
+                client.clone(),
+                pulling.clone(),
+            );
+            Some(health::spawn(addr, checks, metrics_routes).await?)
+        }
+        None => None,
+    };
+    let setup = async {
+        streams::ensure(&js, options.stream_replicas).await?;
+        command_consumer(&js, kind, concurrency, failover_after, pulling.clone()).await
+    };
+    let mut messages = tokio::select! {
+        messages = setup => messages?,
+        () = shutdown.clone() => {
+            if let Some(server) = health {
+                server.stop().await;
+            }
+            return Ok(());
+        }
+    };
     let mut admin_requests = client
         .queue_subscribe(crate::admin::subject(kind), kind.consumer_name())
         .await?;
-    // One HTTP server for the probes and the metrics.
-    let metrics_routes = crate::metrics::router(crate::metrics::Lag::new(js.clone(), kind));
     let ctx = Arc::new(message::Context {
         js,
         participant: kind.as_str(),
@@ -205,13 +214,6 @@ async fn serve<P: Participant>(
         ack_wait: failover_after,
     });
     let service = handler::stack(participant.clone(), HANDLER_TIMEOUT);
-    let health = match options.listen {
-        Some(addr) => {
-            let checks = health::Health::new(kind, participant.store().clone(), client.clone());
-            Some(health::spawn(addr, checks, metrics_routes).await?)
-        }
-        None => None,
-    };
     info!(%kind, consumer = %ctx.consumer, concurrency, "participant ready");
     let _ = ready.send(());
 
@@ -234,29 +236,9 @@ async fn serve<P: Participant>(
                     admin_open = false;
                 }
             },
-            next = next(&mut messages), if messages.is_some() && commands.len() < concurrency => {
-                match next {
-                    Some(Ok(msg)) => {
-                        let (ctx, service) = (ctx.clone(), service.clone());
-                        commands.spawn(async move { message::process(&ctx, service, msg).await });
-                    }
-                    // The node holding the pull requests died: ask again at once.
-                    Some(Err(e)) if consumers::must_pull_again(&e) => {
-                        warn!(error = %e, "pull requests lost, pulling again");
-                        messages = None;
-                    }
-                    Some(Err(e)) => warn!(error = %e, "pulling commands"),
-                    None => {
-                        warn!("command stream ended, pulling again");
-                        messages = None;
-                    }
-                }
-            }
-            () = tokio::time::sleep(REOPEN_DELAY), if messages.is_none() => {
-                match pull(&consumer, concurrency, failover_after).await {
-                    Ok(stream) => messages = Some(stream),
-                    Err(e) => warn!(error = %e, "cannot pull commands yet"),
-                }
+            msg = messages.next(), if commands.len() < concurrency => {
+                let (ctx, service) = (ctx.clone(), service.clone());
+                commands.spawn(async move { message::process(&ctx, service, msg).await });
             }
         }
     }

@@ -7,6 +7,7 @@ mod browser;
 mod chaos;
 mod cli;
 mod definitions;
+mod dev;
 mod failures;
 mod health;
 mod place_order;

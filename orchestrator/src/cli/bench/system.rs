@@ -238,10 +238,12 @@ impl System {
             let stop = self.stop.clone();
             let listen = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             runtime.spawn(async move {
-                let result = match Orchestrator::open(&options).await {
-                    Ok(o) => super::super::servers::serve(o, listen, None, stop).await,
-                    Err(e) => Err(e.into()),
-                };
+                let result = async {
+                    let api = super::super::servers::Api::bind(listen, None).await?;
+                    let o = Orchestrator::open(&options).await?;
+                    super::super::servers::serve(o, api, stop).await
+                }
+                .await;
                 if let Err(e) = result {
                     eprintln!("orchestrator: {e}");
                 }
