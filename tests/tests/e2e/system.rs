@@ -211,6 +211,23 @@ impl System {
         child
     }
 
+    /// Fails the test if a process of the system has exited by itself: an outage of NATS or
+    /// the database is to be waited out, never a reason to exit.
+    pub fn assert_all_running(&mut self, during: &str) {
+        let mut exited = Vec::new();
+        for (service, child) in &mut self.processes {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited.push(format!("{} ({status})", service.name()));
+            }
+        }
+        assert!(
+            exited.is_empty(),
+            "{} exited {during}\n{}",
+            exited.join(", "),
+            self.logs()
+        );
+    }
+
     /// SIGKILLs `service`: no shutdown, no flush, as a crashed machine.
     pub fn kill(&mut self, service: Service) {
         if let Some(mut child) = self.processes.remove(&service) {
