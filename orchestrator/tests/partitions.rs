@@ -1,9 +1,10 @@
 //! Partition leases between replicas, over a real nats-server: a lone replica owns every
 //! partition, a second one gets an equal share, the two never own one partition at once, and
-//! the partitions of a replica that stops, or dies without a word, go to the one left.
+//! the partitions of a replica that stops, or dies without a word, go to the one left; a
+//! replica restarted under its name takes its leases back at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use saga_orchestrator::runtime::partitions::{Leases, Ownership, PARTITIONS};
+use saga_orchestrator::runtime::partitions::{Leases, Ownership, PARTITIONS, replica_id};
 use saga_testkit::{NatsServer, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,11 +23,15 @@ struct Replica {
 }
 
 async fn replica(nats: &NatsServer) -> Replica {
+    replica_named(nats, BOUND, replica_id()).await
+}
+
+async fn replica_named(nats: &NatsServer, bound: Duration, name: String) -> Replica {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let ownership = Ownership::default();
     let (gained_tx, gained) = mpsc::unbounded_channel();
-    let leases = Leases::open(&js, 1, BOUND, ownership.clone(), gained_tx)
+    let leases = Leases::open(&js, 1, bound, ownership.clone(), gained_tx, name)
         .await
         .unwrap();
     let stop = CancellationToken::new();
@@ -115,4 +120,53 @@ async fn replicas_share_the_partitions_and_take_over_those_of_one_that_stops_or_
 
     a.stop.cancel();
     a.task.await.unwrap();
+}
+
+/// A failover bound long enough that no lease lapses while the restart is checked.
+const LONG_BOUND: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_under_its_name_takes_its_leases_back_without_waiting_on_its_ghost() {
+    let nats = NatsServer::start().unwrap();
+    let half = usize::from(PARTITIONS) / 2;
+    let a = replica_named(&nats, LONG_BOUND, "replica-a".into()).await;
+    let b = replica_named(&nats, LONG_BOUND, "replica-b".into()).await;
+    until("an equal share each", &[&a, &b], |o| {
+        o[0].len() == half && o[1].len() == half
+    })
+    .await;
+    let held_by_a = a.ownership.owned();
+
+    // When `a` dies without a word (its task aborted: its leases and its membership key stay
+    // in the bucket until they lapse, LONG_BOUND from its last renewal) and a new process
+    // starts under its name:
+    a.task.abort();
+    let _ = a.task.await;
+    let mut again = replica_named(&nats, LONG_BOUND, "replica-a".into()).await;
+
+    // Then it holds the same partitions again before any of them could lapse (the deadline
+    // is half the bound): it neither waits for its old leases nor counts its old membership
+    // as a third replica (which would shrink its share to 22).
+    wait_for("the restarted replica to hold its partitions", LONG_BOUND / 2, || {
+        std::future::ready((again.ownership.owned() == held_by_a).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: holds {} partitions", again.ownership.owned().len()));
+    assert_eq!(b.ownership.owned().len(), half, "the other keeps its share");
+    // And it recovers their sagas: the partitions taken back are reported as gained (at the
+    // end of the round that confirmed them).
+    let mut reported = BTreeSet::new();
+    let within = tokio::time::timeout(LONG_BOUND / 2, async {
+        while reported != held_by_a {
+            reported.extend(again.gained.recv().await.unwrap());
+        }
+    });
+    within
+        .await
+        .unwrap_or_else(|_| panic!("gained {reported:?}, held {held_by_a:?}"));
+
+    for r in [again, b] {
+        r.stop.cancel();
+        r.task.await.unwrap();
+    }
 }

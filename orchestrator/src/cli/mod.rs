@@ -262,6 +262,10 @@ pub struct OrchestratorArgs {
     /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
     #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 1_000)]
     pub hot_sagas: usize,
+    /// This replica's name in the partition leases (default: the host name and the API
+    /// port, the same after a restart, so a restarted replica takes its leases back at once).
+    #[arg(long, env = "SAGA_REPLICA_ID")]
+    pub replica_id: Option<String>,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }

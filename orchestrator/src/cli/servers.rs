@@ -46,6 +46,10 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         failover_after: args.connection.failover_after,
         republish_after: args.republish_after,
         hot_sagas: args.hot_sagas,
+        replica_id: Some(
+            args.replica_id
+                .unwrap_or_else(|| crate::runtime::partitions::stable_replica_id(args.listen.port())),
+        ),
         ..Options::default()
     };
     let shutdown = shutdown_on_signal();

@@ -71,6 +71,10 @@ pub struct Options {
     /// Sagas in flight whose state is kept in memory, so a reply needs no read of the store
     /// (checked by the append's optimistic concurrency; see [`HotSagas`]). 0 turns it off.
     pub hot_sagas: usize,
+    /// This replica's name in the partition leases. The same name after a restart takes the
+    /// dead process's leases back at once ([`partitions::stable_replica_id`]); none gives a
+    /// new name each start ([`partitions::replica_id`]).
+    pub replica_id: Option<String>,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
             workers: 32,
             republish_after: Duration::from_secs(30),
             hot_sagas: 1_000,
+            replica_id: None,
         }
     }
 }

@@ -102,9 +102,29 @@ impl Ownership {
     }
 }
 
-/// A name for this replica: the host name (the pod's, under Kubernetes) and a random suffix,
-/// so two processes on one host differ.
+/// A name for a replica that nothing else names: the host name (the pod's, under Kubernetes)
+/// and a random suffix, so two processes on one host differ. A process restarted with it is a
+/// new replica; see [`stable_replica_id`] for one that takes its old leases back.
 pub fn replica_id() -> String {
+    let suffix = Uuid::new_v4().simple().to_string();
+    format!("{}-{}", host_name(), &suffix[..8])
+}
+
+/// The name of the replica serving `port` on this host: the same after a restart, so the
+/// restarted process takes back the leases of the one that died instead of waiting for them
+/// to lapse, and does not count it as another member. Two live processes cannot share it: the
+/// port is bound before the leases are opened, and under Kubernetes the host is the pod.
+///
+/// ```
+/// let a = saga_orchestrator::runtime::partitions::stable_replica_id(8080);
+/// assert_eq!(a, saga_orchestrator::runtime::partitions::stable_replica_id(8080));
+/// assert!(a.ends_with("-8080"));
+/// ```
+pub fn stable_replica_id(port: u16) -> String {
+    format!("{}-{port}", host_name())
+}
+
+fn host_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -120,8 +140,7 @@ pub fn replica_id() -> String {
             }
         })
         .collect();
-    let suffix = Uuid::new_v4().simple().to_string();
-    format!("{host}-{}", &suffix[..8])
+    host
 }
 
 /// Why the leases could not be set up.
@@ -137,18 +156,24 @@ pub struct Leases {
     ownership: Ownership,
     /// Revision of each lease key this replica wrote last.
     held: BTreeMap<u16, u64>,
+    /// Leases taken back from this replica's previous process, reported as gained (so their
+    /// sagas are recovered) once the first renewal confirms them.
+    taking_back: BTreeSet<u16>,
     /// Partitions gained, for the runtime to recover.
     gained: mpsc::UnboundedSender<Vec<u16>>,
 }
 
 impl Leases {
-    /// Opens (or creates) the bucket with `bound` as its `max_age` and `replicas` copies.
+    /// Opens (or creates) the bucket with `bound` as its `max_age` and `replicas` copies, for
+    /// the replica named `replica` ([`replica_id`], [`stable_replica_id`]). Leases still held
+    /// under that name (by this replica's previous process, which died) are taken back at once.
     pub async fn open(
         js: &jetstream::Context,
         replicas: usize,
         bound: Duration,
         ownership: Ownership,
         gained: mpsc::UnboundedSender<Vec<u16>>,
+        replica: String,
     ) -> Result<Self, Error> {
         let config = kv::Config {
             bucket: BUCKET.to_string(),
@@ -173,12 +198,17 @@ impl Leases {
             },
         )
         .await?;
+        let held = own_leases(&kv, &replica).await;
+        if !held.is_empty() {
+            tracing::info!(%replica, partitions = held.len(), "taking back this replica's leases");
+        }
         Ok(Leases {
             kv,
-            replica: replica_id(),
+            replica,
             bound,
             ownership,
-            held: BTreeMap::new(),
+            taking_back: held.keys().copied().collect(),
+            held,
             gained,
         })
     }
@@ -222,11 +252,15 @@ impl Leases {
             )
         });
         let renewed = futures::future::join_all(renewals).await;
+        let mut gained = Vec::new();
         for ((partition, _), renewed) in held.into_iter().zip(renewed) {
             match renewed {
                 Ok(revision) => {
                     self.held.insert(partition, revision);
                     self.ownership.hold(partition, until);
+                    if self.taking_back.remove(&partition) {
+                        gained.push(partition);
+                    }
                 }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                     tracing::warn!(partition, "partition lease lost to another replica");
@@ -237,7 +271,10 @@ impl Leases {
                 Err(e) => tracing::warn!(partition, error = %e, "cannot renew a partition lease"),
             }
         }
+        // Leases of the previous process that this round could not confirm are not taken back.
+        self.taking_back.clear();
         let Some((members, taken)) = self.view().await else {
+            self.report_gained(gained, 0);
             return;
         };
         let share = usize::from(PARTITIONS).div_ceil(members.max(1));
@@ -267,7 +304,6 @@ impl Leases {
                 .create(partition_key(*p), self.replica.clone().into())
         });
         let created = futures::future::join_all(creates).await;
-        let mut gained = Vec::new();
         for (partition, created) in wanted.into_iter().zip(created) {
             if let Ok(revision) = created {
                 self.held.insert(partition, revision);
@@ -275,6 +311,11 @@ impl Leases {
                 gained.push(partition);
             }
         }
+        self.report_gained(gained, members);
+    }
+
+    /// Tells the runtime which partitions this replica gained, so it recovers their sagas.
+    fn report_gained(&self, gained: Vec<u16>, members: usize) {
         if !gained.is_empty() {
             tracing::info!(
                 replica = %self.replica,
@@ -288,6 +329,8 @@ impl Leases {
     }
 
     /// How many replicas are alive and which partitions are leased, from the bucket's keys.
+    /// This replica's own membership key is never counted twice, so a restarted replica
+    /// with a stable name does not wait on the key its dead process left.
     async fn view(&self) -> Option<(usize, BTreeSet<u16>)> {
         let mut keys = match self.kv.keys().await {
             Ok(keys) => keys,
@@ -338,4 +381,35 @@ impl Leases {
         let _ = self.kv.delete(member_key(&self.replica)).await;
         tracing::info!(replica = %self.replica, "partition leases released");
     }
+}
+
+/// The partition leases that name `replica` in the bucket, with their revisions: left by a
+/// process of the same name that died. The first round renews them by compare-and-set, so
+/// one that another replica took meanwhile is lost there, not acted on. Best effort: what
+/// cannot be read now lapses and is taken the ordinary way.
+async fn own_leases(kv: &kv::Store, replica: &str) -> BTreeMap<u16, u64> {
+    let mut held = BTreeMap::new();
+    let Ok(mut keys) = kv.keys().await else {
+        return held;
+    };
+    let mut partitions = Vec::new();
+    while let Some(Ok(key)) = keys.next().await {
+        if let Some(p) = key
+            .strip_prefix("partitions.")
+            .and_then(|p| p.parse::<u16>().ok())
+        {
+            partitions.push(p);
+        }
+    }
+    let entries =
+        futures::future::join_all(partitions.iter().map(|p| kv.entry(partition_key(*p)))).await;
+    for (partition, entry) in partitions.into_iter().zip(entries) {
+        if let Ok(Some(entry)) = entry
+            && entry.operation == kv::Operation::Put
+            && entry.value.as_ref() == replica.as_bytes()
+        {
+            held.insert(partition, entry.revision);
+        }
+    }
+    held
 }

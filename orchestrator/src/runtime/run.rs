@@ -27,6 +27,10 @@ impl<S: EventStore> Orchestrator<S> {
             bound,
             self.ownership.clone(),
             gained_tx,
+            self.options
+                .replica_id
+                .clone()
+                .unwrap_or_else(partitions::replica_id),
         );
         let leases = tokio::select! {
             leases = leases => leases?,
