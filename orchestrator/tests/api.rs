@@ -358,10 +358,18 @@ async fn serves_over_a_real_socket() {
     );
     let running = tokio::spawn(o.run(std::future::pending()));
     let http = reqwest::Client::new();
-    saga_testkit::wait_for("/readyz 200 over the socket", Duration::from_secs(30), || async {
-        let ready = http.get(format!("http://{addr}/readyz")).send().await.ok()?;
-        (ready.status().as_u16() == 200).then_some(())
-    })
+    saga_testkit::wait_for(
+        "/readyz 200 over the socket",
+        Duration::from_secs(30),
+        || async {
+            let ready = http
+                .get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .ok()?;
+            (ready.status().as_u16() == 200).then_some(())
+        },
+    )
     .await
     .unwrap();
     let page = http.get(format!("http://{addr}/")).send().await.unwrap();

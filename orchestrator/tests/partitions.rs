@@ -147,9 +147,11 @@ async fn a_replica_restarted_under_its_name_takes_its_leases_back_without_waitin
     // Then it holds the same partitions again before any of them could lapse (the deadline
     // is half the bound): it neither waits for its old leases nor counts its old membership
     // as a third replica (which would shrink its share to 22).
-    wait_for("the restarted replica to hold its partitions", LONG_BOUND / 2, || {
-        std::future::ready((again.ownership.owned() == held_by_a).then_some(()))
-    })
+    wait_for(
+        "the restarted replica to hold its partitions",
+        LONG_BOUND / 2,
+        || std::future::ready((again.ownership.owned() == held_by_a).then_some(())),
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}: holds {} partitions", again.ownership.owned().len()));
     assert_eq!(b.ownership.owned().len(), half, "the other keeps its share");

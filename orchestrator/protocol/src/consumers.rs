@@ -68,7 +68,12 @@ pub async fn ensure(
 ) -> Result<PullConsumer, Error> {
     let name = config.durable_name.clone().unwrap_or_default();
     let what = format!("create consumer {name} on stream {stream}");
-    crate::retry::transient(&what, || ensure_once(js, stream, config.clone()), is_transient).await
+    crate::retry::transient(
+        &what,
+        || ensure_once(js, stream, config.clone()),
+        is_transient,
+    )
+    .await
 }
 
 pub(crate) async fn ensure_once(

@@ -120,7 +120,9 @@ impl Inbound {
                     }
                     self.close();
                 }
-                Some(Err(e)) => tracing::warn!(stream = %self.stream, error = %e, "pulling messages"),
+                Some(Err(e)) => {
+                    tracing::warn!(stream = %self.stream, error = %e, "pulling messages")
+                }
                 None => {
                     tracing::warn!(stream = %self.stream, "message stream ended, pulling again");
                     self.close();

@@ -38,20 +38,20 @@ pub fn shutdown_on_signal() -> CancellationToken {
 }
 
 pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
-    let options = Options {
-        nats_url: args.connection.nats,
-        database_url: args.connection.database,
-        sagas_dir: args.sagas,
-        stream_replicas: args.connection.stream_replicas,
-        failover_after: args.connection.failover_after,
-        republish_after: args.republish_after,
-        hot_sagas: args.hot_sagas,
-        replica_id: Some(
-            args.replica_id
-                .unwrap_or_else(|| crate::runtime::partitions::stable_replica_id(args.listen.port())),
-        ),
-        ..Options::default()
-    };
+    let options =
+        Options {
+            nats_url: args.connection.nats,
+            database_url: args.connection.database,
+            sagas_dir: args.sagas,
+            stream_replicas: args.connection.stream_replicas,
+            failover_after: args.connection.failover_after,
+            republish_after: args.republish_after,
+            hot_sagas: args.hot_sagas,
+            replica_id: Some(args.replica_id.unwrap_or_else(|| {
+                crate::runtime::partitions::stable_replica_id(args.listen.port())
+            })),
+            ..Options::default()
+        };
     let shutdown = shutdown_on_signal();
     // What can fail about serving (a missing token, a port in use) fails before anything
     // else starts.

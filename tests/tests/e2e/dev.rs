@@ -60,10 +60,16 @@ fn dev_runs_the_demo_and_every_saga_ends() {
 fn dev_without_a_token_on_a_public_address_stops_with_the_reason() {
     let port = saga_testkit::free_port().unwrap();
     let listen = format!("0.0.0.0:{port}");
-    let out = saga_dev(&["--listen", &listen, "--demo", "0"], Duration::from_secs(60));
+    let out = saga_dev(
+        &["--listen", &listen, "--demo", "0"],
+        Duration::from_secs(60),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(
         stderr.contains("SAGA_API_TOKEN") && stderr.contains(&listen),
         "stderr names the setting and the address:\n{stderr}"
@@ -78,10 +84,16 @@ fn dev_without_a_token_on_a_public_address_stops_with_the_reason() {
 fn dev_stops_when_the_api_port_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = taken.local_addr().unwrap().to_string();
-    let out = saga_dev(&["--listen", &listen, "--demo", "0"], Duration::from_secs(60));
+    let out = saga_dev(
+        &["--listen", &listen, "--demo", "0"],
+        Duration::from_secs(60),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(
         stderr.contains(&format!("cannot listen on {listen}")),
         "{stderr}"

@@ -36,7 +36,9 @@ async fn assert_ready(system: &mut System, after: &str) {
         assert_eq!(report["status"], "ready", "{service:?} {after}: {report}");
         let checks = report["checks"].as_object().expect("checks");
         assert!(
-            checks.values().all(|c| c == "ok" || c.as_str().is_some_and(|c| c.ends_with("loaded"))),
+            checks
+                .values()
+                .all(|c| c == "ok" || c.as_str().is_some_and(|c| c.ends_with("loaded"))),
             "{service:?} {after}: {report}"
         );
     }
