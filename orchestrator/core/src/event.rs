@@ -17,6 +17,11 @@ pub enum Event {
     SagaStarted {
         name: String,
         definition_version: u32,
+        /// The content hash of the definition version it runs ([`crate::Definition::hash`]),
+        /// the key of that version's stored source. Absent from sagas started before
+        /// definitions were stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        definition_hash: Option<String>,
         input: serde_json::Value,
         /// When the forward path must be done by, from the definition's deadline.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,7 +26,7 @@ impl Status {
     pub const ACTIVE: [Status; 2] = [Status::Running, Status::Compensating];
 
     /// The name stored in the read model and shown to users.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Status::New => "new",
             Status::Running => "running",
@@ -112,6 +112,9 @@ pub struct SagaState {
     pub saga_id: Uuid,
     pub name: String,
     pub definition_version: u32,
+    /// The content hash of that version, as recorded at start (none in older logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition_hash: Option<String>,
     pub input: serde_json::Value,
     pub status: Status,
     /// Number of events folded; the expected version of the next append.
@@ -141,6 +144,7 @@ impl SagaState {
             saga_id,
             name: String::new(),
             definition_version: 0,
+            definition_hash: None,
             input: serde_json::Value::Null,
             status: Status::New,
             version: 0,
@@ -297,6 +301,7 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
         Event::SagaStarted {
             name,
             definition_version,
+            definition_hash,
             input,
             deadline_at,
             trace_context,
@@ -304,6 +309,7 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             state.name = name.clone();
             state.trace_context = trace_context.clone();
             state.definition_version = *definition_version;
+            state.definition_hash = definition_hash.clone();
             state.input = input.clone();
             state.status = Status::Running;
             state.started_at = Some(at);

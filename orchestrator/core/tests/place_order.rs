@@ -167,10 +167,45 @@ fn the_trace_context_given_at_start_is_recorded_and_survives_replay() {
     let payload = Event::SagaStarted {
         name: "n".into(),
         definition_version: 1,
+        definition_hash: None,
         input: json!({}),
         deadline_at: None,
         trace_context: None,
     }
     .to_payload();
     assert!(payload.get("trace_context").is_none());
+}
+
+#[test]
+fn saga_started_records_the_definition_hash_and_old_logs_without_it_still_read() {
+    let def = place_order();
+    let start = Input::Start {
+        input: json!({"customer_id": "c-1", "amount": 5}),
+        trace_context: None,
+    };
+    let events = decide(
+        &def,
+        &SagaState::new(uuid::Uuid::nil()),
+        start,
+        Timestamp(0),
+    )
+    .unwrap();
+    let Event::SagaStarted {
+        definition_hash, ..
+    } = &events[0].event
+    else {
+        panic!("the first event is {:?}", events[0].event);
+    };
+    assert_eq!(definition_hash.as_deref(), Some(def.hash.as_str()));
+    // A SagaStarted stored before definitions were hashed has no such field.
+    let old = json!({"name": "place_order", "definition_version": 1, "input": {}});
+    let decoded = Event::decode("SagaStarted", 1, &old).unwrap();
+    let state = SagaState::replay(
+        uuid::Uuid::nil(),
+        &[saga_core::Occurred {
+            at: Timestamp(0),
+            event: decoded,
+        }],
+    );
+    assert_eq!((state.definition_version, state.definition_hash), (1, None));
 }

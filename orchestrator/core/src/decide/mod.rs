@@ -93,6 +93,7 @@ pub fn decide(
                 Event::SagaStarted {
                     name: def.name.clone(),
                     definition_version: def.version,
+                    definition_hash: Some(def.hash.clone()),
                     input,
                     deadline_at: def.deadline.map(|dl| now.plus(dl)),
                     trace_context,

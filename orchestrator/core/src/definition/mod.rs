@@ -22,8 +22,12 @@
 //!
 //! Every problem is reported, not just the first, each as a [`DefinitionError`] with the
 //! file, line and column, the byte span (for a caret under the source) and a hint.
+//!
+//! Each validated definition carries its content hash ([`Definition::hash`]), which names
+//! the version's content wherever it is stored.
 
 mod catalogue;
+mod identity;
 pub mod mapping;
 mod raw;
 mod source;
@@ -115,6 +119,12 @@ pub struct Definition {
     pub deadline: Option<Duration>,
     /// Retries of every compensation; when they run out the saga is Stuck.
     pub compensation_retry: RetryPolicy,
+    /// The content hash (sha256, hex) of everything above, computed at validation: equal
+    /// for two files that say the same thing, different when anything the saga would do
+    /// differs. Recorded in `SagaStarted` and in the store beside the definition's source.
+    /// Left out of the serialized form, which is what it hashes.
+    #[serde(skip)]
+    pub hash: String,
 }
 
 impl Definition {

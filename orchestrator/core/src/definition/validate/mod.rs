@@ -74,7 +74,7 @@ pub(super) fn build(
         }
     }
     if errors.is_empty() {
-        Ok(Definition {
+        let mut def = Definition {
             name: raw.saga.name,
             version: raw.saga.version,
             description: raw.saga.description,
@@ -82,7 +82,10 @@ pub(super) fn build(
             steps,
             deadline,
             compensation_retry,
-        })
+            hash: String::new(),
+        };
+        def.hash = super::identity::content_hash(&def);
+        Ok(def)
     } else {
         errors.sort_by_key(|e| e.span.start);
         Err(Errors(errors))
