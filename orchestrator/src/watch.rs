@@ -25,7 +25,8 @@
 
 use crate::runtime::Orchestrator;
 use crate::store::{
-    Created, EventStore, NewEvent, NewSaga, Result, SagaRecord, StoredEvent, Summary,
+    Created, DefinitionUse, EventStore, NewDefinition, NewEvent, NewSaga, Result, Retirement,
+    SagaRecord, StoredDefinition, StoredEvent, Summary,
 };
 use axum::Router;
 use axum::extract::State;
@@ -169,6 +170,30 @@ impl<S: EventStore> EventStore for Watched<S> {
 
     async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         self.inner.status_counts().await
+    }
+
+    async fn put_definition(&self, definition: NewDefinition) -> Result<StoredDefinition> {
+        self.inner.put_definition(definition).await
+    }
+
+    async fn definition(&self, name: &str, version: u32) -> Result<Option<StoredDefinition>> {
+        self.inner.definition(name, version).await
+    }
+
+    async fn definitions(&self, in_flight: &[&str]) -> Result<Vec<DefinitionUse>> {
+        self.inner.definitions(in_flight).await
+    }
+
+    async fn retire_definition(
+        &self,
+        name: &str,
+        version: u32,
+        in_flight: &[&str],
+        at: Timestamp,
+    ) -> Result<Retirement> {
+        self.inner
+            .retire_definition(name, version, in_flight, at)
+            .await
     }
 }
 

@@ -4,6 +4,13 @@
 //! cluster. Each body is generic over `S: EventStore`; the `contract!` macro at the end
 //! instantiates it once per backend (`memory::…`, `sqlite::…`, `postgres::…`).
 
+#[path = "store_contract/definitions.rs"]
+mod definitions;
+
+use definitions::{
+    a_definition_is_stored_once_and_read_back, a_version_is_retired_only_without_sagas_in_flight,
+    definitions_count_their_sagas_in_flight,
+};
 use saga_orchestrator::store::{
     Created, Cursor, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaQuery, SagaRecord,
     SqlStore, Summary,
@@ -797,4 +804,7 @@ contract!(
     large_batches_keep_order,
     search_filters_and_pages_newest_first,
     due_lists_the_timers_that_fall_due,
+    a_definition_is_stored_once_and_read_back,
+    definitions_count_their_sagas_in_flight,
+    a_version_is_retired_only_without_sagas_in_flight,
 );

@@ -17,11 +17,11 @@
 //! ```
 
 use super::{
-    Created, Error, EventStore, NewEvent, NewSaga, Result, SagaQuery, SagaRecord, StoredEvent,
-    Summary,
+    Created, DefinitionUse, Error, EventStore, NewDefinition, NewEvent, NewSaga, Result,
+    Retirement, SagaQuery, SagaRecord, StoredDefinition, StoredEvent, Summary,
 };
 use saga_protocol::Timestamp;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
@@ -38,6 +38,8 @@ struct Inner {
     keys: HashMap<String, Uuid>,
     /// The last global position handed out (positions start at 1, like the SQL sequences).
     last_position: i64,
+    /// Stored definition versions by (name, version).
+    definitions: BTreeMap<(String, u32), StoredDefinition>,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,18 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Sagas of `name` version `version` whose status is one of `statuses`.
+    fn count(&self, name: &str, version: u32, statuses: &[&str]) -> u64 {
+        let n = self
+            .sagas
+            .values()
+            .map(|saga| &saga.record)
+            .filter(|r| r.name == name && r.definition_version == version)
+            .filter(|r| statuses.contains(&r.status.as_str()))
+            .count();
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
+
     fn stored(
         &mut self,
         saga_id: Uuid,
@@ -276,5 +290,57 @@ impl EventStore for MemoryStore {
             *counts.entry(saga.record.status.clone()).or_insert(0) += 1;
         }
         Ok(counts)
+    }
+
+    async fn put_definition(&self, d: NewDefinition) -> Result<StoredDefinition> {
+        let mut inner = self.lock();
+        let stored = inner
+            .definitions
+            .entry((d.name.clone(), d.version))
+            .or_insert_with(|| StoredDefinition {
+                name: d.name,
+                version: d.version,
+                hash: d.hash,
+                source: d.source,
+                stored_at: d.stored_at,
+                retired_at: None,
+            });
+        Ok(stored.clone())
+    }
+
+    async fn definition(&self, name: &str, version: u32) -> Result<Option<StoredDefinition>> {
+        let inner = self.lock();
+        Ok(inner.definitions.get(&(name.to_string(), version)).cloned())
+    }
+
+    async fn definitions(&self, in_flight: &[&str]) -> Result<Vec<DefinitionUse>> {
+        let inner = self.lock();
+        Ok(inner
+            .definitions
+            .values()
+            .map(|d| DefinitionUse {
+                definition: d.clone(),
+                in_flight: inner.count(&d.name, d.version, in_flight),
+            })
+            .collect())
+    }
+
+    async fn retire_definition(
+        &self,
+        name: &str,
+        version: u32,
+        in_flight: &[&str],
+        at: Timestamp,
+    ) -> Result<Retirement> {
+        let mut inner = self.lock();
+        let n = inner.count(name, version, in_flight);
+        let Some(stored) = inner.definitions.get_mut(&(name.to_string(), version)) else {
+            return Ok(Retirement::Unknown);
+        };
+        if n > 0 {
+            return Ok(Retirement::InFlight(n));
+        }
+        stored.retired_at.get_or_insert(at);
+        Ok(Retirement::Retired(stored.clone()))
     }
 }

@@ -53,11 +53,13 @@
 //! # Ok(()) }
 //! ```
 
+mod definitions;
 mod memory;
 mod sql;
 mod writer;
 mod writes;
 
+pub use definitions::{DefinitionUse, NewDefinition, Retirement, StoredDefinition};
 pub use memory::MemoryStore;
 pub use sql::SqlStore;
 
@@ -312,6 +314,39 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     fn status_counts(
         &self,
     ) -> impl Future<Output = Result<std::collections::BTreeMap<String, u64>>> + Send;
+
+    /// Stores a definition version unless its (name, version) is stored already, and returns
+    /// the row as stored: the new one, or the one that was there, whatever its content (the
+    /// caller compares hashes; a stored row never changes).
+    fn put_definition(
+        &self,
+        definition: NewDefinition,
+    ) -> impl Future<Output = Result<StoredDefinition>> + Send;
+
+    /// The stored definition `name` version `version`, if any.
+    fn definition(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<Option<StoredDefinition>>> + Send;
+
+    /// Every stored definition version, by name then version, each with how many of its
+    /// sagas have one of the statuses `in_flight` (counted on the read model).
+    fn definitions(
+        &self,
+        in_flight: &[&str],
+    ) -> impl Future<Output = Result<Vec<DefinitionUse>>> + Send;
+
+    /// Retires a stored definition version at `at`, unless a saga of it has one of the
+    /// statuses `in_flight`: then nothing changes. Retiring a retired version keeps its
+    /// first `retired_at`.
+    fn retire_definition(
+        &self,
+        name: &str,
+        version: u32,
+        in_flight: &[&str],
+        at: Timestamp,
+    ) -> impl Future<Output = Result<Retirement>> + Send;
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,7 +1,7 @@
 //! [`EventStore`] on SQL through sqlx's `Any` driver: SQLite (one machine, nothing to install)
 //! or PostgreSQL (production, several orchestrator replicas), with one SQL text for both.
 //!
-//! Three tables (see `migrations/{sqlite,postgres}/`):
+//! Four tables (see `migrations/{sqlite,postgres}/`):
 //! - `saga_events`, the append-only log. `UNIQUE (saga_id, sequence)` is the last line of the
 //!   optimistic-concurrency guard: two writers cannot both store sequence n of one saga.
 //! - `sagas`, the read model, updated in the same transaction as each append. Its
@@ -9,6 +9,8 @@
 //!   event is inserted, and on PostgreSQL its row lock serializes writers of one saga.
 //! - `saga_tags`, the start input's scalar fields, written with the saga, for search by input
 //!   field on an index instead of a scan of the log.
+//! - `saga_definitions`, every definition version loaded, with its source and content hash
+//!   (see [`super::definitions`]).
 //!
 //! ```no_run
 //! use saga_orchestrator::store::{EventStore, SqlStore};
@@ -22,8 +24,8 @@
 
 use super::writer::Writer;
 use super::{
-    Created, Error, EventStore, NewEvent, NewSaga, Result, SagaQuery, SagaRecord, StoredEvent,
-    Summary,
+    Created, DefinitionUse, Error, EventStore, NewDefinition, NewEvent, NewSaga, Result,
+    Retirement, SagaQuery, SagaRecord, StoredDefinition, StoredEvent, Summary, definitions,
 };
 use saga_participants::db::{self, Backend};
 use saga_protocol::Timestamp;
@@ -237,6 +239,28 @@ impl EventStore for SqlStore {
         rows.iter()
             .map(|row| Ok((get(row, "status")?, to_u64(get(row, "n")?, "count")?)))
             .collect()
+    }
+
+    async fn put_definition(&self, definition: NewDefinition) -> Result<StoredDefinition> {
+        definitions::put(&self.pool, definition).await
+    }
+
+    async fn definition(&self, name: &str, version: u32) -> Result<Option<StoredDefinition>> {
+        definitions::get(&self.pool, name, version).await
+    }
+
+    async fn definitions(&self, in_flight: &[&str]) -> Result<Vec<DefinitionUse>> {
+        definitions::list(&self.pool, in_flight).await
+    }
+
+    async fn retire_definition(
+        &self,
+        name: &str,
+        version: u32,
+        in_flight: &[&str],
+        at: Timestamp,
+    ) -> Result<Retirement> {
+        definitions::retire(&self.pool, name, version, in_flight, at).await
     }
 }
 
