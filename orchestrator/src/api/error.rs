@@ -78,6 +78,12 @@ impl From<runtime::Error> for Error {
                 "{e}; use a new Idempotency-Key for a different input"
             )),
             runtime::Error::NotFound(id) => Error::NotFound(format!("saga {id} not found")),
+            e @ (runtime::Error::Retired { .. }
+            | runtime::Error::DefinitionChanged(_)
+            | runtime::Error::VersionInFlight { .. }) => Error::Conflict(e.to_string()),
+            e @ runtime::Error::UnknownVersion { .. } => Error::NotFound(format!(
+                "{e}; GET /v1/definitions lists the stored versions"
+            )),
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "transient failure behind an API call");
                 Error::Unavailable

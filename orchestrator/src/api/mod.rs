@@ -10,9 +10,10 @@
 //! | POST   | `/v1/sagas/{id}/retry`    | operator: send the stuck command again            |
 //! | POST   | `/v1/sagas/{id}/skip`     | operator: resolve the stuck command by hand       |
 //! | POST   | `/v1/sagas/{id}/abort`    | operator: stop the saga                           |
-//! | GET    | `/v1/definitions`         | loaded saga definitions, every version            |
+//! | GET    | `/v1/definitions`         | stored definition versions: hash, loaded, in flight |
 //! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
+//! | DELETE | `/v1/definitions/{name}/{version}` | retire a version with no saga in flight  |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
 //! | GET    | `/metrics`                | Prometheus text (sagas, steps, latency, lag, DLQ) |
 //! | GET    | `/openapi.json`           | this API as an OpenAPI document (generated)       |
@@ -35,6 +36,7 @@
 //! ```
 
 mod auth;
+mod definitions;
 mod error;
 mod health;
 mod openapi;
@@ -53,7 +55,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use saga_core::{OperatorAction, OperatorCommand};
 use saga_protocol::Timestamp;
@@ -70,9 +72,13 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
         .route("/v1/sagas/{name}", post(start::<S>).get(status::<S>))
         .route("/v1/sagas/{id}/events", get(history::<S>))
         .route("/v1/sagas/{id}/{action}", post(operate::<S>))
-        .route("/v1/definitions", get(definitions::<S>))
-        .route("/v1/definitions/reload", post(reload::<S>))
-        .route("/v1/definitions/validate", post(validate::<S>))
+        .route("/v1/definitions", get(definitions::list::<S>))
+        .route("/v1/definitions/reload", post(definitions::reload::<S>))
+        .route("/v1/definitions/validate", post(definitions::validate::<S>))
+        .route(
+            "/v1/definitions/{name}/{version}",
+            delete(definitions::retire::<S>),
+        )
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(health::ready::<S>))
         .route("/metrics", get(metrics::<S>))
@@ -445,63 +451,6 @@ async fn overview<S: EventStore>(
         counts,
         bucket_seconds: BUCKET_SECONDS,
         started,
-    }))
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-struct DefinitionView {
-    name: String,
-    version: u32,
-    description: String,
-    steps: Vec<String>,
-}
-
-fn definition_views(registry: &crate::runtime::Registry) -> Vec<DefinitionView> {
-    registry
-        .definitions()
-        .map(|d| DefinitionView {
-            name: d.name.clone(),
-            version: d.version,
-            description: d.description.clone(),
-            steps: d.steps.iter().map(|s| s.name.clone()).collect(),
-        })
-        .collect()
-}
-
-#[utoipa::path(get, path = "/v1/definitions", tag = "definitions",
-    responses((status = 200, body = Vec<DefinitionView>), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-async fn definitions<S: EventStore>(State(o): State<Orchestrator<S>>) -> Json<Vec<DefinitionView>> {
-    Json(definition_views(&o.registry()))
-}
-
-/// Loads the definitions directory again: new versions are added, running sagas keep theirs.
-#[utoipa::path(post, path = "/v1/definitions/reload", tag = "definitions",
-    responses((status = 200, body = Vec<DefinitionView>), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-async fn reload<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
-) -> Result<Json<Vec<DefinitionView>>, Error> {
-    let registry = o
-        .reload()
-        .map_err(|e| Error::BadRequest(format!("the definitions were not reloaded:\n{e}")))?;
-    Ok(Json(definition_views(&registry)))
-}
-
-/// Validates a posted definition (TOML body) against the loaded catalogue.
-#[utoipa::path(post, path = "/v1/definitions/validate", tag = "definitions",
-    request_body(content = String, description = "A saga definition (TOML)", content_type = "application/toml"),
-    responses((status = 200, body = DefinitionView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-async fn validate<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
-    body: String,
-) -> Result<Json<DefinitionView>, Error> {
-    let registry = o.registry();
-    let def = saga_core::Definition::parse("posted.toml", &body, registry.catalogue())
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
-    Ok(Json(DefinitionView {
-        name: def.name.clone(),
-        version: def.version,
-        description: def.description.clone(),
-        steps: def.steps.iter().map(|s| s.name.clone()).collect(),
     }))
 }
 

@@ -2,8 +2,9 @@
 //! the handlers' `#[utoipa::path]` annotations and the answer types, so it cannot drift from
 //! the routes.
 
+use super::definitions::{DefinitionView, RetiredView, ValidatedView};
 use super::views::{EventView, Links, ListView, OverviewView, SagaView, StartedView, SummaryView};
-use super::{DefinitionView, OperatorBody, Problem};
+use super::{OperatorBody, Problem};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -22,9 +23,10 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         super::history,
         super::operate,
         super::overview,
-        super::definitions,
-        super::reload,
-        super::validate,
+        super::definitions::list,
+        super::definitions::reload,
+        super::definitions::validate,
+        super::definitions::retire,
     ),
     components(schemas(
         StartedView,
@@ -35,6 +37,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         OverviewView,
         EventView,
         DefinitionView,
+        ValidatedView,
+        RetiredView,
         OperatorBody,
         Problem
     )),

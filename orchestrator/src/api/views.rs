@@ -38,6 +38,10 @@ pub struct SagaView {
     pub saga_id: Uuid,
     pub name: String,
     pub definition_version: u32,
+    /// The content hash of that version (its key in `GET /v1/definitions`), as recorded at
+    /// start; absent for sagas started before definitions were stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition_hash: Option<String>,
     /// running, compensating, completed, compensated, stuck or aborted.
     #[schema(value_type = String)]
     pub status: &'static str,
@@ -64,6 +68,7 @@ impl From<Loaded> for SagaView {
             saga_id: l.record.saga_id,
             name: l.record.name,
             definition_version: l.record.definition_version,
+            definition_hash: l.state.definition_hash,
             status: l.state.status.as_str(),
             reason: l.state.reason,
             input: l.state.input,

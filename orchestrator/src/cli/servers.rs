@@ -157,7 +157,7 @@ fn reload_on_hangup<S: crate::store::EventStore>(
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = hangup.recv() => match orchestrator.reload() {
+                _ = hangup.recv() => match orchestrator.reload().await {
                     Ok(registry) => tracing::info!(definitions = registry.definitions().count(), "saga definitions reloaded"),
                     Err(e) => tracing::error!("saga definitions not reloaded:\n{e}"),
                 },

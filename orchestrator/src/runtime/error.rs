@@ -13,6 +13,32 @@ pub enum Error {
     NotFound(Uuid),
     #[error("saga {saga_id}: {reason}")]
     Corrupt { saga_id: Uuid, reason: String },
+    #[error(
+        "saga `{name}` version {version} is retired: it can no longer be started (the history \
+         of its sagas stays readable); start a newer version"
+    )]
+    Retired { name: String, version: u32 },
+    /// The loaded file of a version differs from the one stored under its (name, version).
+    #[error("{0}")]
+    DefinitionChanged(String),
+    #[error(
+        "saga `{name}` version {version} has {count} saga(s) in flight (running, compensating \
+         or stuck): it can be retired once they have ended"
+    )]
+    VersionInFlight {
+        name: String,
+        version: u32,
+        count: u64,
+    },
+    #[error("no stored definition `{name}` version {version}")]
+    UnknownVersion { name: String, version: u32 },
+    /// A stored definition this build cannot validate any more. Not transient.
+    #[error("the stored definition `{name}` version {version} cannot be used: {reason}")]
+    BadStoredDefinition {
+        name: String,
+        version: u32,
+        reason: String,
+    },
     #[error("this orchestrator is already running: Orchestrator::run takes its timers once")]
     AlreadyRunning,
     #[error(transparent)]

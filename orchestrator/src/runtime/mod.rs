@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod definitions;
 mod error;
 mod hot;
 mod observe;
@@ -28,9 +29,10 @@ mod replies;
 mod run;
 mod timers;
 
+pub use definitions::{DefinitionInfo, IN_FLIGHT, LoadError};
 pub use error::{Error, Result};
 pub use hot::HotSagas;
-pub use registry::{CATALOGUE_FILE, Registry};
+pub use registry::{CATALOGUE_FILE, Entry, Registry};
 pub use replies::SHUTDOWN_GRACE;
 pub use timers::Timers;
 
@@ -126,7 +128,7 @@ pub enum Handled {
 pub enum Refusal {
     #[error("unknown saga {0}")]
     UnknownSaga(Uuid),
-    #[error("saga {saga_id} runs definition `{name}`, which is not loaded")]
+    #[error("saga {saga_id} runs definition `{name}`, which is neither loaded nor stored")]
     UnknownDefinition { saga_id: Uuid, name: String },
     #[error(transparent)]
     Rejected(#[from] saga_core::Rejection),
@@ -184,12 +186,10 @@ impl Orchestrator<SqlStore> {
         let transport = Transport::connect(&options.nats_url, options.stream_replicas)
             .await
             .map_err(|e| OpenError::Store(e.into()))?;
-        Ok(Orchestrator::new(
-            store,
-            transport,
-            registry,
-            options.clone(),
-        ))
+        let orchestrator = Orchestrator::new(store, transport, registry, options.clone());
+        // Before anything runs: a file that changes a stored version stops the start here.
+        orchestrator.record_definitions().await?;
+        Ok(orchestrator)
     }
 }
 
@@ -228,19 +228,6 @@ impl<S: EventStore> Orchestrator<S> {
         }
     }
 
-    /// Loads the definitions directory again and adds its new versions. Running sagas keep
-    /// their versions; an invalid directory changes nothing and says why.
-    pub fn reload(&self) -> Result<Registry, saga_core::Errors> {
-        let newer = Registry::load_dir(&self.options.sagas_dir)?;
-        let mut guard = match self.registry.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let merged = guard.merge(newer)?;
-        *guard = merged.clone();
-        Ok(merged)
-    }
-
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -276,9 +263,9 @@ impl<S: EventStore> Orchestrator<S> {
         idempotency_key: Option<String>,
     ) -> Result<Started> {
         let registry = self.registry();
-        let def = match version {
-            Some(v) => registry.get(name, v),
-            None => registry.latest(name),
+        let entry = match version {
+            Some(v) => registry.startable(name, v),
+            None => registry.latest_entry(name),
         }
         .ok_or_else(|| {
             Error::UnknownSaga(match version {
@@ -286,6 +273,9 @@ impl<S: EventStore> Orchestrator<S> {
                 None => name.to_string(),
             })
         })?;
+        // Stored, with the same content, and not retired.
+        self.check_startable(entry).await?;
+        let def = &entry.definition;
         let saga_id = Uuid::new_v4();
         let now = Timestamp::now();
         let state = SagaState::new(saga_id);
@@ -402,7 +392,11 @@ impl<S: EventStore> Orchestrator<S> {
                     },
                 },
             };
-            let registry = self.registry();
+            // A version no file holds any more is restored from the store.
+            let registry = self
+                .registry_for(&hot.state.name, hot.state.definition_version)
+                .await?
+                .unwrap_or_default();
             let Some(def) = registry.get(&hot.state.name, hot.state.definition_version) else {
                 return Ok(Handled::Refused(Refusal::UnknownDefinition {
                     saga_id,
