@@ -2,7 +2,8 @@
 //! to the account participant over NATS (`account`).
 
 use super::{
-    AccountAction, AccountArgs, Error, ListArgs, Output, SagaRef, ServerArg, StartArgs, StatusArgs,
+    AccountAction, AccountArgs, DefinitionsAction, DefinitionsArgs, Error, ListArgs, Output,
+    SagaRef, ServerArg, StartArgs, StatusArgs,
 };
 use serde_json::Value;
 use std::process::ExitCode;
@@ -167,13 +168,30 @@ pub async fn list(args: ListArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn definitions(server: ServerArg) -> Result<ExitCode, Error> {
+pub async fn definitions(args: DefinitionsArgs) -> Result<ExitCode, Error> {
+    if let Some(DefinitionsAction::Retire {
+        name,
+        version,
+        server,
+    }) = args.action
+    {
+        return retire(&server, &name, version).await;
+    }
+    let server = args.server;
     let defs = get(&server, "/v1/definitions").await?;
     if server.output == Output::Json {
         println!("{defs}");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = super::table(["name", "version", "steps", "description"]);
+    let mut t = super::table([
+        "name",
+        "version",
+        "hash",
+        "loaded",
+        "in flight",
+        "retired",
+        "steps",
+    ]);
     for d in defs.as_array().into_iter().flatten() {
         let steps: Vec<&str> = d["steps"]
             .as_array()
@@ -181,14 +199,33 @@ pub async fn definitions(server: ServerArg) -> Result<ExitCode, Error> {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
+        let hash = text(&d["hash"]);
         t.add_row([
             text(&d["name"]),
             d["version"].to_string(),
+            hash.get(..12).unwrap_or(&hash).to_string(),
+            if d["loaded"] == true { "yes" } else { "no" }.to_string(),
+            d["in_flight"].to_string(),
+            text(&d["retired_at"]),
             steps.join(" → "),
-            text(&d["description"]),
         ]);
     }
     super::print_table(&t);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `saga definitions retire NAME VERSION`.
+async fn retire(server: &ServerArg, name: &str, version: u32) -> Result<ExitCode, Error> {
+    let base = server.server.trim_end_matches('/');
+    let url = format!("{base}/v1/definitions/{name}/{version}");
+    let retired = call(http(server).delete(url), base).await?;
+    match server.output {
+        Output::Json => println!("{retired}"),
+        Output::Text => println!(
+            "retired {name} v{version} at {}: it can no longer be started",
+            text(&retired["retired_at"])
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -43,8 +43,8 @@ pub enum Command {
     Status(StatusArgs),
     /// List and search sagas, newest first.
     List(ListArgs),
-    /// List the loaded saga definitions and their versions.
-    Definitions(ServerArg),
+    /// List the stored saga definition versions (hash, loaded, sagas in flight), or retire one.
+    Definitions(DefinitionsArgs),
     /// Show a saga's event log.
     History(SagaRef),
     /// Send the command a stuck saga is stuck on again.
@@ -75,6 +75,29 @@ pub struct OperatorArgs {
     pub by: String,
     #[command(flatten)]
     pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DefinitionsArgs {
+    #[command(subcommand)]
+    pub action: Option<DefinitionsAction>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DefinitionsAction {
+    /// Retire a version with no saga in flight: it can no longer be started, and the
+    /// history of its sagas stays readable.
+    Retire {
+        /// Saga definition name, e.g. place_order.
+        name: String,
+        /// The version to retire.
+        #[arg(id = "definition_version", value_name = "VERSION")]
+        version: u32,
+        #[command(flatten)]
+        server: ServerArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -478,3 +501,36 @@ pub(crate) fn print_table(table: &comfy_table::Table) {
 
 /// A command-line failure, printed as `error: …`.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Clap checks names only when a command is parsed: every subcommand, here, at once.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn definitions_lists_or_retires() {
+        let cli = Cli::try_parse_from(["saga", "definitions", "--output", "json"]).unwrap();
+        let Command::Definitions(args) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert!(args.action.is_none());
+        assert_eq!(args.server.output, Output::Json);
+        let cli =
+            Cli::try_parse_from(["saga", "definitions", "retire", "place_order", "1"]).unwrap();
+        let Command::Definitions(DefinitionsArgs {
+            action: Some(DefinitionsAction::Retire { name, version, .. }),
+            ..
+        }) = cli.command
+        else {
+            panic!("{cli:?}");
+        };
+        assert_eq!((name.as_str(), version), ("place_order", 1));
+    }
+}
