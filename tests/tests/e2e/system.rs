@@ -236,6 +236,41 @@ impl System {
         }
     }
 
+    /// Sends SIGHUP to `service` (the orchestrator reloads its definitions on it).
+    pub fn hangup(&self, service: Service) {
+        let child = &self.processes[&service];
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {} failed", child.id());
+    }
+
+    /// Waits until `service`'s process has exited by itself (it refused to start, say), and
+    /// returns how it exited.
+    pub async fn wait_exit(
+        &mut self,
+        service: Service,
+        deadline: Duration,
+    ) -> std::process::ExitStatus {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            let child = self.processes.get_mut(&service).expect("a started process");
+            if let Some(status) = child.try_wait().expect("wait for the process") {
+                self.processes.remove(&service);
+                return status;
+            }
+            if tokio::time::Instant::now() > end {
+                panic!(
+                    "{} still running after {deadline:?}\n{}",
+                    service.name(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The text of `service`'s `GET /metrics`.
     pub async fn metrics(&self, service: Service) -> String {
         // Every service serves /metrics beside its probes (the orchestrator on its API).
