@@ -20,6 +20,7 @@
 //! batch's statements, shared (`db.operation.batch.size` says by how many commands).
 
 use crate::handler::{self, Error, Participant};
+use crate::metrics::Duplicates;
 use crate::store;
 use saga_protocol::{CommandEnvelope, ReplyEnvelope, Timestamp};
 use tokio::sync::{mpsc, oneshot};
@@ -43,10 +44,11 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Spawns the batch task of `participant` on the current tokio runtime.
+    /// Spawns the batch task of `participant` on the current tokio runtime. It counts the
+    /// duplicates it answers from the inbox ([`Duplicates`]).
     pub fn spawn<P: Participant>(participant: P) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(participant, jobs));
+        tokio::spawn(run(participant, Duplicates::new(P::KIND), jobs));
         Batcher { queue }
     }
 
@@ -75,7 +77,11 @@ fn stopped() -> Error {
     Error::Layer("the participant's batch task stopped".into())
 }
 
-async fn run<P: Participant>(participant: P, mut jobs: mpsc::Receiver<Job>) {
+async fn run<P: Participant>(
+    participant: P,
+    duplicates: Duplicates,
+    mut jobs: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.recv().await {
         batch.push(first);
@@ -85,15 +91,20 @@ async fn run<P: Participant>(participant: P, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        handle_batch(&participant, std::mem::take(&mut batch)).await;
+        handle_batch(&participant, &duplicates, std::mem::take(&mut batch)).await;
     }
 }
 
-async fn handle_batch<P: Participant>(participant: &P, batch: Vec<Job>) {
+async fn handle_batch<P: Participant>(participant: &P, duplicates: &Duplicates, batch: Vec<Job>) {
     if batch.len() > 1 {
         match together(participant, &batch).await {
             Ok(handled) => {
                 for (job, handled) in batch.into_iter().zip(handled) {
+                    // Counted only now that the batch committed: a batch that failed is
+                    // handled again below, and each of its duplicates is counted there once.
+                    if handled.1 {
+                        duplicates.count(&job.command.command);
+                    }
                     let handled = Ok(handled);
                     handler::finish_span(&job.span, &handled);
                     // A caller that went away gets its reply from the inbox on redelivery.
@@ -108,7 +119,10 @@ async fn handle_batch<P: Participant>(participant: &P, batch: Vec<Job>) {
     }
     for job in batch {
         let handled = handler::handle_in(participant, &job.command, job.span).await;
-        let _ = job.done.send(handled);
+        if let Ok((_, true)) = &handled {
+            duplicates.count(&job.command.command);
+        }
+        let _ = job.done.send(handled.map(|(reply, _)| reply));
     }
 }
 

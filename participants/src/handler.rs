@@ -164,20 +164,23 @@ pub async fn handle<P: Participant>(
     participant: &P,
     command: &CommandEnvelope,
 ) -> Result<ReplyEnvelope, Error> {
-    handle_in(participant, command, handle_span(command)).await
+    handle_in(participant, command, handle_span(command))
+        .await
+        .map(|(reply, _)| reply)
 }
 
-/// [`handle`] inside `span` (from [`handle_span`]), alone in its transaction.
+/// [`handle`] inside `span` (from [`handle_span`]), alone in its transaction. The flag says
+/// whether the message id was in the inbox already (the reply is the recorded one).
 pub(crate) async fn handle_in<P: Participant>(
     participant: &P,
     command: &CommandEnvelope,
     span: tracing::Span,
-) -> Result<ReplyEnvelope, Error> {
+) -> Result<(ReplyEnvelope, bool), Error> {
     let handled = retry_conflicts(|| handle_once(participant, command))
         .instrument(span.clone())
         .await;
     finish_span(&span, &handled);
-    handled.map(|(reply, _)| reply)
+    handled
 }
 
 /// Records the outcome of a command on its `handle` span.

@@ -2,7 +2,9 @@
 //!
 //! Prometheus names: `saga_participant_commands_total` (`participant`, `command`,
 //! `outcome`: succeeded, rejected, failed, retried, dead_lettered),
-//! `saga_participant_handle_duration_seconds` (`participant`, `command`), and, sampled when
+//! `saga_participant_handle_duration_seconds` (`participant`, `command`),
+//! `saga_participant_duplicates_total` (`participant`, `command`: copies of a command whose
+//! message id the inbox held already, answered with the recorded reply), and, sampled when
 //! `/metrics` is read, `saga_consumer_pending` and `saga_consumer_ack_pending`
 //! (`consumer`: `participant-{kind}`); `saga_dead_letters_total` (`consumer`).
 //!
@@ -83,6 +85,44 @@ impl Metrics {
     pub fn dead_lettered(&self, consumer: &str) {
         self.dead_letters
             .add(1, &[KeyValue::new("consumer", consumer.to_string())]);
+    }
+}
+
+/// Counts the duplicates a participant's inbox recognised: deliveries of a message id it had
+/// handled already (a redelivery, a copy JetStream stored under another `Nats-Msg-Id`, two
+/// copies in one batch), answered with the recorded reply and applied no second time.
+///
+/// Counted once per delivery, when its answer is final: a batch that fails and is handled
+/// again command by command counts only the second time.
+#[derive(Debug, Clone)]
+pub struct Duplicates {
+    participant: KeyValue,
+    duplicates: Counter<u64>,
+}
+
+impl Duplicates {
+    /// The counter on the process's meter (a no-op until telemetry is installed).
+    pub fn new(kind: Kind) -> Self {
+        Duplicates {
+            participant: KeyValue::new("participant", kind.as_str()),
+            duplicates: saga_telemetry::metrics::meter()
+                .u64_counter("saga.participant.duplicates")
+                .with_description(
+                    "Commands whose message id was in the inbox already: answered with the recorded reply, applied no second time",
+                )
+                .build(),
+        }
+    }
+
+    /// Counts one duplicate of `command` answered from the inbox.
+    pub fn count(&self, command: &str) {
+        self.duplicates.add(
+            1,
+            &[
+                self.participant.clone(),
+                KeyValue::new("command", command.to_string()),
+            ],
+        );
     }
 }
 
