@@ -165,7 +165,12 @@ fn summary(state: &SagaState) -> Summary {
 const MAX_CONFLICT_RETRIES: usize = 8;
 
 impl Orchestrator<SqlStore> {
-    /// Loads the definitions, opens the database and connects to NATS.
+    /// Loads the definitions, opens the database and connects to NATS, waiting for as long
+    /// as the database or NATS is away; fails only on what waiting cannot cure (invalid
+    /// definitions, a bad URL, refused credentials, conflicting streams).
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the waiting (on shutdown, say).
     pub async fn open(options: &Options) -> Result<Self, OpenError> {
         let registry = Registry::load_dir(&options.sagas_dir).map_err(OpenError::Definitions)?;
         // SQLite serves reads only besides its one writer, and with the hot state replies
