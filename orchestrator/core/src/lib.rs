@@ -34,7 +34,7 @@ pub mod policy;
 mod state;
 
 pub use action::{Action, actions};
-pub use decide::{Input, OperatorAction, OperatorCommand, Rejection, decide};
+pub use decide::{Input, OperatorAction, OperatorCommand, Rejection, decide, stall};
 pub use definition::{Catalogue, Definition, DefinitionError, Errors, Step, StepKind};
 pub use event::{DecodeError, EVENT_SCHEMA_VERSION, Event, Occurred};
 pub use state::{SagaState, Status, StepState, StepStatus, evolve};

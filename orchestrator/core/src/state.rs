@@ -129,6 +129,10 @@ pub struct SagaState {
     pub deadline_at: Option<Timestamp>,
     /// What a Stuck saga is stuck on: the step and its command kind.
     pub stuck_on: Option<(String, CommandKind)>,
+    /// A Stuck saga that could not go on at all (its definition was missing): the way it was
+    /// going, forward or compensating, to resume on an operator's retry.
+    #[serde(skip)]
+    pub stalled: Option<CommandKind>,
     /// The saga's trace (a W3C `traceparent`), as recorded at start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_context: Option<String>,
@@ -154,6 +158,7 @@ impl SagaState {
             updated_at: None,
             deadline_at: None,
             stuck_on: None,
+            stalled: None,
             trace_context: None,
             answered: Default::default(),
         }
@@ -446,7 +451,12 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             }
         }
         Event::OperatorRetried { .. } => {
-            if let Some((_, kind)) = state.stuck_on.take() {
+            if let Some(kind) = state
+                .stuck_on
+                .take()
+                .map(|(_, kind)| kind)
+                .or(state.stalled.take())
+            {
                 state.status = resumed(kind);
             }
         }
@@ -477,6 +487,8 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             state.status = Status::Stuck;
             state.reason = Some(reason.clone());
             state.stuck_on = step.clone().zip(*kind);
+            // Stuck on no step: the saga as a whole could not go on (see `decide::stall`).
+            state.stalled = kind.filter(|_| step.is_none());
             // A compensation still pending when the saga gets stuck on it was refused: its
             // refusal answered it, so a copy of that reply is a duplicate, not a late reply.
             // Other commands still in flight stay unanswered; their replies are late.

@@ -285,3 +285,68 @@ fn a_copy_of_the_refusal_that_made_the_saga_stuck_changes_nothing() {
     assert_eq!(saga.state.status, Status::Stuck);
     insta::assert_yaml_snapshot!(&saga.story[saga.story.len() - 2..]);
 }
+
+#[test]
+fn a_saga_whose_definition_is_missing_gets_stuck_and_retry_resumes_it() {
+    let mut saga = Saga::given(common::place_order(), vec![]);
+    let reserve = saga.start(500);
+    // Given its definition neither loaded nor stored, the runtime cannot decide anything for
+    // it: the saga becomes Stuck with the reason instead of silently staying `running`.
+    let stalled = saga.stall("definition `place_order` version 1 is neither loaded nor stored");
+    assert_eq!(
+        stalled,
+        vec![Action::Finish {
+            status: Status::Stuck
+        }],
+        "nothing to send"
+    );
+    assert_eq!(saga.state.status, Status::Stuck);
+    // Stalling it again changes nothing; skipping has nothing to skip.
+    assert!(
+        saga_core::stall(&saga.state, "again".into(), Timestamp(0))
+            .unwrap()
+            .is_empty()
+    );
+    let skip = saga_core::OperatorAction {
+        command: OperatorCommand::Skip,
+        by: "ops".into(),
+        reason: "x".into(),
+    };
+    assert_eq!(
+        decide(&saga.def, &saga.state, Input::Operator(skip), Timestamp(0)).unwrap_err(),
+        Rejection::Stalled
+    );
+    // When the definition is back, a retry resumes it as it was going: the command that was in
+    // flight is sent again as its next attempt (same effect at the participant), and its
+    // reply moves the saga on.
+    let resumed = saga.operator(OperatorCommand::Retry, "definition restored");
+    assert_eq!(saga.state.status, Status::Running);
+    assert_eq!(command(&resumed[0]).command, "ReserveCredit");
+    assert_eq!(command(&resumed[0]).attempt, 2);
+    // The first attempt's reply, dead-lettered while the saga was stalled, is late if it comes.
+    assert!(
+        saga.reply(&reserve[0], ok(json!({"reserved": 500})))
+            .is_empty()
+    );
+    let next = saga.reply(&resumed[0], ok(json!({"reserved": 500})));
+    assert_eq!(command(&next[0]).command, "CreateOrder");
+    insta::assert_yaml_snapshot!(saga.story);
+}
+
+#[test]
+fn only_a_saga_in_flight_can_be_stalled() {
+    let mut saga = Saga::given(common::place_order(), vec![]);
+    assert_eq!(
+        saga_core::stall(&saga.state, "x".into(), Timestamp(0)).unwrap_err(),
+        Rejection::NotStarted
+    );
+    let reserve = saga.start(500);
+    let create = saga.reply(&reserve[0], ok(json!({"reserved": 500})));
+    let approve = saga.reply(&create[0], ok(json!({"order_id": "o-1"})));
+    saga.reply(&approve[0], ok(json!({})));
+    assert_eq!(saga.state.status, Status::Completed);
+    assert_eq!(
+        saga_core::stall(&saga.state, "x".into(), Timestamp(0)).unwrap_err(),
+        Rejection::Finished("completed")
+    );
+}

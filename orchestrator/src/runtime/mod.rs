@@ -402,13 +402,26 @@ impl<S: EventStore> Orchestrator<S> {
                 .registry_for(&hot.state.name, hot.state.definition_version)
                 .await?
                 .unwrap_or_default();
-            let Some(def) = registry.get(&hot.state.name, hot.state.definition_version) else {
-                return Ok(Handled::Refused(Refusal::UnknownDefinition {
-                    saga_id,
-                    name: hot.state.name,
-                }));
-            };
             let now = Timestamp::now();
+            let Some(def) = registry.get(&hot.state.name, hot.state.definition_version) else {
+                // Nothing can be decided without it: the saga becomes Stuck with the reason,
+                // visibly, instead of running for good with every input refused; the input
+                // is refused too (a reply goes to the dead-letter stream with the reason).
+                let refusal = Refusal::UnknownDefinition {
+                    saga_id,
+                    name: hot.state.name.clone(),
+                };
+                let events = match saga_core::stall(&hot.state, refusal.to_string(), now) {
+                    Ok(events) if !events.is_empty() => events,
+                    _ if from_cache => continue,
+                    _ => return Ok(Handled::Refused(refusal)),
+                };
+                tracing::error!(%saga_id, reason = %refusal, "saga stuck: its definition is missing");
+                match self.commit(saga_id, hot, events, now).await? {
+                    true => return Ok(Handled::Refused(refusal)),
+                    false => continue,
+                }
+            };
             let events = match saga_core::decide(def, &hot.state, input.clone(), now) {
                 Ok(events) if events.is_empty() && from_cache => continue,
                 Err(_) if from_cache => continue,
@@ -419,40 +432,8 @@ impl<S: EventStore> Orchestrator<S> {
                 Ok(events) => events,
                 Err(rejection) => return Ok(Handled::Refused(rejection.into())),
             };
-            let before = hot.state.clone();
-            let state = events.iter().fold(hot.state, saga_core::evolve);
-            let appended = self
-                .store
-                .append(
-                    saga_id,
-                    before.version,
-                    events.iter().map(to_new_event).collect(),
-                    summary(&state),
-                    now,
-                )
-                .await;
-            match appended {
-                Ok(_) => {
-                    observe::observe(
-                        &self.metrics,
-                        observe::Decision {
-                            name: &def.name,
-                            version: def.version,
-                            before,
-                            events: &events,
-                            was_stuck: hot.was_stuck,
-                            now,
-                        },
-                    );
-                    let trace = state.trace_context.as_deref().and_then(SagaTrace::parse);
-                    let actions = saga_core::actions(&state, &events);
-                    let was_stuck = hot.was_stuck || state.status == Status::Stuck;
-                    self.hot.put(hot::Hot { state, was_stuck });
-                    self.act(saga_id, &actions, trace.as_ref()).await?;
-                    return Ok(Handled::Applied);
-                }
-                Err(crate::store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if self.commit(saga_id, hot, events, now).await? {
+                return Ok(Handled::Applied);
             }
         }
         self.hot.forget(saga_id);
@@ -460,6 +441,51 @@ impl<S: EventStore> Orchestrator<S> {
             saga_id,
             reason: format!("lost {MAX_CONFLICT_RETRIES} append races in a row"),
         })
+    }
+
+    /// Appends `events` decided from `hot` (at `now`), then observes and acts on them. False
+    /// when the append lost a race: the caller loads the saga again and decides again.
+    async fn commit(
+        &self,
+        saga_id: Uuid,
+        hot: hot::Hot,
+        events: Vec<Occurred>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let before = hot.state.clone();
+        let state = events.iter().fold(hot.state, saga_core::evolve);
+        let appended = self
+            .store
+            .append(
+                saga_id,
+                before.version,
+                events.iter().map(to_new_event).collect(),
+                summary(&state),
+                now,
+            )
+            .await;
+        match appended {
+            Ok(_) => {}
+            Err(crate::store::Error::Conflict { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        observe::observe(
+            &self.metrics,
+            observe::Decision {
+                name: &before.name,
+                version: before.definition_version,
+                before: before.clone(),
+                events: &events,
+                was_stuck: hot.was_stuck,
+                now,
+            },
+        );
+        let trace = state.trace_context.as_deref().and_then(SagaTrace::parse);
+        let actions = saga_core::actions(&state, &events);
+        let was_stuck = hot.was_stuck || state.status == Status::Stuck;
+        self.hot.put(hot::Hot { state, was_stuck });
+        self.act(saga_id, &actions, trace.as_ref()).await?;
+        Ok(true)
     }
 
     /// Publishes the commands of `actions` (in the saga's `trace`) and arms their timers.

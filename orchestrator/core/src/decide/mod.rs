@@ -63,6 +63,37 @@ pub enum Rejection {
     NotStuck(&'static str),
     #[error("the saga has already ended as {0}")]
     Finished(&'static str),
+    #[error(
+        "the saga is stuck because its definition was missing, not on a step: retry it once the definition is loaded again, or abort it"
+    )]
+    Stalled,
+}
+
+/// The saga cannot go on at all, for `reason` (its definition is neither loaded nor stored):
+/// it becomes Stuck, visibly, instead of staying `running` with every input refused. Decided
+/// without a definition, since that is what is missing. An operator's `Retry` (once the
+/// definition is back) resumes the saga the way it was going, sending the next attempt of
+/// every command that was in flight. An empty list when it is stuck already.
+pub fn stall(
+    state: &SagaState,
+    reason: String,
+    now: Timestamp,
+) -> Result<Vec<Occurred>, Rejection> {
+    let kind = match state.status {
+        Status::New => return Err(Rejection::NotStarted),
+        Status::Running => CommandKind::Forward,
+        Status::Compensating => CommandKind::Compensation,
+        Status::Stuck => return Ok(Vec::new()),
+        ended => return Err(Rejection::Finished(ended.as_str())),
+    };
+    Ok(vec![Occurred {
+        at: now,
+        event: Event::SagaStuck {
+            reason,
+            step: None,
+            kind: Some(kind),
+        },
+    }])
 }
 
 /// Decides the events that `input` causes at time `now`. An empty list means the input

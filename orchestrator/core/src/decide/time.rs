@@ -3,7 +3,7 @@
 use super::{Decision, Rejection, next_attempt};
 use super::{OperatorAction, OperatorCommand};
 use crate::event::Event;
-use crate::state::Status;
+use crate::state::{Status, StepStatus};
 use saga_protocol::CommandKind;
 
 impl Decision<'_> {
@@ -97,6 +97,13 @@ impl Decision<'_> {
                 }
                 self.push(now, Event::SagaAborted { by, reason });
             }
+            OperatorCommand::Retry if status == Status::Stuck && self.state.stalled.is_some() => {
+                self.push(now, Event::OperatorRetried { by, reason });
+                self.resend_unanswered();
+            }
+            OperatorCommand::Skip if status == Status::Stuck && self.state.stalled.is_some() => {
+                return Err(Rejection::Stalled);
+            }
             OperatorCommand::Retry | OperatorCommand::Skip => {
                 let Some((step, kind)) = self
                     .state
@@ -128,5 +135,27 @@ impl Decision<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Resumes a stalled saga as it was going: getting stuck dropped its commands in flight
+    /// (their replies are late now), so each step that was waiting on one, or on a retry, is
+    /// sent again as its next attempt. Retries of a step share its effect at the participant.
+    fn resend_unanswered(&mut self) {
+        let waiting: Vec<(String, CommandKind)> = self
+            .state
+            .steps
+            .iter()
+            .filter_map(|s| match s.status {
+                StepStatus::Running | StepStatus::Retrying => {
+                    Some((s.name.clone(), CommandKind::Forward))
+                }
+                StepStatus::Compensating => Some((s.name.clone(), CommandKind::Compensation)),
+                _ => None,
+            })
+            .collect();
+        for (step, kind) in waiting {
+            let attempt = self.state.step(&step).map_or(1, |s| next_attempt(s, kind));
+            self.send(&step, kind, attempt);
+        }
     }
 }

@@ -67,6 +67,21 @@ impl Saga {
         self.when(&format!("tick at {at}"), Input::Tick)
     }
 
+    /// The runtime finds the saga's definition missing and stalls it (`saga_core::stall`).
+    pub fn stall(&mut self, reason: &str) -> Vec<Action> {
+        self.clock += 10;
+        let events = saga_core::stall(&self.state, reason.into(), Timestamp(self.clock)).unwrap();
+        self.state = events.iter().fold(self.state.clone(), evolve);
+        self.history.extend(events.iter().cloned());
+        let acts = actions(&self.state, &events);
+        self.story.push(Turn {
+            when: "stall: the definition is missing".into(),
+            then: events,
+            actions: acts.clone(),
+        });
+        acts
+    }
+
     /// An operator's action by `ops`.
     pub fn operator(&mut self, command: OperatorCommand, reason: &str) -> Vec<Action> {
         let label = format!("operator {command:?}");
