@@ -1,10 +1,15 @@
 //! Chaos: 1,000 sagas while processes are SIGKILLed and restarted, messages are duplicated
 //! and delayed, and the nats-server itself restarts. Every saga must end Completed,
 //! Compensated or Stuck with a reason, nothing may apply twice, and money is conserved.
+//! The faults are proven to have happened: each kill struck sagas in flight and ended its
+//! process by the signal, and each copy was stored, delivered and absorbed (the participants
+//! count it as a duplicate; the orchestrator records no reply twice).
 
+use crate::copies::{Copier, Options, Tally, assert_absorbed};
 use crate::system::{Backend, REVIEW_LIMIT, Service, System};
-use async_nats::jetstream;
 use futures::StreamExt;
+use saga_participants::Kind;
+use saga_protocol::subjects;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
@@ -59,47 +64,19 @@ kind = "pivot"
 timeout = "3s"
 "#;
 
-/// Publishes every message on `subject` twice more, each copy after its own delay of up to
-/// 1.5s and with its own `Nats-Msg-Id`, so JetStream's de-duplication cannot hide it.
-async fn duplicate_and_delay(
-    client: async_nats::Client,
-    subject: &str,
-) -> tokio::task::JoinHandle<()> {
-    let mut sub = client.subscribe(subject.to_string()).await.unwrap();
-    let js = jetstream::new(client);
-    tokio::spawn(async move {
-        while let Some(msg) = sub.next().await {
-            let headers = msg.headers.clone().unwrap_or_default();
-            if headers.get("Saga-Test-Copy").is_some() {
-                continue;
-            }
-            let id = headers
-                .get("Nats-Msg-Id")
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            for n in 1..=2u64 {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                (&id, n).hash(&mut h);
-                let delay = Duration::from_millis(h.finish() % 1_500);
-                let (js, subject, payload, id) = (
-                    js.clone(),
-                    msg.subject.clone(),
-                    msg.payload.clone(),
-                    id.clone(),
-                );
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let copy = jetstream::message::PublishMessage::build()
-                        .payload(payload)
-                        .message_id(format!("{id}.copy{n}"))
-                        .header("Saga-Test-Copy", n.to_string().as_str());
-                    if let Ok(ack) = js.send_publish(subject, copy).await {
-                        let _ = ack.await;
-                    }
-                });
-            }
-        }
-    })
+/// Two copies of each message, each after its own delay of up to 1.5 s (a hash of the
+/// message id and the copy's number, so a rerun delays alike); a copy not stored while the
+/// nats-server restarts is tried again for up to a minute.
+fn delayed() -> Options {
+    Options {
+        copies: 2,
+        delay: |id, n| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (id, n).hash(&mut h);
+            Duration::from_millis(h.finish() % 1_500)
+        },
+        retry_for: Duration::from_secs(60),
+    }
 }
 
 fn nth(i: usize) -> (String, i64) {
@@ -112,22 +89,31 @@ fn nth(i: usize) -> (String, i64) {
     (customer, amount)
 }
 
-/// Starts sagas `range`, retrying a start the API could not take (the orchestrator may be
-/// restarting); returns their ids and amounts.
+/// Clients starting sagas at once: enough that several sagas are in flight when a process
+/// is killed (a single client keeps barely one running), few enough not to swamp two cores:
+/// sixteen, with every message copied twice, left the orchestrator's replies minutes behind
+/// the 3 s timeouts, and the retries that followed never caught up.
+const CLIENTS: usize = 4;
+
+/// Starts sagas `range` from [`CLIENTS`] clients at once, retrying a start the API could not
+/// take (the orchestrator may be restarting) under its idempotency key; returns their ids and
+/// amounts, in order.
 async fn start(system: &System, range: std::ops::Range<usize>) -> Vec<(Uuid, i64)> {
-    let mut out = Vec::new();
-    for i in range {
-        let (customer, amount) = nth(i);
-        let id = saga_testkit::wait_for("the API to take a start", Duration::from_secs(60), || {
-            let customer = customer.clone();
+    futures::stream::iter(range)
+        .map(|i| async move {
+            let (customer, amount) = nth(i);
             let key = format!("chaos-{i}");
-            async move { system.try_start_saga(&customer, amount, &key).await }
+            let id =
+                saga_testkit::wait_for("the API to take a start", Duration::from_secs(60), || {
+                    system.try_start_saga(&customer, amount, &key)
+                })
+                .await
+                .unwrap();
+            (id, amount)
         })
+        .buffered(CLIENTS)
+        .collect()
         .await
-        .unwrap();
-        out.push((id, amount));
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,38 +125,43 @@ async fn chaos_thousand_sagas_with_kills_duplicates_delays_and_a_nats_restart() 
         system.open_account(&customer, DEPOSIT).await;
         deposits.insert(customer, DEPOSIT);
     }
+    let (commands, replies) = (Tally::shared(), Tally::shared());
+    let client = system.client.clone();
     let mut noise = vec![
-        duplicate_and_delay(system.client.clone(), "saga.cmd.>").await,
-        duplicate_and_delay(system.client.clone(), "saga.reply.>").await,
+        Copier::start(client.clone(), "saga.cmd.>", delayed(), &commands).await,
+        Copier::start(client.clone(), "saga.reply.>", delayed(), &replies).await,
     ];
+    let mut kills = Vec::new();
     let quarter = SAGAS / 4;
     let mut sagas = start(&system, 0..quarter).await;
-    system.kill(Service::Orchestrator);
+    kills.push(system.kill_in_flight(Service::Orchestrator).await);
     system.spawn(Service::Orchestrator);
     system.wait_ready().await;
 
     sagas.extend(start(&system, quarter..2 * quarter).await);
-    system.kill(Service::Account);
-    system.kill(Service::Orchestrator);
+    kills.push(system.kill_in_flight(Service::Account).await);
+    kills.push(system.kill_in_flight(Service::Orchestrator).await);
     system.spawn(Service::Orchestrator);
     system.spawn(Service::Account);
     system.wait_ready().await;
 
     sagas.extend(start(&system, 2 * quarter..3 * quarter).await);
     system.nats.restart().expect("nats-server restart");
-    system.kill(Service::Order);
+    kills.push(system.kill_in_flight(Service::Order).await);
     system.spawn(Service::Order);
-    noise.push(duplicate_and_delay(system.client.clone(), "saga.cmd.>").await);
+    // A second command copier subscribed after the restart; the two store each copy once
+    // between them (same copy ids), and the tally counts it once.
+    noise.push(Copier::start(client.clone(), "saga.cmd.>", delayed(), &commands).await);
 
     sagas.extend(start(&system, 3 * quarter..SAGAS).await);
-    system.kill(Service::Orchestrator);
+    kills.push(system.kill_in_flight(Service::Orchestrator).await);
     system.spawn(Service::Orchestrator);
     system.wait_ready().await;
 
     let ids: Vec<Uuid> = sagas.iter().map(|(id, _)| *id).collect();
     let statuses = system.wait_terminal(&ids, Duration::from_secs(600)).await;
-    for n in &noise {
-        n.abort();
+    for copier in noise {
+        copier.finish().await;
     }
     let mut count: HashMap<&str, usize> = HashMap::new();
     for (id, amount) in &sagas {
@@ -209,5 +200,53 @@ async fn chaos_thousand_sagas_with_kills_duplicates_delays_and_a_nats_restart() 
     assert!(
         orders.values().sum::<usize>() <= SAGAS,
         "at most one order per saga: {orders:?}"
+    );
+
+    // Every kill struck sagas in flight.
+    for kill in &kills {
+        let spanned = system.assert_spanned(kill).await;
+        eprintln!(
+            "{} killed with {} sagas running, {spanned} of them in flight across the kill",
+            kill.service.name(),
+            kill.in_flight.len()
+        );
+    }
+
+    // The copies were stored, delivered and absorbed.
+    let commands = std::mem::take(&mut *commands.lock().unwrap());
+    let replies = std::mem::take(&mut *replies.lock().unwrap());
+    commands.assert_complete(2);
+    replies.assert_complete(2);
+    assert!(!replies.stored.is_empty(), "no copy of a reply was stored");
+    for kind in [Kind::Account, Kind::Order] {
+        let consumer = kind.consumer_name();
+        system
+            .wait_drained(
+                subjects::COMMANDS_STREAM,
+                &consumer,
+                Duration::from_secs(120),
+            )
+            .await;
+    }
+    system
+        .wait_drained(
+            subjects::REPLIES_STREAM,
+            saga_orchestrator::transport::REPLY_CONSUMER,
+            Duration::from_secs(120),
+        )
+        .await;
+    // A participant's counter starts again with each process: only the copies published
+    // after its last kill are certain to be counted by the process running now.
+    let last_kill: HashMap<Service, std::time::Instant> =
+        kills.iter().map(|k| (k.service, k.dead)).collect();
+    let absorbed = assert_absorbed(&system, &commands, &last_kill).await;
+    system.assert_each_reply_recorded_once(&ids).await;
+    eprintln!(
+        "copies stored: {} of commands ({} publishes retried), {} of replies ({} retried); \
+         (copies since the last kill, duplicates counted): {absorbed:?}",
+        commands.stored.len(),
+        commands.retried,
+        replies.stored.len(),
+        replies.retried
     );
 }

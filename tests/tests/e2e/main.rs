@@ -6,6 +6,7 @@ mod bench;
 mod browser;
 mod chaos;
 mod cli;
+mod copies;
 mod definitions;
 mod dev;
 mod failures;

@@ -1,8 +1,10 @@
 //! The place_order saga end to end, on SQLite and on PostgreSQL.
 
+use crate::copies::{Copier, Options, Tally, assert_absorbed};
 use crate::system::{Backend, REVIEW_LIMIT, Service, System};
-use async_nats::jetstream;
 use futures::StreamExt;
+use saga_participants::Kind;
+use saga_protocol::subjects;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -39,6 +41,23 @@ async fn start_batch(system: &System, range: std::ops::Range<usize>) -> Vec<(Uui
         started.push((system.start_saga(&customer, amount).await, expected));
     }
     started
+}
+
+/// Clients starting sagas at once in [`start_burst`].
+const CLIENTS: usize = 16;
+
+/// Starts sagas `range` from [`CLIENTS`] clients at once, so that many are in flight
+/// together (a single client keeps barely one saga running: each ends about as fast as the
+/// next starts); returns them in order.
+async fn start_burst(system: &System, range: std::ops::Range<usize>) -> Vec<(Uuid, &'static str)> {
+    futures::stream::iter(range)
+        .map(|i| async move {
+            let (customer, amount, expected) = nth(i);
+            (system.start_saga(&customer, amount).await, expected)
+        })
+        .buffered(CLIENTS)
+        .collect()
+        .await
 }
 
 /// Every saga ended as expected, money is conserved, and each saga made exactly one order.
@@ -89,47 +108,49 @@ async fn batch_completes_or_compensates_and_conserves_money_on_postgres() {
     batch_of_200(Backend::Postgres).await;
 }
 
-/// Republishes every command twice more with different `Nats-Msg-Id`s, so JetStream's own
-/// de-duplication cannot hide the copies from the participants.
-async fn triple_every_command(client: async_nats::Client) -> tokio::task::JoinHandle<()> {
-    let mut sub = client.subscribe("saga.cmd.>").await.unwrap();
-    let js = jetstream::new(client);
-    tokio::spawn(async move {
-        while let Some(msg) = sub.next().await {
-            let is_copy = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Saga-Test-Copy"))
-                .is_some();
-            if is_copy {
-                continue;
-            }
-            let id = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            for n in 1..=2 {
-                let copy = jetstream::message::PublishMessage::build()
-                    .payload(msg.payload.clone())
-                    .message_id(format!("{id}.copy{n}"))
-                    .header("Saga-Test-Copy", n.to_string().as_str());
-                if let Ok(ack) = js.send_publish(msg.subject.clone(), copy).await {
-                    let _ = ack.await;
-                }
-            }
-        }
-    })
-}
-
+/// Every command published twice more (see [`crate::copies`]): each copy is stored by
+/// JetStream, delivered, and answered from the participant's inbox, and nothing applies twice.
 async fn commands_delivered_three_times(backend: Backend) {
     let system = System::start(backend).await;
     let deposits = open_accounts(&system).await;
-    let duplicator = triple_every_command(system.client.clone()).await;
+    let tally = Tally::shared();
+    let copier = Copier::start(
+        system.client.clone(),
+        "saga.cmd.>",
+        Options::immediate(),
+        &tally,
+    )
+    .await;
     let sagas = start_batch(&system, 0..60).await;
     assert_outcome(&system, &sagas, &deposits).await;
-    duplicator.abort();
+    copier.finish().await;
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
+    tally.assert_complete(2);
+    // Three commands per completed saga, five per compensated one: all of them were copied.
+    let commands = sagas
+        .iter()
+        .map(|(_, e)| if *e == "completed" { 3 } else { 5 })
+        .sum::<usize>();
+    assert!(
+        tally.originals.len() >= commands,
+        "the copier saw {} commands of the {commands} sent",
+        tally.originals.len()
+    );
+    for kind in [Kind::Account, Kind::Order] {
+        system
+            .wait_drained(
+                subjects::COMMANDS_STREAM,
+                &kind.consumer_name(),
+                Duration::from_secs(60),
+            )
+            .await;
+    }
+    let absorbed = assert_absorbed(&system, &tally, &HashMap::new()).await;
+    eprintln!(
+        "{} commands, {} copies stored; (copies, duplicates counted): {absorbed:?}",
+        tally.originals.len(),
+        tally.stored.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,18 +163,30 @@ async fn every_command_delivered_three_times_applies_once_on_postgres() {
     commands_delivered_three_times(Backend::Postgres).await;
 }
 
-/// Starts a batch, SIGKILLs `victim` once some sagas have ended, starts it again, and
-/// checks that every saga still ends correctly.
+/// Starts a batch, SIGKILLs `victim` once some sagas have ended while others still run,
+/// starts it again, and checks that every saga still ends correctly, and that the kill did
+/// strike sagas in flight.
 async fn killed_mid_batch(backend: Backend, victim: Service) {
     let mut system = System::start(backend).await;
     let deposits = open_accounts(&system).await;
-    let first = start_batch(&system, 0..100).await;
-    let ids: Vec<Uuid> = first.iter().map(|(id, _)| *id).collect();
-    // Wait until the batch is under way, then kill without warning.
-    system
-        .wait_terminal(&ids[..10], Duration::from_secs(60))
-        .await;
-    system.kill(victim);
+    let first = start_burst(&system, 0..100).await;
+    // Wait until the batch is under way (some sagas ended, others still run), then kill
+    // without warning.
+    let under_way = saga_testkit::wait_for(
+        "10 sagas to have ended while others still run",
+        Duration::from_secs(60),
+        || async {
+            let counts = system.status_counts().await?;
+            let n = |status: &str| counts.get(status).copied().unwrap_or(0);
+            let ended = n("completed") + n("compensated");
+            (ended >= 10 && n("running") + n("compensating") > 0).then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = under_way {
+        panic!("{e}: {:?}\n{}", system.status_counts().await, system.logs());
+    }
+    let kill = system.kill_in_flight(victim).await;
     let second = if victim == Service::Orchestrator {
         Vec::new()
     } else {
@@ -164,6 +197,11 @@ async fn killed_mid_batch(backend: Backend, victim: Service) {
     system.wait_ready().await;
     let all: Vec<_> = first.into_iter().chain(second).collect();
     assert_outcome(&system, &all, &deposits).await;
+    let spanned = system.assert_spanned(&kill).await;
+    eprintln!(
+        "{} sagas running just before the kill, {spanned} of them in flight across it",
+        kill.in_flight.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,15 @@
 //! A whole system for one test: nats-server, a database backend, and the orchestrator and
 //! both participants as separate `saga` processes that can be SIGKILLed and restarted.
 
+use async_nats::jetstream;
 use saga_participants::admin;
+use saga_protocol::Timestamp;
 use saga_testkit::{NatsServer, Postgres, free_port, log_tails, saga_bin, wait_for};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +26,7 @@ pub enum Service {
 }
 
 impl Service {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Service::Orchestrator => "orchestrator",
             Service::Account => "account",
@@ -33,6 +36,28 @@ impl Service {
 }
 
 pub const REVIEW_LIMIT: i64 = 1_000_000;
+
+/// Event types that end a saga (until an operator acts on a stuck one).
+const ENDS: [&str; 4] = [
+    "SagaCompleted",
+    "SagaCompensated",
+    "SagaStuck",
+    "SagaAborted",
+];
+
+/// One SIGKILL of a service while sagas ran (see [`System::kill_in_flight`]).
+#[derive(Debug, Clone)]
+pub struct Kill {
+    pub service: Service,
+    /// Sagas the read model showed running or compensating just before the signal.
+    pub in_flight: Vec<Uuid>,
+    /// The wall clock just before the signal was sent, and once the process was reaped:
+    /// the orchestrator records events on the same machine's clock.
+    pub sent_at: Timestamp,
+    pub dead_at: Timestamp,
+    /// Once the process was reaped, on the monotonic clock.
+    pub dead: Instant,
+}
 
 /// How a system is started, beyond its database backend.
 pub struct Options {
@@ -233,6 +258,169 @@ impl System {
         if let Some(mut child) = self.processes.remove(&service) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGKILLs `service` while sagas are in flight, and proves both halves of that: the
+    /// read model showed sagas running or compensating just before the signal (the caller
+    /// checks with [`System::assert_spanned`], once they ended, that some were still running
+    /// when it struck), and the signal is what ended the process.
+    pub async fn kill_in_flight(&mut self, service: Service) -> Kill {
+        let in_flight = self.in_flight().await;
+        if in_flight.is_empty() {
+            panic!(
+                "no saga was in flight when {} was to be killed (sagas by status: {:?})\n{}",
+                service.name(),
+                self.status_counts().await,
+                self.logs()
+            );
+        }
+        let sent_at = Timestamp::now();
+        self.sigkill(service);
+        Kill {
+            service,
+            in_flight,
+            sent_at,
+            dead_at: Timestamp::now(),
+            dead: Instant::now(),
+        }
+    }
+
+    /// SIGKILLs `service` and checks that the signal is what ended it: a process that had
+    /// exited by itself before would make a kill test prove nothing.
+    pub fn sigkill(&mut self, service: Service) {
+        let mut child = self.processes.remove(&service).expect("a running process");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{} had already exited ({status}) when it was to be killed\n{}",
+                service.name(),
+                self.logs()
+            );
+        }
+        child.kill().expect("send SIGKILL");
+        let status = child.wait().expect("reap the killed process");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{} ended by {status}, not by SIGKILL",
+            service.name()
+        );
+    }
+
+    /// How many sagas the read model shows in each status; `None` if the API cannot say.
+    pub async fn status_counts(&self) -> Option<HashMap<String, u64>> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/overview", self.api))
+            .send()
+            .await
+            .ok()?;
+        let overview: Value = resp.json().await.ok()?;
+        serde_json::from_value(overview["counts"].clone()).ok()
+    }
+
+    /// The sagas the read model shows running or compensating (the first 1,000).
+    pub async fn in_flight(&self) -> Vec<Uuid> {
+        let url = format!(
+            "{}/v1/sagas?status=running,compensating&limit=1000",
+            self.api
+        );
+        let resp = self.http.get(&url).send().await.expect("GET /v1/sagas");
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        let body: Value = resp.json().await.expect("json");
+        body["sagas"]
+            .as_array()
+            .expect("a list of sagas")
+            .iter()
+            .filter_map(|s| s["saga_id"].as_str().and_then(|id| id.parse().ok()))
+            .collect()
+    }
+
+    /// Once every saga ended: fails unless some of the sagas running just before `kill` were
+    /// in flight across it (started before the signal was sent, ended after the process was
+    /// reaped), by the orchestrator's `recorded_at` of their first and ending events.
+    /// Returns how many were.
+    pub async fn assert_spanned(&self, kill: &Kill) -> usize {
+        // Timestamps print as fixed-width RFC 3339 UTC, so they compare as strings.
+        let (sent, dead) = (kill.sent_at.to_string(), kill.dead_at.to_string());
+        let mut spanned = 0;
+        for id in &kill.in_flight {
+            let events = self.history(*id).await;
+            let recorded = |e: &Value| e["recorded_at"].as_str().unwrap_or_default().to_string();
+            let started = events.first().map(recorded);
+            let ended = events
+                .iter()
+                .find(|e| ENDS.contains(&e["type"].as_str().unwrap_or_default()))
+                .map(recorded);
+            if let (Some(started), Some(ended)) = (started, ended)
+                && started < sent
+                && ended > dead
+            {
+                spanned += 1;
+            }
+        }
+        assert!(
+            spanned > 0,
+            "none of the {} sagas running before {} was killed (at {sent}) ended after it died \
+             (at {dead}): the kill hit no saga in flight",
+            kill.in_flight.len(),
+            kill.service.name()
+        );
+        spanned
+    }
+
+    /// Fails if any saga's log holds the effect of one reply twice: a copy of a reply that
+    /// the orchestrator recorded again instead of absorbing it.
+    pub async fn assert_each_reply_recorded_once(&self, ids: &[Uuid]) {
+        const FROM_REPLIES: [&str; 5] = [
+            "StepSucceeded",
+            "StepRejected",
+            "StepCompensated",
+            "CommandFailed",
+            "LateReplyRecorded",
+        ];
+        for id in ids {
+            let mut seen = std::collections::HashSet::new();
+            for e in self.history(*id).await {
+                let kind = e["type"].as_str().unwrap_or_default();
+                if !FROM_REPLIES.contains(&kind) {
+                    continue;
+                }
+                let key = (
+                    kind.to_string(),
+                    e["data"]["step"].to_string(),
+                    e["data"]["attempt"].to_string(),
+                    e["data"]["kind"].to_string(),
+                );
+                assert!(seen.insert(key.clone()), "saga {id} recorded {key:?} twice");
+            }
+        }
+    }
+
+    /// Waits until the durable `consumer` of `stream` has delivered and had acknowledged
+    /// every message, copies included; fails after `deadline`.
+    pub async fn wait_drained(&self, stream: &str, consumer: &str, deadline: Duration) {
+        let js = jetstream::new(self.client.clone());
+        let drained = wait_for(
+            &format!("{consumer} to have every message of {stream} delivered and acked"),
+            deadline,
+            || {
+                let js = js.clone();
+                async move {
+                    let info = js
+                        .get_stream(stream)
+                        .await
+                        .ok()?
+                        .consumer_info(consumer)
+                        .await
+                        .ok()?;
+                    (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+                }
+            },
+        )
+        .await;
+        if let Err(e) = drained {
+            panic!("{e}\n{}", self.logs());
         }
     }
 
