@@ -168,6 +168,10 @@ impl<S: EventStore> EventStore for Watched<S> {
         self.inner.search(query).await
     }
 
+    async fn count_overdue(&self, statuses: &[&str], before: Timestamp) -> Result<u64> {
+        self.inner.count_overdue(statuses, before).await
+    }
+
     async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         self.inner.status_counts().await
     }
@@ -264,6 +268,7 @@ mod tests {
             idempotency_key: None,
             input_digest: "{}".into(),
             tags: Vec::new(),
+            deadline_at: None,
         };
         store
             .create(saga, vec![event()], "running", Timestamp(1))

@@ -173,6 +173,7 @@ async fn a_saga_whose_version_is_neither_loaded_nor_stored_is_refused() {
         idempotency_key: None,
         input_digest: "{}".into(),
         tags: Vec::new(),
+        deadline_at: None,
     };
     let event = NewEvent {
         event_type: started.type_name().into(),

@@ -57,6 +57,7 @@ async fn a_saga_whose_definition_is_gone_gets_stuck_and_resumes_when_it_is_back(
         idempotency_key: None,
         input_digest: loaded.record.input_digest.clone(),
         tags: Vec::new(),
+        deadline_at: None,
     };
     let events = loaded
         .events

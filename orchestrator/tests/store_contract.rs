@@ -38,6 +38,7 @@ fn saga(name: &str, key: Option<&str>, digest: &str) -> NewSaga {
         idempotency_key: key.map(str::to_string),
         input_digest: digest.to_string(),
         tags: Vec::new(),
+        deadline_at: None,
     }
 }
 
@@ -76,6 +77,7 @@ async fn create_then_load_round_trips<S: EventStore>(store: S) {
             input_digest: "sha256:abc".into(),
             created_at: Timestamp(1_000),
             updated_at: Timestamp(1_000),
+            deadline_at: None,
         }
     );
     assert_eq!(stored.len(), 3);
@@ -744,6 +746,73 @@ async fn due_lists_the_timers_that_fall_due<S: EventStore>(store: S) {
     );
 }
 
+/// Creates a saga in `status` at `at`, due by `deadline_at`.
+async fn create_due<S: EventStore>(
+    store: &S,
+    status: &str,
+    at: i64,
+    deadline_at: Option<i64>,
+) -> Uuid {
+    let mut new = saga("order", None, "d");
+    new.deadline_at = deadline_at.map(Timestamp);
+    let id = new.saga_id;
+    store
+        .create(new, vec![event("SagaStarted", 0)], status, Timestamp(at))
+        .await
+        .unwrap();
+    id
+}
+
+async fn overdue_sagas_are_found_by_their_deadline_or_start<S: EventStore>(store: S) {
+    // A deadline is kept with the saga and read back.
+    let late = create_due(&store, "running", 100, Some(1_000)).await;
+    let (record, _) = store.load(late).await.unwrap().unwrap();
+    assert_eq!(record.deadline_at, Some(Timestamp(1_000)));
+    let early_start = create_due(&store, "compensating", 200, None).await;
+    let not_yet = create_due(&store, "running", 300, Some(5_000)).await;
+    let ended = create_due(&store, "completed", 100, Some(1_000)).await;
+    let recent_start = create_due(&store, "running", 4_000, None).await;
+    let active = ["running", "compensating"];
+
+    // At 2_000: `late` is past its deadline, `early_start` (no deadline) past its start;
+    // `not_yet` has a deadline ahead even though it started long ago; `ended` is not active.
+    let query = SagaQuery {
+        statuses: active.iter().map(|s| s.to_string()).collect(),
+        overdue_before: Some(Timestamp(2_000)),
+        limit: 100,
+        ..SagaQuery::default()
+    };
+    let mut found = ids(&store.search(&query).await.unwrap());
+    found.sort();
+    let mut expected = vec![late, early_start];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_eq!(
+        store
+            .count_overdue(&active, Timestamp(2_000))
+            .await
+            .unwrap(),
+        2
+    );
+    // Later, every active saga is overdue; the completed one never is.
+    assert_eq!(
+        store
+            .count_overdue(&active, Timestamp(6_000))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        store
+            .count_overdue(&["completed"], Timestamp(6_000))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.count_overdue(&[], Timestamp(6_000)).await.unwrap(), 0);
+    let _ = (not_yet, ended, recent_start);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -804,6 +873,7 @@ contract!(
     large_batches_keep_order,
     search_filters_and_pages_newest_first,
     due_lists_the_timers_that_fall_due,
+    overdue_sagas_are_found_by_their_deadline_or_start,
     a_definition_is_stored_once_and_read_back,
     definitions_count_their_sagas_in_flight,
     a_version_is_retired_only_without_sagas_in_flight,

@@ -180,7 +180,7 @@ async fn status<S: EventStore>(
     let saga_id = parse_id(&id)?;
     let loaded = o.load(saga_id).await?;
     let keep = match (q.as_of_sequence, q.as_of.as_deref()) {
-        (None, None) => return Ok(Json(loaded.into())),
+        (None, None) => return Ok(Json(saga_view(&o, loaded))),
         (Some(_), Some(_)) => {
             return Err(Error::BadRequest(
                 "give either `as_of_sequence` or `as_of`, not both".into(),
@@ -217,6 +217,20 @@ async fn status<S: EventStore>(
         }
     };
     Ok(Json(as_of(loaded, keep)?.into()))
+}
+
+/// A saga as the API shows it now, flagged when it is overdue.
+fn saga_view<S: EventStore>(o: &Orchestrator<S>, loaded: Loaded) -> SagaView {
+    let overdue = o.is_overdue(
+        loaded.state.status.as_str(),
+        loaded.state.deadline_at,
+        loaded.record.created_at,
+        Timestamp::now(),
+    );
+    SagaView {
+        overdue,
+        ..loaded.into()
+    }
 }
 
 /// The saga as it was after its first `keep` events: a replay of that prefix of the log.
@@ -291,7 +305,7 @@ async fn operate<S: EventStore>(
             Err(Error::NotFound(format!("saga {saga_id} not found")))
         }
         Handled::Refused(reason) => Err(Error::Conflict(reason.to_string())),
-        Handled::Applied | Handled::Unchanged => Ok(Json(o.load(saga_id).await?.into())),
+        Handled::Applied | Handled::Unchanged => Ok(Json(saga_view(&o, o.load(saga_id).await?))),
     }
 }
 
@@ -305,7 +319,8 @@ const STATUSES: [&str; 6] = [
     "aborted",
 ];
 
-/// `GET /v1/sagas?status=a,b&name=&version=&from=&until=&input.<field>=<value>&cursor=&limit=`
+/// `GET /v1/sagas?status=a,b&name=&version=&from=&until=&input.<field>=<value>&overdue=&cursor=&limit=`
+/// (`overdue=true` is applied by the handler, which knows the time and the setting)
 fn parse_search(params: &HashMap<String, String>) -> Result<SagaQuery, Error> {
     let mut q = SagaQuery {
         limit: 50,
@@ -344,6 +359,12 @@ fn parse_search(params: &HashMap<String, String>) -> Result<SagaQuery, Error> {
                 })?;
                 q.limit = limit.clamp(1, 1000);
             }
+            "overdue" if value == "true" || value == "false" => {}
+            "overdue" => {
+                return Err(Error::BadRequest(format!(
+                    "`overdue={value}` must be true or false"
+                )));
+            }
             "name" | "version" | "from" | "until" | "cursor" => {}
             other => match other.strip_prefix("input.") {
                 Some(field) if !field.is_empty() => {
@@ -358,7 +379,7 @@ fn parse_search(params: &HashMap<String, String>) -> Result<SagaQuery, Error> {
                 _ => {
                     return Err(Error::BadRequest(format!(
                         "unknown parameter `{other}`: use status, name, version, from, until, \
-                         input.<field>, cursor or limit"
+                         input.<field>, overdue, cursor or limit"
                     )));
                 }
             },
@@ -387,6 +408,7 @@ fn parse_time(param: &str, value: &str) -> Result<Timestamp, Error> {
            ("from" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
            ("until" = Option<String>, Query, description = "Created before (RFC 3339)"),
            ("input.customer_id" = Option<String>, Query, description = "Any `input.<field>`: a top-level scalar input field"),
+           ("overdue" = Option<bool>, Query, description = "`true`: only sagas still running or compensating well past their deadline (or their start, without one)"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
            ("limit" = Option<u32>, Query, description = "1 to 1000, default 50")),
     responses((status = 200, body = ListView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
@@ -394,7 +416,24 @@ async fn list<S: EventStore>(
     State(o): State<Orchestrator<S>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<ListView>, Error> {
-    let query = parse_search(&params)?;
+    let mut query = parse_search(&params)?;
+    let now = Timestamp::now();
+    if params.get("overdue").is_some_and(|v| v == "true") {
+        // Overdue is a kind of active: of the statuses asked for, only the active ones.
+        let active = crate::runtime::overdue_statuses();
+        if query.statuses.is_empty() {
+            query.statuses = active.iter().map(|s| s.to_string()).collect();
+        } else {
+            query.statuses.retain(|s| active.contains(&s.as_str()));
+            if query.statuses.is_empty() {
+                return Ok(Json(ListView {
+                    sagas: Vec::new(),
+                    next_cursor: None,
+                }));
+            }
+        }
+        query.overdue_before = Some(crate::runtime::overdue_before(o.options(), now));
+    }
     let records = o
         .store()
         .search(&query)
@@ -403,10 +442,14 @@ async fn list<S: EventStore>(
     let next_cursor = (records.len() == query.limit as usize)
         .then(|| records.last().map(|r| Cursor::after(r).to_string()))
         .flatten();
-    Ok(Json(ListView {
-        sagas: records.into_iter().map(Into::into).collect(),
-        next_cursor,
-    }))
+    let sagas = records
+        .into_iter()
+        .map(|r| SummaryView {
+            overdue: o.is_overdue(&r.status, r.deadline_at, r.created_at, now),
+            ..r.into()
+        })
+        .collect();
+    Ok(Json(ListView { sagas, next_cursor }))
 }
 
 /// Throughput buckets of the overview: 30 of one minute.

@@ -60,6 +60,11 @@ pub struct SagaView {
     /// on: paste it into the trace viewer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// When its forward path must be done by, if its definition has a deadline.
+    pub deadline_at: Option<String>,
+    /// Still running or compensating well past its deadline (or its start, without one):
+    /// look at it (see the orchestrator's `--overdue-after`).
+    pub overdue: bool,
 }
 
 impl From<Loaded> for SagaView {
@@ -83,6 +88,8 @@ impl From<Loaded> for SagaView {
                 .as_deref()
                 .and_then(saga_telemetry::saga::SagaTrace::parse)
                 .map(|t| t.trace_id().to_string()),
+            deadline_at: l.state.deadline_at.map(ts),
+            overdue: false,
         }
     }
 }
@@ -96,6 +103,8 @@ pub struct SummaryView {
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Still running or compensating well past its deadline (or its start, without one).
+    pub overdue: bool,
 }
 
 impl From<SagaRecord> for SummaryView {
@@ -107,6 +116,7 @@ impl From<SagaRecord> for SummaryView {
             status: r.status,
             created_at: r.created_at.to_string(),
             updated_at: r.updated_at.to_string(),
+            overdue: false,
         }
     }
 }

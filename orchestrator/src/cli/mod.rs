@@ -282,6 +282,10 @@ pub struct OrchestratorArgs {
     /// Re-publish the in-flight commands of a saga quiet for this long (e.g. 30s).
     #[arg(long, env = "SAGA_REPUBLISH_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
     pub republish_after: std::time::Duration,
+    /// Flag a saga still running or compensating this long past its deadline (or past its
+    /// start, without one) as overdue: in the API, the web UI and the saga_overdue gauge.
+    #[arg(long, env = "SAGA_OVERDUE_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub overdue_after: std::time::Duration,
     /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
     #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 1_000)]
     pub hot_sagas: usize,

@@ -46,6 +46,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
             stream_replicas: args.connection.stream_replicas,
             failover_after: args.connection.failover_after,
             republish_after: args.republish_after,
+            overdue_after: args.overdue_after,
             hot_sagas: args.hot_sagas,
             replica_id: Some(args.replica_id.unwrap_or_else(|| {
                 crate::runtime::partitions::stable_replica_id(args.listen.port())

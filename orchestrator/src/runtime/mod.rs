@@ -22,6 +22,7 @@ mod definitions;
 mod error;
 mod hot;
 mod observe;
+mod overdue;
 pub mod partitions;
 mod recovery;
 mod registry;
@@ -32,6 +33,7 @@ mod timers;
 pub use definitions::{DefinitionInfo, IN_FLIGHT, LoadError};
 pub use error::{Error, Result};
 pub use hot::HotSagas;
+pub use overdue::{overdue_before, overdue_statuses};
 pub use registry::{CATALOGUE_FILE, Entry, Registry};
 pub use replies::SHUTDOWN_GRACE;
 pub use timers::Timers;
@@ -77,6 +79,9 @@ pub struct Options {
     /// dead process's leases back at once ([`partitions::stable_replica_id`]); none gives a
     /// new name each start ([`partitions::replica_id`]).
     pub replica_id: Option<String>,
+    /// A saga still running or compensating this long past its deadline (or past its start,
+    /// without one) is flagged overdue (see [`overdue_before`]).
+    pub overdue_after: Duration,
 }
 
 impl Default for Options {
@@ -91,6 +96,7 @@ impl Default for Options {
             republish_after: Duration::from_secs(30),
             hot_sagas: 1_000,
             replica_id: None,
+            overdue_after: Duration::from_secs(300),
         }
     }
 }
@@ -302,6 +308,7 @@ impl<S: EventStore> Orchestrator<S> {
             idempotency_key: idempotency_key.clone(),
             input_digest: input_digest.clone(),
             tags: crate::store::input_tags(&state.input),
+            deadline_at: state.deadline_at,
         };
         let created = self
             .store

@@ -18,7 +18,7 @@
 //! `saga_stuck_total`, `saga_aborted_total` (label `saga`); `saga_steps_total` and
 //! `saga_compensations_total` (command attempts by `saga`, `step`, `outcome`);
 //! `saga_step_duration_seconds` (`saga`, `step`, `kind`, `outcome`);
-//! `saga_duration_seconds` (`saga`, `outcome`); gauges `saga_in_flight`,
+//! `saga_duration_seconds` (`saga`, `outcome`); gauges `saga_in_flight`, `saga_overdue`,
 //! `saga_partitions_owned`, `saga_consumer_pending` and `saga_consumer_ack_pending`
 //! (`consumer`), sampled when
 //! `/metrics` is read; `saga_dead_letters_total` (`consumer`).
@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     step_duration: Histogram<f64>,
     saga_duration: Histogram<f64>,
     pub in_flight: Gauge<u64>,
+    /// Sagas still active well past their deadline (see [`super::overdue`]).
+    pub overdue: Gauge<u64>,
     /// Partitions whose leases this replica holds (see [`super::partitions`]).
     pub partitions_owned: Gauge<u64>,
     pub consumer_pending: Gauge<u64>,
@@ -87,6 +89,12 @@ impl Metrics {
             in_flight: meter
                 .u64_gauge("saga.in_flight")
                 .with_description("Sagas running or compensating")
+                .build(),
+            overdue: meter
+                .u64_gauge("saga.overdue")
+                .with_description(
+                    "Sagas still running or compensating past their deadline (or start) plus the overdue margin",
+                )
                 .build(),
             partitions_owned: meter
                 .u64_gauge("saga.partitions.owned")
@@ -295,6 +303,11 @@ impl<S: crate::store::EventStore> super::Orchestrator<S> {
         match self.store.with_status(&active).await {
             Ok(ids) => self.metrics.in_flight.record(ids.len() as u64, &[]),
             Err(e) => tracing::warn!(error = %e, "cannot count the sagas in flight"),
+        }
+        let before = super::overdue_before(&self.options, Timestamp::now());
+        match self.store.count_overdue(&active, before).await {
+            Ok(n) => self.metrics.overdue.record(n, &[]),
+            Err(e) => tracing::warn!(error = %e, "cannot count the overdue sagas"),
         }
         self.metrics
             .partitions_owned

@@ -62,6 +62,8 @@ impl Saga {
             && q.tag.as_ref().is_none_or(|tag| self.tags.contains(tag))
             && q.after
                 .is_none_or(|c| (r.created_at, r.saga_id) < (c.created_at, c.saga_id))
+            && q.overdue_before
+                .is_none_or(|before| r.deadline_at.unwrap_or(r.created_at) < before)
     }
 }
 
@@ -167,6 +169,7 @@ impl EventStore for MemoryStore {
             input_digest: saga.input_digest,
             created_at: recorded_at,
             updated_at: recorded_at,
+            deadline_at: saga.deadline_at,
         };
         inner.sagas.insert(
             saga.saga_id,
@@ -281,6 +284,20 @@ impl EventStore for MemoryStore {
             .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
             .cloned()
             .collect())
+    }
+
+    async fn count_overdue(&self, statuses: &[&str], before: Timestamp) -> Result<u64> {
+        if statuses.is_empty() {
+            return Ok(0);
+        }
+        let query = SagaQuery {
+            statuses: statuses.iter().map(|s| s.to_string()).collect(),
+            overdue_before: Some(before),
+            ..SagaQuery::default()
+        };
+        let inner = self.lock();
+        let overdue = inner.sagas.values().filter(|s| s.matches(&query)).count();
+        Ok(overdue as u64)
     }
 
     async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {

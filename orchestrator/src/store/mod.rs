@@ -36,6 +36,7 @@
 //!     idempotency_key: None,
 //!     input_digest: "sha256:0f1e".into(),
 //!     tags: vec![("customer_id".into(), "c-7".into())],
+//!     deadline_at: None,
 //! };
 //! let created = store.create(saga, vec![event("SagaStarted")], "running", Timestamp(1_000));
 //! assert_eq!(created.await?, Created::New);
@@ -114,6 +115,8 @@ pub struct SagaRecord {
     pub input_digest: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When its forward path must be done by (its definition's deadline), if it has one.
+    pub deadline_at: Option<Timestamp>,
 }
 
 /// What a write says of the saga besides its events: the read model's status and timer.
@@ -149,6 +152,9 @@ pub struct NewSaga {
     /// Searchable `(field, value)` pairs, usually [`input_tags`] of the start input. Written
     /// once with the saga and never changed.
     pub tags: Vec<(String, String)>,
+    /// When its forward path must be done by (from its `SagaStarted`), if its definition has
+    /// a deadline. Written once with the saga.
+    pub deadline_at: Option<Timestamp>,
 }
 
 /// Longest tag value stored; longer input fields are not searchable.
@@ -235,6 +241,9 @@ pub struct SagaQuery {
     pub tag: Option<(String, String)>,
     /// Continue after this saga (the previous page's last).
     pub after: Option<Cursor>,
+    /// Only sagas whose deadline (or, without one, whose start) is before this: with the
+    /// active statuses, the overdue ones.
+    pub overdue_before: Option<Timestamp>,
     pub limit: u32,
 }
 
@@ -314,6 +323,14 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     fn status_counts(
         &self,
     ) -> impl Future<Output = Result<std::collections::BTreeMap<String, u64>>> + Send;
+
+    /// How many sagas with one of `statuses` have their deadline (or, without one, their
+    /// start) before `before`: with the active statuses, how many are overdue.
+    fn count_overdue(
+        &self,
+        statuses: &[&str],
+        before: Timestamp,
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// Stores a definition version unless its (name, version) is stored already, and returns
     /// the row as stored: the new one, or the one that was there, whatever its content (the

@@ -42,7 +42,7 @@ macro_rules! select_sagas {
     ($rest:literal) => {
         concat!(
             "SELECT saga_id, name, definition_version, status, version, idempotency_key, ",
-            "input_digest, created_at, updated_at FROM sagas ",
+            "input_digest, created_at, updated_at, deadline_at FROM sagas ",
             $rest
         )
     };
@@ -241,6 +241,30 @@ impl EventStore for SqlStore {
             .collect()
     }
 
+    async fn count_overdue(&self, statuses: &[&str], before: Timestamp) -> Result<u64> {
+        if statuses.is_empty() {
+            return Ok(0);
+        }
+        let list: Vec<String> = (1..=statuses.len()).map(|i| format!("${i}")).collect();
+        // The (status, created_at) index finds the active sagas; few are active at once.
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM sagas WHERE status IN ({}) \
+             AND COALESCE(deadline_at, created_at) < ${}",
+            list.join(", "),
+            statuses.len() + 1
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for status in statuses {
+            q = q.bind(*status);
+        }
+        let row = q
+            .bind(before.millis())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::Database)?;
+        to_u64(get(&row, "n")?, "count")
+    }
+
     async fn put_definition(&self, definition: NewDefinition) -> Result<StoredDefinition> {
         definitions::put(&self.pool, definition).await
     }
@@ -310,6 +334,12 @@ fn search_sql(q: &SagaQuery) -> (String, Vec<Bind>) {
             bind(Bind::Int(i64::from(version)))
         ));
     }
+    if let Some(before) = q.overdue_before {
+        clauses.push(format!(
+            "COALESCE(s.deadline_at, s.created_at) < {}",
+            bind(Bind::Int(before.millis()))
+        ));
+    }
     let (created_at, saga_id) = order;
     if let Some(from) = q.created_from {
         clauses.push(format!(
@@ -342,7 +372,8 @@ fn search_sql(q: &SagaQuery) -> (String, Vec<Bind>) {
     };
     let sql = format!(
         "SELECT s.saga_id, s.name, s.definition_version, s.status, s.version, \
-         s.idempotency_key, s.input_digest, s.created_at, s.updated_at {from} {filter} \
+         s.idempotency_key, s.input_digest, s.created_at, s.updated_at, s.deadline_at \
+         {from} {filter} \
          ORDER BY {created_at} DESC, {saga_id} DESC LIMIT {limit}"
     );
     (sql, binds)
@@ -380,6 +411,7 @@ pub(super) fn decode_record(row: &AnyRow) -> Result<SagaRecord> {
         input_digest: get(row, "input_digest")?,
         created_at: Timestamp(get(row, "created_at")?),
         updated_at: Timestamp(get(row, "updated_at")?),
+        deadline_at: get::<Option<i64>>(row, "deadline_at")?.map(Timestamp),
     })
 }
 

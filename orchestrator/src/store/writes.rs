@@ -72,9 +72,9 @@ pub(super) async fn insert_sagas(
         // rows of this statement: the second one with a key is skipped.
         let sql = format!(
             "INSERT INTO sagas (saga_id, name, definition_version, status, version, \
-             idempotency_key, input_digest, created_at, updated_at, due_at) VALUES {} \
-             ON CONFLICT DO NOTHING RETURNING saga_id",
-            placeholders(chunk.len(), 10)
+             idempotency_key, input_digest, created_at, updated_at, due_at, deadline_at) \
+             VALUES {} ON CONFLICT DO NOTHING RETURNING saga_id",
+            placeholders(chunk.len(), 11)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
         for (saga, events, summary, recorded_at) in chunk {
@@ -88,7 +88,8 @@ pub(super) async fn insert_sagas(
                 .bind(saga.input_digest.as_str())
                 .bind(recorded_at.millis())
                 .bind(recorded_at.millis())
-                .bind(summary.due_at.map(Timestamp::millis));
+                .bind(summary.due_at.map(Timestamp::millis))
+                .bind(saga.deadline_at.map(Timestamp::millis));
         }
         for row in query.fetch_all(&mut *conn).await.map_err(Error::Database)? {
             inserted.insert(returned_id(&row)?);
@@ -151,7 +152,7 @@ pub(super) async fn refused_create(
     let existing = match saga.idempotency_key.as_deref() {
         Some(key) => sqlx::query(concat!(
             "SELECT saga_id, name, definition_version, status, version, idempotency_key, ",
-            "input_digest, created_at, updated_at FROM sagas WHERE idempotency_key = $1"
+            "input_digest, created_at, updated_at, deadline_at FROM sagas WHERE idempotency_key = $1"
         ))
         .bind(key)
         .fetch_optional(&mut *conn)

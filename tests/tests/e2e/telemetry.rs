@@ -264,6 +264,7 @@ async fn metrics_count_a_known_batch_of_sagas() {
         1.0,
     );
     expect(&orchestrator, "saga_in_flight", &[], 0.0);
+    expect(&orchestrator, "saga_overdue", &[], 0.0);
     // The lone replica leases every partition.
     expect(&orchestrator, "saga_partitions_owned", &[], 64.0);
     expect(

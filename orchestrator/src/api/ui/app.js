@@ -8,7 +8,9 @@ const POLL_MS = 2000;
 const app = document.getElementById("app");
 let timer = null;
 // The list page's filters survive going to a saga and back.
-const filters = { status: "", name: "", input: "", cursor: null, cursors: [] };
+const filters = { status: "", name: "", input: "", overdue: false, cursor: null, cursors: [] };
+// A saga still running well past its deadline (or its start): flagged wherever it is shown.
+const OVERDUE = `<span class="overdue" title="still running or compensating past its deadline plus the overdue margin">overdue</span>`;
 
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) =>
@@ -52,6 +54,7 @@ async function listPage(first) {
   if (filters.name) params.set("name", filters.name);
   const field = filters.input.split("=");
   if (field.length === 2 && field[0]) params.set("input." + field[0].trim(), field[1].trim());
+  if (filters.overdue) params.set("overdue", "true");
   if (filters.cursor) params.set("cursor", filters.cursor);
   let page, overview;
   try {
@@ -63,7 +66,7 @@ async function listPage(first) {
     <tr data-saga-id="${esc(s.saga_id)}" data-status="${esc(s.status)}">
       <td class="mono"><a href="#/saga/${esc(s.saga_id)}">${esc(s.saga_id)}</a></td>
       <td>${esc(s.name)} v${esc(s.definition_version)}</td>
-      <td class="status ${esc(s.status)}">${esc(s.status)}</td>
+      <td><span class="status ${esc(s.status)}">${esc(s.status)}</span>${s.overdue ? " " + OVERDUE : ""}</td>
       <td class="mono">${esc(when(s.created_at))}</td>
       <td class="mono">${esc(when(s.updated_at))}</td>
     </tr>`).join("") || `<tr><td colspan="5" class="muted">No saga matches.</td></tr>`;
@@ -77,7 +80,8 @@ async function listPage(first) {
 
 function listShell() {
   const buttons = ["", ...STATUSES].map((s) =>
-    `<button data-status-filter="${s}" class="${filters.status === s ? "active" : ""}">${s || "all"}</button>`).join("");
+    `<button data-status-filter="${s}" class="${filters.status === s ? "active" : ""}">${s || "all"}</button>`).join("")
+    + `<button id="overdue-filter" class="${filters.overdue ? "active" : ""}">overdue only</button>`;
   setTimeout(bindFilters);
   return `
     <section id="overview"></section>
@@ -96,6 +100,7 @@ function bindFilters() {
   document.querySelectorAll("[data-status-filter]").forEach((b) => {
     b.onclick = () => { filters.status = b.dataset.statusFilter; reset(); };
   });
+  document.getElementById("overdue-filter").onclick = () => { filters.overdue = !filters.overdue; reset(); };
   const search = () => {
     filters.name = document.getElementById("search-name").value.trim();
     filters.input = document.getElementById("search-input").value.trim();
@@ -140,7 +145,8 @@ async function sagaPage(id, first, asOf) {
   app.innerHTML = `
     <div id="saga" data-saga-id="${esc(saga.saga_id)}" data-status="${esc(saga.status)}" data-version="${saga.version}" data-total="${total}">
       <p><a href="#/">← all sagas</a></p>
-      <h1>${esc(saga.name)} v${esc(saga.definition_version)} <span class="status ${esc(saga.status)}" id="saga-status">${esc(saga.status)}</span></h1>
+      <h1>${esc(saga.name)} v${esc(saga.definition_version)} <span class="status ${esc(saga.status)}" id="saga-status">${esc(saga.status)}</span>${saga.overdue ? " " + OVERDUE : ""}</h1>
+      ${saga.deadline_at ? `<p class="muted" id="deadline">deadline ${esc(when(saga.deadline_at))}</p>` : ""}
       <p class="mono">${esc(saga.saga_id)} · created ${esc(when(saga.created_at))} · updated ${esc(when(saga.updated_at))}</p>
       ${saga.reason ? `<p class="problem" id="reason">${esc(saga.reason)}</p>` : ""}
       ${travel}
