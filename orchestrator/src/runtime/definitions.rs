@@ -45,6 +45,14 @@ pub enum LoadError {
     Store(#[from] Error),
 }
 
+impl LoadError {
+    /// Whether trying again later may succeed: the store was briefly unreachable. An invalid
+    /// or changed definition stays so.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LoadError::Store(e) if e.is_transient())
+    }
+}
+
 impl From<crate::store::Error> for LoadError {
     fn from(e: crate::store::Error) -> Self {
         LoadError::Store(e.into())

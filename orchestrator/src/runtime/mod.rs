@@ -198,8 +198,14 @@ impl Orchestrator<SqlStore> {
             .await
             .map_err(|e| OpenError::Store(e.into()))?;
         let orchestrator = Orchestrator::new(store, transport, registry, options.clone());
-        // Before anything runs: a file that changes a stored version stops the start here.
-        orchestrator.record_definitions().await?;
+        // Before anything runs: a file that changes a stored version stops the start here;
+        // the database going away meanwhile is waited out like at its opening.
+        saga_protocol::retry::transient(
+            "store the saga definitions",
+            || orchestrator.record_definitions(),
+            LoadError::is_transient,
+        )
+        .await?;
         Ok(orchestrator)
     }
 }
