@@ -31,10 +31,11 @@ use crate::consumers::{self, Error};
 use async_nats::jetstream::{self, consumer::PullConsumer, consumer::pull};
 use backon::BackoffBuilder;
 use futures::StreamExt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Whether an [`Inbound`] is pulling now. Cheap to clone; read by health checks.
 #[derive(Debug, Clone, Default)]
@@ -60,16 +61,22 @@ pub struct Inbound {
     bound: Duration,
     consumer: Option<PullConsumer>,
     messages: Option<pull::Stream>,
+    /// The reopen under way while `messages` is `None`. Kept across calls of [`Inbound::next`],
+    /// so a caller's `select!` that drops `next` whenever another branch fires (timers due
+    /// every few milliseconds under load) cannot starve it by restarting it each time.
+    reopening: Option<Reopening>,
     backoff: backon::ExponentialBackoff,
-    retry_at: Instant,
     pulling: Pulling,
 }
 
+/// A consumer set up (when it was missing) and its pull opened, or why not.
+type Reopening = Pin<Box<dyn Future<Output = Result<(PullConsumer, pull::Stream), String>> + Send>>;
+
 impl Inbound {
-    /// Sets up consumer `config` on `stream` and opens its pull (at most `batch` messages
-    /// ahead, pull requests living `bound`), waiting out transient faults; `pulling` says from
-    /// then on whether it pulls. Fails only on an error that trying again cannot cure (a
-    /// conflicting consumer, a bad name).
+    /// Sets up consumer `config` on `stream` (at most `batch` messages pulled ahead, pull
+    /// requests living `bound`), waiting out transient faults; `pulling` says from then on
+    /// whether it pulls (from the first [`Inbound::next`]). Fails only on an error that trying
+    /// again cannot cure (a conflicting consumer, a bad name).
     ///
     /// # Cancel safety
     /// Dropping the future stops the retries.
@@ -82,7 +89,7 @@ impl Inbound {
         pulling: Pulling,
     ) -> Result<Self, Error> {
         let consumer = consumers::ensure(&js, stream, config.clone()).await?;
-        let mut inbound = Inbound {
+        Ok(Inbound {
             js,
             stream: stream.to_string(),
             config,
@@ -90,12 +97,10 @@ impl Inbound {
             bound,
             consumer: Some(consumer),
             messages: None,
+            reopening: None,
             backoff: crate::retry::backoff().build(),
-            retry_at: Instant::now(),
             pulling,
-        };
-        inbound.reopen().await;
-        Ok(inbound)
+        })
     }
 
     /// The next message. Errors of the message stream are logged and handled here: lost pull
@@ -103,11 +108,10 @@ impl Inbound {
     ///
     /// # Cancel safety
     /// Cancel safe: a message is only taken from the stream when this returns it, and a
-    /// reopen interrupted half-way is begun again by the next call.
+    /// reopen under way goes on from where it was at the next call.
     pub async fn next(&mut self) -> jetstream::Message {
         loop {
             let Some(messages) = self.messages.as_mut() else {
-                tokio::time::sleep_until(self.retry_at).await;
                 self.reopen().await;
                 continue;
             };
@@ -134,15 +138,21 @@ impl Inbound {
     fn close(&mut self) {
         self.messages = None;
         self.pulling.set(false);
-        // The first reopen after a working pull is at once; failures after it back off.
-        self.retry_at = Instant::now();
     }
 
-    /// One try at setting up the consumer (when missing) and pulling; a failure schedules the
-    /// next try after the backoff.
+    /// Drives the reopen under way (beginning one, at once, when there is none) to its end.
+    /// A failure begins the next one, which first waits the backoff's next delay.
     async fn reopen(&mut self) {
-        match self.try_reopen().await {
-            Ok(messages) => {
+        if self.reopening.is_none() {
+            self.reopening = Some(self.begin_reopen(Duration::ZERO));
+        }
+        let Some(reopening) = self.reopening.as_mut() else {
+            return;
+        };
+        match reopening.await {
+            Ok((consumer, messages)) => {
+                self.reopening = None;
+                self.consumer = Some(consumer);
                 self.messages = Some(messages);
                 self.pulling.set(true);
                 self.backoff = crate::retry::backoff().build();
@@ -150,25 +160,28 @@ impl Inbound {
             Err(error) => {
                 let after = self.backoff.next().unwrap_or(crate::retry::MAX_DELAY);
                 tracing::warn!(stream = %self.stream, %error, retry_in = ?after, "cannot pull yet, trying again");
-                self.retry_at = Instant::now() + after;
+                self.reopening = Some(self.begin_reopen(after));
             }
         }
     }
 
-    async fn try_reopen(&mut self) -> Result<pull::Stream, String> {
-        let consumer = match &self.consumer {
-            Some(consumer) => consumer.clone(),
-            None => {
-                let consumer = consumers::ensure_once(&self.js, &self.stream, self.config.clone())
+    /// A reopen that waits `after`, sets the consumer up if it is missing, and pulls.
+    fn begin_reopen(&self, after: Duration) -> Reopening {
+        let (js, stream, config) = (self.js.clone(), self.stream.clone(), self.config.clone());
+        let (consumer, batch, bound) = (self.consumer.clone(), self.batch, self.bound);
+        Box::pin(async move {
+            tokio::time::sleep(after).await;
+            let consumer = match consumer {
+                Some(consumer) => consumer,
+                None => consumers::ensure_once(&js, &stream, config)
                     .await
-                    .map_err(|e| e.to_string())?;
-                self.consumer = Some(consumer.clone());
-                consumer
-            }
-        };
-        consumers::pull(&consumer, self.batch, self.bound)
-            .await
-            .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?,
+            };
+            let messages = consumers::pull(&consumer, batch, bound)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((consumer, messages))
+        })
     }
 }
 
