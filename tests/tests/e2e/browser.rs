@@ -1,7 +1,8 @@
 //! The web UI in a real headless Chromium, driven over WebDriver (chromedriver, from Debian's
 //! `chromium-driver`; `make test` installs it with `deploy/local/ensure-chromium.sh`), against
 //! a whole system: the list filters to Compensated, a saga's page draws its timeline, and the
-//! compensation bars come in the reverse order of the steps. Saves a screenshot to
+//! compensation bars come in the reverse order of the steps; an overdue saga is marked in the
+//! list and on its page, and "overdue only" lists just it. Saves a screenshot to
 //! `target/browser/timeline.png`.
 
 use crate::system::{Backend, REVIEW_LIMIT, System};
@@ -239,6 +240,93 @@ async fn timeline_shows_compensations_in_reverse_order() {
         let status = status.text().await.ok()?;
         let bars = attrs(&client, "#timeline rect[data-kind]", "data-step").await?;
         (status == "running" && bars == ["reserve_credit"]).then_some(())
+    })
+    .await
+    .unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overdue_saga_is_marked_in_the_list_and_on_its_page() {
+    // place_order with a 1 s deadline, flagged overdue as soon as it is past it, and no account
+    // participant: the saga misses its deadline and then cannot finish compensating.
+    let definition =
+        std::fs::read_to_string(saga_testkit::workspace_root().join("sagas/place_order.toml"))
+            .unwrap()
+            .replace("deadline = \"5m\"", "deadline = \"1s\"");
+    assert!(definition.contains("deadline = \"1s\""));
+    let options = crate::system::Options {
+        definition: Some(definition),
+        env: vec![("SAGA_OVERDUE_AFTER".into(), "0s".into())],
+        ..crate::system::Options::default()
+    };
+    let mut system = System::start_with_options(Backend::Sqlite, options).await;
+    system.open_account("alice", 10_000_000).await;
+    let finished = system.start_saga("alice", 500).await;
+    system
+        .wait_terminal(&[finished], Duration::from_secs(60))
+        .await;
+    system.kill(crate::system::Service::Account);
+    let late = system.start_saga("alice", 600).await;
+    wait_for(
+        "the saga to be overdue",
+        Duration::from_secs(60),
+        || async {
+            let saga = system.saga(late).await?;
+            (saga["overdue"] == true).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client.goto(&format!("{}/", system.api)).await.unwrap();
+    // The list marks the overdue saga, and only it; "overdue only" keeps just that one.
+    let row = |id: uuid::Uuid| format!(r#"#saga-list tr[data-saga-id="{id}"] .overdue"#);
+    wait_for("the list marks the overdue saga", DEADLINE, || async {
+        client.find(Locator::Css(&row(late))).await.ok()?;
+        client
+            .find(Locator::Css(&format!(
+                r#"#saga-list tr[data-saga-id="{finished}"]"#
+            )))
+            .await
+            .ok()?;
+        Some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        client.find(Locator::Css(&row(finished))).await.is_err(),
+        "a finished saga is never overdue"
+    );
+    client
+        .find(Locator::Css("#overdue-filter"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("only the overdue saga is listed", DEADLINE, || async {
+        let rows = attrs(&client, "#saga-list tr[data-saga-id]", "data-saga-id").await?;
+        (rows == [late.to_string()]).then_some(())
+    })
+    .await
+    .unwrap();
+    // Its page says so next to its status, with the deadline it missed.
+    client
+        .goto(&format!("{}/#/saga/{late}", system.api))
+        .await
+        .unwrap();
+    wait_for("the saga's page marks it overdue", DEADLINE, || async {
+        client.find(Locator::Css("#saga .overdue")).await.ok()?;
+        let deadline = client.find(Locator::Css("#deadline")).await.ok()?;
+        deadline
+            .text()
+            .await
+            .ok()?
+            .contains("deadline")
+            .then_some(())
     })
     .await
     .unwrap();
