@@ -92,12 +92,16 @@ async fn the_local_cluster_script_runs_the_system_and_stops_it() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", saga_testkit::log_tails(dir.path(), 20)));
 
-    // And SIGINT stops every process the script started.
+    // And SIGINT stops every process the script started. A shell cannot trap a signal that
+    // was ignored when it started, and a test run started in the background without job
+    // control (`cmd &` in a script) ignores SIGINT all the way down, so there a Ctrl-C could
+    // never reach the script: it is sent the SIGTERM it handles the same way instead.
+    let signal = if sigint_ignored() { "-TERM" } else { "-INT" };
     let pid = script.id().expect("script pid").to_string();
     let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
-        .expect("kill -INT");
+        .expect("kill");
     assert!(sent.success());
     let stopped = tokio::time::timeout(Duration::from_secs(90), async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -105,9 +109,16 @@ async fn the_local_cluster_script_runs_the_system_and_stops_it() {
         }
         script.wait().await
     })
-    .await
-    .expect("cluster.sh stops within 90 s")
-    .expect("cluster.sh exit status");
+    .await;
+    // Its processes: those naming its directory (NATS, PostgreSQL) or its NATS nodes (the
+    // saga processes). A failed run must not leave them behind either.
+    let needles = [dir.path().to_string_lossy().into_owned(), nats.clone()];
+    let Ok(stopped) = stopped else {
+        let left = still_running(&needles);
+        kill_all(&left);
+        panic!("cluster.sh did not stop within 90 s; killed {left:#?}\n{printed:#?}");
+    };
+    let stopped = stopped.expect("cluster.sh exit status");
     assert!(
         !stopped.success(),
         "interrupted, it exits non-zero: {stopped:?}"
@@ -117,19 +128,46 @@ async fn the_local_cluster_script_runs_the_system_and_stops_it() {
         Some("cluster stopped"),
         "{printed:#?}"
     );
-    let left = still_running(dir.path());
+    let left = still_running(&needles);
+    kill_all(&left);
     assert!(left.is_empty(), "processes left running: {left:#?}");
 }
 
-/// Command lines of the processes that mention `dir` (every process of the script does).
-fn still_running(dir: &std::path::Path) -> Vec<String> {
-    let needle = dir.to_string_lossy().into_owned();
+/// The pid and command line of every process whose command line holds one of `needles`.
+fn still_running(needles: &[String]) -> Vec<(String, String)> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-        .filter(|cmdline| cmdline.contains(&needle))
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&raw).replace('\0', " ")))
+        })
+        .filter(|(pid, _)| pid.chars().all(|c| c.is_ascii_digit()))
+        .filter(|(_, cmdline)| needles.iter().any(|n| cmdline.contains(n.as_str())))
         .collect()
 }
+
+/// SIGKILLs `processes`, so that a failing run leaves nothing behind.
+fn kill_all(processes: &[(String, String)]) {
+    for (pid, _) in processes {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
+}
+
+/// Whether this process ignores SIGINT (and so every process it starts does too), from the
+/// `SigIgn` mask of `/proc/self/status`, whose bit n is signal n + 1.
+fn sigint_ignored() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (SIGINT - 1)) != 0)
+}
+
+/// SIGINT's number on Linux.
+const SIGINT: u32 = 2;
