@@ -58,6 +58,13 @@ impl NatsServer {
         self.port
     }
 
+    /// Keeps the store and `nats-server.log` after the server is dropped (for a failing
+    /// test to leave behind); returns where they are.
+    pub fn keep_files(&mut self) -> &std::path::Path {
+        self.dir.disable_cleanup(true);
+        self.dir.path()
+    }
+
     /// Kills the server with SIGKILL, keeping its store, then starts it again on the same port.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
@@ -74,6 +81,11 @@ impl NatsServer {
 
     fn spawn(&mut self) -> Result<()> {
         let store = self.dir.path().join("js");
+        // Appended across restarts, so a failing test can show what the server saw.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats-server.log"))?;
         let child = Command::new(nats_server_bin()?)
             .args([
                 "-a",
@@ -85,7 +97,7 @@ impl NatsServer {
             ])
             .arg(&store)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);

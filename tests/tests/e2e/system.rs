@@ -696,15 +696,66 @@ impl System {
                 return done;
             }
             if tokio::time::Instant::now() > end {
+                let mut unfinished = String::new();
+                for id in ids.iter().filter(|id| !done.contains_key(*id)).take(5) {
+                    let types = self.event_types(*id).await;
+                    let tail = &types[types.len().saturating_sub(6)..];
+                    unfinished
+                        .push_str(&format!("  {id}: {} events, last {tail:?}\n", types.len()));
+                }
                 panic!(
-                    "after {deadline:?}, {} of {} sagas ended\n{}",
+                    "after {deadline:?}, {} of {} sagas ended; some unfinished:\n{unfinished}\
+                     consumers:\n{}{}",
                     done.len(),
                     ids.len(),
+                    self.consumers().await,
                     self.logs()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The delivery state of every durable consumer, a line each, for failure messages.
+    pub async fn consumers(&self) -> String {
+        let js = jetstream::new(self.client.clone());
+        let mut out = String::new();
+        for stream in [
+            saga_protocol::subjects::COMMANDS_STREAM,
+            saga_protocol::subjects::REPLIES_STREAM,
+        ] {
+            let mut stream = match js.get_stream(stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    out.push_str(&format!("  {stream}: {e}\n"));
+                    continue;
+                }
+            };
+            let name = stream.cached_info().config.name.clone();
+            let last = stream
+                .info()
+                .await
+                .map(|i| i.state.last_sequence)
+                .unwrap_or(0);
+            let mut names = stream.consumer_names();
+            while let Some(Ok(consumer)) = futures::StreamExt::next(&mut names).await {
+                let line = match stream.consumer_info(&consumer).await {
+                    Ok(i) => format!(
+                        "delivered {} of {last}, ack floor {}, {} pending, {} unacked, \
+                         {} redelivered, {} pulls waiting",
+                        i.delivered.stream_sequence,
+                        i.ack_floor.stream_sequence,
+                        i.num_pending,
+                        i.num_ack_pending,
+                        i.num_redelivered,
+                        i.num_waiting
+                    ),
+                    Err(e) => e.to_string(),
+                };
+                out.push_str(&format!("  {name}/{consumer}: {line}\n"));
+            }
+        }
+        out
     }
 
     /// Checks money conservation: for every account, available + reserved == deposited, and
@@ -757,6 +808,17 @@ impl Drop for System {
     fn drop(&mut self) {
         for service in [Service::Orchestrator, Service::Account, Service::Order] {
             self.kill(service);
+        }
+        // A failing test leaves its whole logs and stores behind: the failure message holds
+        // only the last lines.
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "kept for the failure: process logs and databases in {}, nats-server's log \
+                 and store in {}",
+                self.dir.path().display(),
+                self.nats.keep_files().display()
+            );
         }
     }
 }
