@@ -20,6 +20,9 @@ pub enum Error {
     Unauthorized(String),
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
+    /// The process is up but still opening what it needs (see `api::starting`).
+    #[error("{0}")]
+    Starting(String),
     #[error("internal error; see the orchestrator's log")]
     Internal,
 }
@@ -43,7 +46,7 @@ impl IntoResponse for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable | Error::Starting(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let problem = Problem {

@@ -40,6 +40,7 @@ mod definitions;
 mod error;
 mod health;
 mod openapi;
+pub mod starting;
 mod ui;
 mod views;
 

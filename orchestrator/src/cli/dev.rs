@@ -28,7 +28,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     let data = std::fs::canonicalize(&args.data_dir)?;
     let shutdown = super::servers::shutdown_on_signal();
     // A missing token or a port in use stops `saga dev` here, before anything starts.
-    let api = super::servers::Api::bind(args.listen, args.token.clone()).await?;
+    let api = super::servers::Api::bind(args.listen, args.token.clone(), &shutdown).await?;
 
     let port = args.nats_port.unwrap_or_else(|| pick_port(4222));
     let mut nats = start_nats(&data, port).await?;

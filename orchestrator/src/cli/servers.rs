@@ -55,8 +55,8 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         };
     let shutdown = shutdown_on_signal();
     // What can fail about serving (a missing token, a port in use) fails before anything
-    // else starts.
-    let api = Api::bind(args.listen, args.token).await?;
+    // else starts; the probes answer from here on.
+    let api = Api::bind(args.listen, args.token, &shutdown).await?;
     // Opening waits for the database and NATS for as long as they are away; a signal
     // meanwhile stops the process cleanly.
     let orchestrator = tokio::select! {
@@ -82,23 +82,40 @@ fn api_token(listen: SocketAddr, token: Option<String>) -> Result<Option<String>
     Ok(token)
 }
 
-/// The API's socket, bound, and its token, checked: whatever can fail about serving the API,
-/// done before the rest of a process starts.
+/// The API's socket, bound and served from the start: while the orchestrator opens (which
+/// waits for as long as the database or NATS is away) its probes answer, `/livez` 200 and
+/// `/readyz` 503 "starting" (see [`crate::api::starting`]); [`serve`] installs the full API.
 pub struct Api {
-    listener: tokio::net::TcpListener,
+    deferred: crate::api::starting::Deferred,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
     listen: SocketAddr,
     token: Option<String>,
 }
 
 impl Api {
-    /// Binds `listen`; an address reachable from other machines needs a `token`.
-    pub async fn bind(listen: SocketAddr, token: Option<String>) -> Result<Self, Error> {
+    /// Binds `listen` and serves the start-up probes on it until `shutdown`; an address
+    /// reachable from other machines needs a `token`.
+    pub async fn bind(
+        listen: SocketAddr,
+        token: Option<String>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, Error> {
         let token = api_token(listen, token)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(%listen, "orchestrator API listening");
+        let deferred = crate::api::starting::Deferred::default();
+        let app = deferred.router();
+        let stop = shutdown.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
         Ok(Api {
-            listener,
+            deferred,
+            http,
             listen,
             token,
         })
@@ -112,11 +129,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let Api {
-        listener,
+        deferred,
+        http,
         listen,
         token,
     } = api;
-    tracing::info!(%listen, "orchestrator API listening");
     // The store announces terminal statuses on the feed served at /v1/feed/terminal.
     let (orchestrator, feed) = crate::watch::wrap(orchestrator);
     let app = crate::api::router(orchestrator.clone()).merge(crate::watch::router(feed));
@@ -125,12 +142,8 @@ pub async fn serve(
         Some(token) => crate::api::require_token(app, token),
         None => app,
     };
-    let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
-    });
+    deferred.install(app);
+    tracing::info!(%listen, "orchestrator API serving");
     let stopped = shutdown.clone();
     let result = orchestrator.run(stopped.cancelled_owned()).await;
     // The loop only ends on shutdown or failure; either way the API stops with it. Requests

@@ -83,3 +83,57 @@ async fn nats_and_postgres_each_down_five_times_during_a_batch_nothing_exits_eve
     assert_outcome(&system, &sagas, &deposits).await;
     system.assert_all_running("after the batch");
 }
+
+/// Processes started while nats-server is down wait for it instead of exiting: each answers
+/// `/livez` 200 and `/readyz` 503 naming what it waits for (the orchestrator's probes answer
+/// before its event store and NATS are open), logs each try, and works once NATS is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_started_while_nats_is_down_serve_their_probes_and_wait_for_it() {
+    let mut system = System::start(Backend::Sqlite).await;
+    let deposits = open_accounts(&system).await;
+    for service in SERVICES {
+        system.kill(service);
+    }
+    system.nats.kill();
+    let logged: Vec<usize> = SERVICES.iter().map(|s| system.log(*s).len()).collect();
+    for service in SERVICES {
+        system.spawn(service);
+    }
+    for (service, before) in SERVICES.into_iter().zip(logged) {
+        let report = system.wait_readyz(service, false, DEADLINE).await;
+        let waiting = match service {
+            Service::Orchestrator => "starting",
+            _ => "nats",
+        };
+        assert_eq!(report["status"], "not ready", "{service:?}: {report}");
+        assert!(
+            report["checks"][waiting]
+                .as_str()
+                .is_some_and(|c| c != "ok"),
+            "{service:?} names {waiting}: {report}"
+        );
+        let live = system.probe(service, "/livez").await.map(|(s, _)| s);
+        assert_eq!(live, Some(200), "{service:?} /livez while NATS is down");
+        // Waiting, not merely slow to start: it has tried NATS and said it will try again.
+        saga_testkit::wait_for(
+            &format!("{} to log a retry", service.name()),
+            DEADLINE,
+            || async {
+                let log = system.log(service);
+                log.get(before..)
+                    .is_some_and(|new| new.contains("trying again"))
+                    .then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", system.logs()));
+    }
+    system.assert_all_running("while NATS is down");
+
+    system.nats.restart().expect("nats-server starts");
+    assert_ready(&mut system, "once NATS is up").await;
+    let mut sagas = Vec::new();
+    start_some(&system, &mut sagas).await;
+    assert_outcome(&system, &sagas, &deposits).await;
+    system.assert_all_running("after the batch");
+}

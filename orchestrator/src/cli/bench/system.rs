@@ -239,7 +239,7 @@ impl System {
             let listen = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             runtime.spawn(async move {
                 let result = async {
-                    let api = super::super::servers::Api::bind(listen, None).await?;
+                    let api = super::super::servers::Api::bind(listen, None, &stop).await?;
                     let o = Orchestrator::open(&options).await?;
                     super::super::servers::serve(o, api, stop).await
                 }
