@@ -29,6 +29,7 @@ mod registry;
 mod replies;
 mod run;
 mod timers;
+pub mod watermark;
 
 pub use definitions::{DefinitionInfo, IN_FLIGHT, LoadError};
 pub use error::{Error, Result};

@@ -1,6 +1,10 @@
 //! Consuming participant replies and firing timers: decode, route to a worker by saga id,
 //! handle, ack.
 //!
+//! Timers fall due by the reply watermark ([`super::watermark`]): while a backlog of replies
+//! is read, neither timeouts nor the sweep of quiet sagas act on sagas whose replies wait
+//! unread.
+//!
 //! Replies and timer ticks of one saga are handled in order by one worker (the saga id picks
 //! it), those of different sagas in parallel. A reply is acknowledged only after its events are appended
 //! and the commands they decided are published, so a crash anywhere before the ack makes
@@ -11,6 +15,7 @@
 //! `traceparent` header.
 
 use super::timers::TimerWheel;
+use super::watermark::{self, Watermark};
 use super::{Handled, Orchestrator, Result};
 use crate::store::EventStore;
 use crate::transport::REPLY_CONSUMER;
@@ -79,10 +84,16 @@ pub(super) async fn consume<S: EventStore>(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // One sweep at a time: under load a sweep can take longer than its period.
     let sweeping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watermark = Watermark::default();
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             _ = sweep.tick() => {
+                // Reading a backlog, sagas look quiet only because their replies are unread.
+                if watermark.behind(saga_protocol::Timestamp::now()) {
+                    tracing::debug!("reading a backlog of replies; quiet sagas not swept");
+                    continue;
+                }
                 if sweeping.swap(true, std::sync::atomic::Ordering::AcqRel) {
                     continue;
                 }
@@ -106,7 +117,7 @@ pub(super) async fn consume<S: EventStore>(
                     }
                 });
             }
-            due = wheel.next_due() => {
+            due = wheel.next_due(&watermark) => {
                 let Some(due) = due else { break };
                 // Only the owner of a saga's partition fires its timers; the others' copies
                 // are dropped here (the owner has found them through `due_at`).
@@ -117,6 +128,9 @@ pub(super) async fn consume<S: EventStore>(
                 }
             }
             msg = messages.next() => {
+                if let Some((published, pending)) = watermark::published(&msg) {
+                    watermark.read(published, pending);
+                }
                 let span = process_span(&msg);
                 match ReplyEnvelope::decode(&msg.payload) {
                     Ok(reply) => {

@@ -4,8 +4,11 @@
 //! `retry_at`, `deadline_at`), so this wheel holds nothing that cannot be lost: at start-up
 //! the runtime arms it again from the state of every active saga. When a timer falls due the
 //! saga receives an `Input::Tick`, and the pure core decides what, if anything, is due. A
-//! stale timer (its step has answered since) decides nothing.
+//! stale timer (its step has answered since) decides nothing. Timers fall due by the reply
+//! watermark ([`super::watermark`]), so a replica reading a backlog of replies does not time
+//! out the steps whose answers it has yet to read.
 
+use super::watermark::Watermark;
 use saga_protocol::Timestamp;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -46,14 +49,16 @@ impl Timers {
 }
 
 impl TimerWheel {
-    /// Waits until a timer is due and returns the sagas due at `now`, or `None` when every
-    /// handle is gone.
+    /// Waits until a timer is due by `clock` (the reply [`Watermark`]: while a backlog of
+    /// replies is read, a timer waits for the replies published before it) and returns the
+    /// sagas due, or `None` when every handle is gone.
     ///
     /// # Cancel safety
     /// Cancel safe: a timer received while waiting is kept in the wheel.
-    pub async fn next_due(&mut self) -> Option<Vec<Uuid>> {
+    pub async fn next_due(&mut self, clock: &Watermark) -> Option<Vec<Uuid>> {
         loop {
-            let now = Timestamp::now();
+            let wall = Timestamp::now();
+            let now = clock.now(wall);
             let mut ready = Vec::new();
             while let Some(&(at, id)) = self.due.first() {
                 if at > now {
@@ -67,10 +72,12 @@ impl TimerWheel {
                 ready.dedup();
                 return Some(ready);
             }
-            let wait = self
-                .due
-                .first()
-                .map_or(Duration::from_secs(3600), |(at, _)| at.since(now));
+            let wait = match self.due.first() {
+                None => Duration::from_secs(3600),
+                // Due by the wall clock, held back by the watermark: look again shortly.
+                Some((at, _)) if *at <= wall => HELD_BACK_POLL,
+                Some((at, _)) => at.since(wall),
+            };
             tokio::select! {
                 received = self.rx.recv() => match received {
                     Some(entry) => { self.due.insert(entry); }
@@ -81,3 +88,6 @@ impl TimerWheel {
         }
     }
 }
+
+/// How often a timer held back by the watermark is looked at again.
+const HELD_BACK_POLL: Duration = Duration::from_millis(20);
