@@ -26,11 +26,11 @@
 //! # Ok(()) }
 //! ```
 
-use crate::db::Backend;
 use crate::{Kind, admin, store};
 use futures::future::BoxFuture;
 use opentelemetry::trace::Status;
 use saga_protocol::{CommandEnvelope, CommandKind, Outcome, ReplyEnvelope, Timestamp};
+use saga_sql::Backend;
 use serde::de::DeserializeOwned;
 use sqlx::AnyConnection;
 use std::future::Future;
@@ -90,7 +90,7 @@ impl Error {
     /// Whether trying again later may succeed (database briefly down, lost race, timeout).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Database(e) => crate::db::is_transient(e),
+            Error::Database(e) => saga_sql::is_transient(e),
             Error::Conflict(_) | Error::Timeout(_) | Error::Layer(_) => true,
             Error::Corrupt(_) => false,
         }

@@ -14,7 +14,6 @@
 //! - [`store`]: the database, migrations and the durable inbox.
 //! - [`account`], [`order`]: the two participants.
 //! - [`admin`]: core NATS request/reply helpers to open and fund accounts and read state.
-//! - [`db`]: opening a database by URL.
 //! - [`health`]: `/livez` and `/readyz` for Kubernetes probes.
 //! - [`metrics`]: the participant's metrics and its `/metrics` HTTP endpoint.
 //!
@@ -33,7 +32,6 @@
 pub mod account;
 pub mod admin;
 pub mod batch;
-pub mod db;
 pub mod handler;
 pub mod health;
 pub mod metrics;

@@ -15,8 +15,8 @@
 //! # Ok(()) }
 //! ```
 
-use crate::db::{self, Backend};
 use saga_protocol::Timestamp;
+use saga_sql::{self as db, Backend};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 

@@ -182,8 +182,8 @@ impl Orchestrator<SqlStore> {
         let registry = Registry::load_dir(&options.sagas_dir).map_err(OpenError::Definitions)?;
         // SQLite serves reads only besides its one writer, and with the hot state replies
         // read nothing: a few connections (each with its own page cache) are plenty.
-        let connections = match saga_participants::db::Backend::of(&options.database_url) {
-            Some(saga_participants::db::Backend::Sqlite) => 4,
+        let connections = match saga_sql::Backend::of(&options.database_url) {
+            Some(saga_sql::Backend::Sqlite) => 4,
             _ => 16,
         };
         // A database that is not up yet (restarting, a pod starting beside this one) is

@@ -386,7 +386,7 @@ pub enum Error {
     #[error("event store database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("cannot open the event store: {0}")]
-    Open(#[from] saga_participants::db::Error),
+    Open(#[from] saga_sql::Error),
 }
 
 impl Error {
@@ -395,7 +395,7 @@ impl Error {
     /// A conflict is not transient: retrying the same append can never succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Database(e) => saga_participants::db::is_transient(e),
+            Error::Database(e) => saga_sql::is_transient(e),
             Error::Open(e) => e.is_transient(),
             _ => false,
         }

@@ -27,8 +27,8 @@ use super::{
     Created, DefinitionUse, Error, EventStore, NewDefinition, NewEvent, NewSaga, Result,
     Retirement, SagaQuery, SagaRecord, StoredDefinition, StoredEvent, Summary, definitions,
 };
-use saga_participants::db::{self, Backend};
 use saga_protocol::Timestamp;
+use saga_sql::{self as db, Backend};
 use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, AssertSqlSafe, Row};

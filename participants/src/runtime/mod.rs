@@ -35,7 +35,7 @@ mod admin;
 mod message;
 
 use crate::handler::{self, Participant};
-use crate::{Kind, Options, account::Account, db, health, order::Orders, store::Store};
+use crate::{Kind, Options, account::Account, health, order::Orders, store::Store};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use saga_protocol::inbound::{Inbound, Pulling};
@@ -59,7 +59,7 @@ pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Database(#[from] db::Error),
+    Database(#[from] saga_sql::Error),
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect {
         url: String,
@@ -104,7 +104,7 @@ pub async fn run_with_ready(
     let store = saga_protocol::retry::transient(
         "open the participant's database",
         || Store::open(&options.database_url, connections),
-        db::Error::is_transient,
+        saga_sql::Error::is_transient,
     );
     let store = tokio::select! {
         store = store => store?,

@@ -287,8 +287,8 @@ fn check_database(parsed: &Parsed, connection: &Connection, problems: &mut Vec<S
     // Rendered Secrets (dev) are checked too: PostgreSQL, since replicas share the database
     // and the root filesystem is read-only, so an SQLite file has nowhere to live.
     let rendered = !connection.database.starts_with("secret:");
-    let backend = saga_participants::db::Backend::of(&connection.database);
-    if rendered && backend != Some(saga_participants::db::Backend::Postgres) {
+    let backend = saga_sql::Backend::of(&connection.database);
+    if rendered && backend != Some(saga_sql::Backend::Postgres) {
         problems.push(format!(
             "the database URL in the Secret is not a PostgreSQL URL the binary accepts: {backend:?}"
         ));

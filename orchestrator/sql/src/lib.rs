@@ -1,8 +1,17 @@
 //! Opening a database by URL: `sqlite:<path>` (created when missing) or `postgres://…`,
-//! with the right embedded migrations applied.
+//! with the right embedded migrations applied, and the one table of database errors worth
+//! trying again ([`is_transient`]).
 //!
 //! Both the orchestrator's event store and the participants use this, through sqlx's `Any`
-//! driver, so one SQL text serves both backends.
+//! driver, so one SQL text serves both backends; it sits below both, so neither imports the
+//! other for it.
+//!
+//! ```
+//! use saga_sql::Backend;
+//! assert_eq!(Backend::of("sqlite:orchestrator.db"), Some(Backend::Sqlite));
+//! assert_eq!(Backend::of("postgres://saga@db/orchestrator"), Some(Backend::Postgres));
+//! assert_eq!(Backend::of("mysql://saga@db/orchestrator"), None);
+//! ```
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
