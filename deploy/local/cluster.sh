@@ -29,7 +29,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 
 nats_server="$("$root/deploy/local/ensure-nats.sh")"
-(cd "$root" && cargo build --quiet "${cargo_flags[@]}" -p saga-orchestrator --bin saga)
+(cd "$root" && cargo build --quiet "${cargo_flags[@]}" -p saga-cli --bin saga)
 saga="${CARGO_TARGET_DIR:-$root/target}/$profile/saga"
 
 # Runs a PostgreSQL tool as the postgres user when this script runs as root.

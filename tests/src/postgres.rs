@@ -4,21 +4,34 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A throwaway PostgreSQL cluster on a free port, stopped and deleted on drop.
+/// A throwaway PostgreSQL cluster on a free port, stopped and deleted on drop. The one
+/// launcher of the project: the tests and `saga bench` start PostgreSQL with it.
 ///
-/// Uses the `initdb` and `pg_ctl` of the machine (on `PATH` or under `/usr/lib/postgresql`).
-/// When the tests run as root, the cluster runs as the `postgres` user through `runuser`,
-/// because PostgreSQL refuses to run as root.
+/// Uses the `initdb` and `pg_ctl` of the machine (`$PG_BIN_DIR`, `/usr/lib/postgresql/*/bin`,
+/// or `PATH`), trust authentication on 127.0.0.1. When running as root, the cluster runs as
+/// the `postgres` user through `runuser`, because PostgreSQL refuses to run as root.
 pub struct Postgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
     as_postgres_user: bool,
+    durable: bool,
 }
 
 impl Postgres {
-    /// Creates and starts a cluster with trust authentication for the `postgres` user.
+    /// Creates and starts a cluster for tests: durability off (`fsync`,
+    /// `synchronous_commit`, `full_page_writes`), since a test's data is thrown away.
     pub fn start() -> Result<Self> {
+        Self::create(false)
+    }
+
+    /// Creates and starts a cluster with PostgreSQL's durability defaults, so what is
+    /// measured against it is what a real deployment on this disk would do.
+    pub fn start_durable() -> Result<Self> {
+        Self::create(true)
+    }
+
+    fn create(durable: bool) -> Result<Self> {
         let bin = pg_bin_dir()?;
         let dir = tempfile::Builder::new().prefix("saga-pg-").tempdir()?;
         let as_postgres_user = is_root();
@@ -32,6 +45,7 @@ impl Postgres {
             dir,
             port: free_port()?,
             as_postgres_user,
+            durable,
         };
         let data = pg.data_dir();
         pg.run_pg(
@@ -66,8 +80,13 @@ impl Postgres {
     /// Starts the server on its port and waits until it accepts connections.
     fn launch(&self) -> Result<()> {
         let data = self.data_dir();
+        let durability = if self.durable {
+            "-c shared_buffers=128MB"
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let opts = format!(
-            "-p {} -k {} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "-p {} -k {} -h 127.0.0.1 -c max_connections=200 {durability}",
             self.port,
             self.dir.path().display()
         );
@@ -104,6 +123,19 @@ impl Postgres {
             &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name],
         )?;
         Ok(self.database_url(name))
+    }
+
+    /// Keeps the cluster's directory (data and `log`) after it is dropped; returns where it is.
+    pub fn keep_files(&mut self) -> &Path {
+        self.dir.disable_cleanup(true);
+        self.dir.path()
+    }
+
+    /// The postmaster's pid (first line of `postmaster.pid`), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let text =
+            std::fs::read_to_string(Path::new(&self.data_dir()).join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
     }
 
     fn data_dir(&self) -> String {

@@ -40,6 +40,7 @@ mod definitions;
 mod error;
 mod health;
 mod openapi;
+mod server;
 pub mod starting;
 mod ui;
 mod views;
@@ -47,6 +48,7 @@ mod views;
 pub use auth::require_token;
 pub use error::{Error, Problem};
 pub use openapi::openapi;
+pub use server::{ServeError, Server, serve};
 pub use views::{EventView, ListView, OverviewView, SagaView, StartedView, SummaryView};
 
 use crate::runtime::{Handled, Loaded, Orchestrator, Refusal};

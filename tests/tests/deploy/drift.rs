@@ -6,7 +6,7 @@ use crate::manifests::{
     Container, containers, find, find_generated, id, objects, overlays, runs_saga,
 };
 use clap::{CommandFactory, FromArgMatches};
-use saga_orchestrator::cli::{Cli, Command, Connection, OrchestratorArgs, ParticipantKind};
+use saga_cli::{Cli, Command, Connection, OrchestratorArgs, ParticipantKind};
 use saga_testkit::workspace_root;
 use serde_json::Value;
 use std::collections::BTreeMap;

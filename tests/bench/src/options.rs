@@ -74,9 +74,9 @@ pub struct BenchArgs {
     /// Keep the temporary directory (databases, NATS store, process logs) and print its path.
     #[arg(long)]
     pub keep: bool,
-    /// `text`: progress, a summary table, then the JSON line; `json`: only the JSON line.
-    #[arg(long, value_enum, default_value_t = super::super::Output::Text)]
-    pub output: super::super::Output,
+    /// Print only the JSON line (the command line's `--output json`): no progress, no table.
+    #[arg(skip)]
+    pub json_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

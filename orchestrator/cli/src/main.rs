@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = saga_orchestrator::cli::Cli::parse();
+    let cli = saga_cli::Cli::parse();
     let telemetry = match saga_telemetry::install(&cli.telemetry()) {
         Ok(telemetry) => telemetry,
         Err(e) => {
@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = saga_orchestrator::cli::run(cli).await;
+    let code = saga_cli::run(cli).await;
     telemetry.shutdown().await;
     code
 }

@@ -17,7 +17,7 @@
 //! `BENCH_FLOOR_REPLIES`, same settings and storage as the protocol's), runs before the sagas,
 //! and deletes its streams when done.
 
-use super::super::Error;
+use crate::Error;
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage, stream};
 use bytes::Bytes;
 use futures::StreamExt;

@@ -3,7 +3,7 @@
 //! bench account (available + reserved == deposited, reserved == the amounts of its completed
 //! sagas == its approved orders), and the orders match the sagas one for one.
 
-use super::super::Error;
+use crate::Error;
 use futures::StreamExt;
 use saga_participants::admin;
 use serde::Serialize;

@@ -7,13 +7,12 @@
 //! [`SYSTEM_THREAD`]), apart from the bench's driver, so the bench can still tell their CPU
 //! time from the driver's.
 
-use super::super::Error;
 use super::options::{BenchArgs, Db, Mode, Storage};
-use super::postgres::Postgres;
-use crate::runtime::{Options as OrchestratorOptions, Orchestrator};
+use crate::Error;
 use async_nats::jetstream;
+use saga_orchestrator::runtime::{Options as OrchestratorOptions, Orchestrator};
 use saga_protocol::streams;
-use std::net::TcpListener;
+use saga_testkit::{NatsOptions, NatsServer, Postgres, free_port};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -43,11 +42,8 @@ pub struct System {
     children: Vec<(String, Child)>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: CancellationToken,
-    _postgres: Option<Postgres>,
-}
-
-fn free_port() -> Result<u16, Error> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    nats: Option<NatsServer>,
+    postgres: Option<Postgres>,
 }
 
 impl System {
@@ -63,7 +59,8 @@ impl System {
                 children: Vec::new(),
                 runtime: None,
                 stop: CancellationToken::new(),
-                _postgres: None,
+                nats: None,
+                postgres: None,
             });
         }
         let dir = tempfile::Builder::new().prefix("saga-bench-").tempdir()?;
@@ -77,24 +74,23 @@ impl System {
             children: Vec::new(),
             runtime: None,
             stop: CancellationToken::new(),
-            _postgres: None,
+            nats: None,
+            postgres: None,
         };
-        let (nats, port) = start_nats(&root, args).await?;
-        system.nats_url = format!("nats://127.0.0.1:{port}");
+        let nats = start_nats(&root, args)?;
+        system.nats_url = nats.url();
         system.measured.push(Measured {
             name: "nats-server".into(),
-            pid: nats.id().unwrap_or(0),
+            pid: nats.pid().unwrap_or(0),
         });
-        system.children.push(("nats-server".into(), nats));
+        system.nats = Some(nats);
         create_streams(&system.nats_url, args.js_storage).await?;
 
         let databases = match args.db {
             Db::Sqlite => ["orchestrator", "account", "order"]
                 .map(|n| format!("sqlite:{}", root.join(format!("{n}.db")).display())),
             Db::Postgres => {
-                let pg_dir = root.join("pg");
-                std::fs::create_dir_all(&pg_dir)?;
-                let pg = tokio::task::block_in_place(|| Postgres::start(&pg_dir, free_port()?))?;
+                let pg = tokio::task::block_in_place(Postgres::start_durable)?;
                 let mut urls = Vec::new();
                 for n in ["orchestrator", "account", "order"] {
                     urls.push(tokio::task::block_in_place(|| pg.create_database(n))?);
@@ -105,7 +101,7 @@ impl System {
                         pid,
                     });
                 }
-                system._postgres = Some(pg);
+                system.postgres = Some(pg);
                 [urls[0].clone(), urls[1].clone(), urls[2].clone()]
             }
         };
@@ -239,9 +235,10 @@ impl System {
             let listen = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             runtime.spawn(async move {
                 let result = async {
-                    let api = super::super::servers::Api::bind(listen, None, &stop).await?;
+                    let api = saga_orchestrator::api::Server::bind(listen, None, &stop).await?;
                     let o = Orchestrator::open(&options).await?;
-                    super::super::servers::serve(o, api, stop).await
+                    saga_orchestrator::api::serve(o, api, stop).await?;
+                    Ok::<(), Error>(())
                 }
                 .await;
                 if let Err(e) = result {
@@ -328,56 +325,28 @@ impl System {
         for (_, child) in &mut self.children {
             let _ = child.kill().await;
         }
-        drop(self._postgres.take());
+        if let (Some(pg), Some(dir), true) = (&mut self.postgres, &self.dir, keep) {
+            // The cluster has a directory of its own; the kept one links to it.
+            let _ = std::os::unix::fs::symlink(pg.keep_files(), dir.path().join("pg"));
+        }
+        drop(self.postgres.take());
+        drop(self.nats.take());
         let dir = self.dir.take()?;
         keep.then(|| dir.keep())
     }
 }
 
-/// nats-server with JetStream in `root/nats`, on a free port, with `--js-sync` applied. Its
+/// nats-server with JetStream under `root`, on a free port, with `--js-sync` applied. Its
 /// largest payload is raised to 64 MB so the admin listing of every order after a long run
 /// fits in one reply.
-async fn start_nats(root: &Path, args: &BenchArgs) -> Result<(Child, u16), Error> {
-    let bin = super::super::dev::nats_server_bin()?;
-    let port = free_port()?;
-    let store = root.join("nats");
-    let sync = match args.js_sync.as_str() {
-        "default" => String::new(),
-        "always" => "  sync_interval: always\n".to_string(),
-        other => format!("  sync_interval: \"{other}\"\n"),
+fn start_nats(root: &Path, args: &BenchArgs) -> Result<NatsServer, Error> {
+    let options = NatsOptions {
+        dir: Some(root.to_path_buf()),
+        max_payload: Some("64MB".into()),
+        sync_interval: (args.js_sync != "default").then(|| args.js_sync.clone()),
+        ..NatsOptions::default()
     };
-    let config = root.join("nats.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: \"127.0.0.1:{port}\"\nmax_payload: 64MB\njetstream {{\n  store_dir: \"{}\"\n{sync}}}\n",
-            store.display()
-        ),
-    )?;
-    let log = std::fs::File::create(root.join("nats-server.log"))?;
-    let child = Command::new(&bin)
-        .arg("-c")
-        .arg(&config)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "nats-server did not open port {port}; see {}",
-                root.join("nats-server.log").display()
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok((child, port))
+    Ok(tokio::task::block_in_place(|| NatsServer::launch(options))?)
 }
 
 /// Creates the protocol streams with the chosen storage before any process does: processes

@@ -6,7 +6,6 @@
 //! also take the telemetry settings ([`TelemetryArgs`]), whose variables are the standard
 //! OpenTelemetry ones (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, …).
 
-mod bench;
 mod client;
 mod dev;
 mod dlq;
@@ -60,7 +59,7 @@ pub enum Command {
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
     /// Measure throughput, latency, CPU and memory against the raw JetStream floor.
-    Bench(bench::BenchArgs),
+    Bench(BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +147,15 @@ pub struct ServerArg {
     #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print JSON instead of text.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCommand {
+    #[command(flatten)]
+    pub bench: saga_bench::BenchArgs,
+    /// `text`: progress, a summary table, then the JSON line; `json`: only the JSON line.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -478,7 +486,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => {
+            let mut bench = args.bench;
+            bench.json_only = args.output == Output::Json;
+            saga_bench::run(bench).await
+        }
     };
     match result {
         Ok(code) => code,

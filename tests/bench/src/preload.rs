@@ -7,10 +7,10 @@
 //! one INSERT per saga and one per saga's events, a thousand sagas per transaction, into the tables the migrations
 //! create (`sagas`, `saga_events`), after the store has been opened once to migrate them.
 
-use super::super::Error;
-use crate::runtime::Registry;
-use crate::store::SqlStore;
+use crate::Error;
 use saga_core::{Action, EVENT_SCHEMA_VERSION, Input, Occurred, SagaState};
+use saga_orchestrator::runtime::Registry;
+use saga_orchestrator::store::SqlStore;
 use saga_protocol::{Outcome, ReplyEnvelope, Timestamp};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 use std::fmt::Write as _;

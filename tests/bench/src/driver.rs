@@ -2,7 +2,7 @@
 //! client (`POST /v1/sagas/place_order`) and starting the next one when its saga has ended.
 //!
 //! How the end of a saga is seen: the bench listens to every orchestrator's
-//! `GET /v1/feed/terminal` (server-sent events, see [`crate::watch`]), which announces a saga
+//! `GET /v1/feed/terminal` (server-sent events, see [`saga_orchestrator::watch`]), which announces a saga
 //! after the append that made it completed, compensated or stuck has committed. A saga's
 //! latency runs from just before its POST is sent to the moment its announcement arrives, so
 //! it covers the HTTP start, the three (or five) round trips and the final append. Polling
@@ -13,7 +13,7 @@
 //! when that happened. A saga still not ended at `--saga-timeout` is read once more, then
 //! counted as timed out.
 
-use super::super::Error;
+use crate::Error;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
@@ -125,7 +125,7 @@ impl Watcher {
         if kind != "terminal" {
             return;
         }
-        let Ok(t) = serde_json::from_str::<crate::watch::Terminal>(data) else {
+        let Ok(t) = serde_json::from_str::<saga_orchestrator::watch::Terminal>(data) else {
             return;
         };
         let ended = Ended {

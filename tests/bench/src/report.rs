@@ -129,7 +129,7 @@ pub fn print(r: &Report) {
         }
     );
     println!();
-    let mut t = super::super::table([
+    let mut t = table([
         "",
         "sagas/s",
         "p50 ms",
@@ -160,7 +160,7 @@ pub fn print(r: &Report) {
             f.cpu_ms_per_saga.map(f2).unwrap_or_else(|| "-".into()),
         ]);
     }
-    super::super::print_table(&t);
+    print_table(&t);
     if let Some(ratio) = r.floor_ratio {
         println!(
             "\nthroughput is {:.0} % of the transport floor",
@@ -169,7 +169,7 @@ pub fn print(r: &Report) {
     }
     if !r.processes.is_empty() {
         println!();
-        let mut t = super::super::table(["process", "pid", "CPU s", "CPU ms/saga", "peak RSS MB"]);
+        let mut t = table(["process", "pid", "CPU s", "CPU ms/saga", "peak RSS MB"]);
         for p in r.processes.iter().chain(r.driver.iter()) {
             t.add_row([
                 p.name.clone(),
@@ -179,7 +179,7 @@ pub fn print(r: &Report) {
                 p.peak_rss_mb.map(f1).unwrap_or_else(|| "-".into()),
             ]);
         }
-        super::super::print_table(&t);
+        print_table(&t);
     }
     let c = &r.sagas;
     println!(
@@ -208,4 +208,18 @@ pub fn print(r: &Report) {
         println!("  {p}");
     }
     println!();
+}
+
+/// A table for the terminal, without borders, headed by `header`.
+fn table<const N: usize>(header: [&str; N]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header);
+    t
+}
+
+/// Prints a table without the padding that would trail each line.
+fn print_table(table: &comfy_table::Table) {
+    println!("{}", table.trim_fmt());
 }

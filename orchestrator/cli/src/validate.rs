@@ -4,8 +4,8 @@
 //! Exit code 0 when every file is valid, 1 otherwise; `--format json` for tools.
 
 use super::{Error, Output, ValidateArgs};
-use crate::runtime::CATALOGUE_FILE;
 use saga_core::{Catalogue, Definition, DefinitionError, Errors};
+use saga_orchestrator::runtime::CATALOGUE_FILE;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

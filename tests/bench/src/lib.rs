@@ -19,7 +19,6 @@
 mod driver;
 mod floor;
 mod options;
-mod postgres;
 mod preload;
 mod procstat;
 mod report;
@@ -28,13 +27,15 @@ mod verify;
 
 pub use options::BenchArgs;
 
-use super::{Error, Output};
 use indicatif::{ProgressBar, ProgressStyle};
 use report::{Counts, FloorReport, Latency, Process, Report, Settings};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use system::{Measured, System};
+
+/// A bench failure, printed as `error: …`.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Bench accounts, each opened with [`DEPOSIT`].
 const CUSTOMERS: u64 = 64;
@@ -46,7 +47,7 @@ const FLOOR_MIN_SAGAS: u64 = 10_000;
 
 pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
     args.validate()?;
-    let text = args.output == Output::Text;
+    let text = !args.json_only;
     if text {
         eprintln!(
             "starting nats-server, {}, the participants and {} orchestrator(s) ({})…",
@@ -138,7 +139,7 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
 }
 
 async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
-    let text = args.output == Output::Text;
+    let text = !args.json_only;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections() + 16)
         .connect_timeout(Duration::from_secs(5))

@@ -1,0 +1,107 @@
+//! `saga orchestrator` and `saga participant`: long-running servers that stop on SIGTERM or
+//! Ctrl-C, finishing the messages in hand within a deadline.
+
+use super::{Error, OrchestratorArgs, ParticipantArgs, ParticipantKind};
+use saga_orchestrator::api::{Server, serve};
+use saga_orchestrator::runtime::{Options, Orchestrator};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
+    let options = Options {
+        nats_url: args.connection.nats,
+        database_url: args.connection.database,
+        sagas_dir: args.sagas,
+        stream_replicas: args.connection.stream_replicas,
+        failover_after: args.connection.failover_after,
+        republish_after: args.republish_after,
+        overdue_after: args.overdue_after,
+        hot_sagas: args.hot_sagas,
+        replica_id: Some(args.replica_id.unwrap_or_else(|| {
+            saga_orchestrator::runtime::partitions::stable_replica_id(args.listen.port())
+        })),
+        ..Options::default()
+    };
+    let shutdown = shutdown_on_signal();
+    // What can fail about serving (a missing token, a port in use) fails before anything
+    // else starts; the probes answer from here on.
+    let api = Server::bind(args.listen, args.token, &shutdown).await?;
+    // Opening waits for the database and NATS for as long as they are away; a signal
+    // meanwhile stops the process cleanly.
+    let orchestrator = tokio::select! {
+        opened = Orchestrator::open(&options) => opened?,
+        () = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+    };
+    serve(orchestrator, api, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a participant's commands against the catalogue, if there is one.
+pub fn check_catalogue(
+    kind: saga_participants::Kind,
+    catalogue: &std::path::Path,
+) -> Result<(), Error> {
+    use saga_participants::handler::Participant;
+    if !catalogue.exists() {
+        tracing::warn!(path = %catalogue.display(), "no participants catalogue; commands not checked");
+        return Ok(());
+    }
+    let catalogue = saga_core::Catalogue::from_file(catalogue).map_err(|e| e.to_string())?;
+    let implemented = match kind {
+        saga_participants::Kind::Account => saga_participants::account::Account::COMMANDS,
+        saga_participants::Kind::Order => saga_participants::order::Orders::COMMANDS,
+    };
+    catalogue
+        .check_participant(kind.as_str(), implemented)
+        .map_err(|e| format!("the {kind} participant does not match the catalogue:\n{e}").into())
+}
+
+pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
+    let kind = match args.kind {
+        ParticipantKind::Account => saga_participants::Kind::Account,
+        ParticipantKind::Order => saga_participants::Kind::Order,
+    };
+    check_catalogue(kind, &args.catalogue)?;
+    let options = saga_participants::Options {
+        nats_url: args.connection.nats,
+        database_url: args.connection.database,
+        review_limit: args.review_limit,
+        concurrency: args.concurrency,
+        stream_replicas: args.connection.stream_replicas,
+        listen: args.listen,
+        failover_after: args.connection.failover_after,
+    };
+    let shutdown = shutdown_on_signal();
+    saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;
+    Ok(ExitCode::SUCCESS)
+}
