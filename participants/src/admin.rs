@@ -16,7 +16,6 @@
 //! # Ok(()) }
 //! ```
 
-use crate::Kind;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -25,12 +24,9 @@ pub const ACCOUNT_SUBJECT: &str = "saga.admin.account";
 /// Admin subject of the order participant.
 pub const ORDER_SUBJECT: &str = "saga.admin.order";
 
-/// The admin subject served by participant `kind`.
-pub fn subject(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Account => ACCOUNT_SUBJECT,
-        Kind::Order => ORDER_SUBJECT,
-    }
+/// The admin subject served by participant `participant`: `saga.admin.{participant}`.
+pub fn subject(participant: &str) -> String {
+    format!("saga.admin.{participant}")
 }
 
 /// An admin request, tagged by `op`.

@@ -1,6 +1,6 @@
 //! Group commit of commands: the commands in hand at one moment share one transaction.
 //!
-//! The [`Handler`](crate::handler::Handler) hands every command to one task per participant.
+//! The [`Handler`](crate::service::Handler) hands every command to one task per participant.
 //! The task takes what is waiting (up to [`MAX_BATCH`]) and handles it in one transaction:
 //! for each command in turn the inbox look-up, the business change and the inbox record,
 //! exactly as alone (a later command of the batch sees the earlier ones' writes, so two
@@ -19,8 +19,9 @@
 //! `SELECT inbox`, `apply …`, `INSERT inbox` and `COMMIT`, where all but `apply …` are the
 //! batch's statements, shared (`db.operation.batch.size` says by how many commands).
 
-use crate::handler::{self, Error, Participant};
+use crate::inbox;
 use crate::metrics::Duplicates;
+use crate::participant::{Error, Participant};
 use crate::store;
 use saga_protocol::{CommandEnvelope, ReplyEnvelope, Timestamp};
 use tokio::sync::{mpsc, oneshot};
@@ -48,17 +49,17 @@ impl Batcher {
     /// duplicates it answers from the inbox ([`Duplicates`]).
     pub fn spawn<P: Participant>(participant: P) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run(participant, Duplicates::new(P::KIND), jobs));
+        tokio::spawn(run(participant, Duplicates::new(P::NAME), jobs));
         Batcher { queue }
     }
 
-    /// Handles `command` exactly once per message id (see [`handler::handle`]).
+    /// Handles `command` exactly once per message id (see [`inbox::handle`]).
     ///
     /// # Cancel safety
     /// Dropping the future does not withdraw the command: it may still be committed, and a
     /// redelivery then gets the recorded reply from the inbox.
     pub async fn handle(&self, command: CommandEnvelope) -> Result<ReplyEnvelope, Error> {
-        let span = handler::handle_span(&command);
+        let span = inbox::handle_span(&command);
         let (done, reply) = oneshot::channel();
         self.queue
             .send(Job {
@@ -106,7 +107,7 @@ async fn handle_batch<P: Participant>(participant: &P, duplicates: &Duplicates, 
                         duplicates.count(&job.command.command);
                     }
                     let handled = Ok(handled);
-                    handler::finish_span(&job.span, &handled);
+                    inbox::finish_span(&job.span, &handled);
                     // A caller that went away gets its reply from the inbox on redelivery.
                     let _ = job.done.send(handled.map(|(reply, _)| reply));
                 }
@@ -118,7 +119,7 @@ async fn handle_batch<P: Participant>(participant: &P, duplicates: &Duplicates, 
         }
     }
     for job in batch {
-        let handled = handler::handle_in(participant, &job.command, job.span).await;
+        let handled = inbox::handle_in(participant, &job.command, job.span).await;
         if let Ok((_, true)) = &handled {
             duplicates.count(&job.command.command);
         }
@@ -139,7 +140,7 @@ async fn together<P: Participant>(
         batch
             .iter()
             .map(|job| {
-                let span = handler::db_span(&job.span, db, operation, table);
+                let span = inbox::db_span(&job.span, db, operation, table);
                 span.record("db.operation.batch.size", batch.len());
                 span
             })
@@ -170,7 +171,7 @@ async fn together<P: Participant>(
             continue;
         }
         let (reply, encoded) =
-            handler::apply_in_tx(participant, &mut tx, &job.command, now, &job.span).await?;
+            inbox::apply_in_tx(participant, &mut tx, &job.command, now, &job.span).await?;
         recorded.insert(id.to_string(), encoded.clone());
         new_replies.push((id, encoded));
         handled.push((reply, false));

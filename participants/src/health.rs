@@ -27,7 +27,7 @@
 //! # }
 //! ```
 
-use crate::{Kind, store::Store};
+use crate::store::Store;
 use async_nats::jetstream::{self, consumer::pull};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -50,7 +50,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// What `/readyz` checks: the participant's database, its NATS connection and its consumer.
 #[derive(Clone)]
 pub struct Health {
-    kind: Kind,
+    participant: &'static str,
     store: Store,
     client: async_nats::Client,
     js: jetstream::Context,
@@ -67,11 +67,16 @@ pub struct Report {
 }
 
 impl Health {
-    /// The checks of participant `kind`; `pulling` is its command consumer's flag.
-    pub fn new(kind: Kind, store: Store, client: async_nats::Client, pulling: Pulling) -> Self {
+    /// The checks of participant `participant`; `pulling` is its command consumer's flag.
+    pub fn new(
+        participant: &'static str,
+        store: Store,
+        client: async_nats::Client,
+        pulling: Pulling,
+    ) -> Self {
         let js = jetstream::new(client.clone());
         Health {
-            kind,
+            participant,
             store,
             client,
             js,
@@ -125,7 +130,7 @@ impl Health {
     /// The durable consumer is what delivers commands: a NATS that lost its JetStream state
     /// (or a consumer deleted by hand) leaves the process connected but idle.
     async fn consumer(&self) -> Result<(), String> {
-        let name = self.kind.consumer_name();
+        let name = crate::participant::consumer_name(self.participant);
         let info = self
             .js
             .get_consumer_from_stream::<pull::Config, _, _>(&name, subjects::COMMANDS_STREAM);

@@ -8,11 +8,14 @@
 //!   saga.reply.{kind} (SAGA_REPLIES), then ack     saga.dlq.{kind} (SAGA_DLQ)
 //! ```
 //!
-//! - [`runtime`]: consume → decode → inbox → handle → reply → ack; [`run`] is the entry point.
-//! - [`handler`]: the [`handler::Participant`] seam and the tower service around it.
+//! - [`participant`]: the [`Participant`] seam a participant implements.
+//! - [`runtime`]: consume → decode → inbox → handle → reply → ack, for any [`Participant`].
+//! - [`inbox`]: exactly once per message id, one transaction with the business change.
 //! - [`batch`]: group commit, the commands in hand at one moment in one transaction.
-//! - [`store`]: the database, migrations and the durable inbox.
-//! - [`account`], [`order`]: the two participants.
+//! - [`service`]: the tower service around it all, and its in-process layers.
+//! - [`store`]: the database, migrations and the durable inbox table.
+//! - [`account`], [`order`]: the two participants; [`builtin`] runs them by [`Kind`]
+//!   ([`run`] is the entry point of `saga participant`).
 //! - [`admin`]: core NATS request/reply helpers to open and fund accounts and read state.
 //! - [`health`]: `/livez` and `/readyz` for Kubernetes probes.
 //! - [`metrics`]: the participant's metrics and its `/metrics` HTTP endpoint.
@@ -32,13 +35,18 @@
 pub mod account;
 pub mod admin;
 pub mod batch;
-pub mod handler;
+pub mod builtin;
 pub mod health;
+pub mod inbox;
 pub mod metrics;
 pub mod options;
 pub mod order;
+pub mod participant;
 pub mod runtime;
+pub mod service;
 pub mod store;
 
+pub use builtin::{run, run_with_ready};
 pub use options::{Kind, Options};
-pub use runtime::{Error, run, run_with_ready};
+pub use participant::Participant;
+pub use runtime::Error;

@@ -14,15 +14,14 @@
 //!
 //! ```no_run
 //! # async fn demo(js: async_nats::jetstream::Context) -> std::io::Result<()> {
-//! use saga_participants::{Kind, metrics};
+//! use saga_participants::metrics;
 //!
-//! let app = metrics::router(metrics::Lag::new(js, Kind::Account));
+//! let app = metrics::router(metrics::Lag::new(js, "account"));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9101").await?;
 //! axum::serve(listener, app).await
 //! # }
 //! ```
 
-use crate::Kind;
 use async_nats::jetstream;
 use axum::Router;
 use axum::extract::State;
@@ -45,10 +44,10 @@ pub struct Metrics {
 
 impl Metrics {
     /// Instruments on the process's meter (no-ops until telemetry is installed).
-    pub fn new(kind: Kind) -> Self {
+    pub fn new(participant: &'static str) -> Self {
         let meter = saga_telemetry::metrics::meter();
         Metrics {
-            participant: KeyValue::new("participant", kind.as_str()),
+            participant: KeyValue::new("participant", participant),
             commands: meter
                 .u64_counter("saga.participant.commands")
                 .with_description("Commands handled by a participant, by outcome")
@@ -102,9 +101,9 @@ pub struct Duplicates {
 
 impl Duplicates {
     /// The counter on the process's meter (a no-op until telemetry is installed).
-    pub fn new(kind: Kind) -> Self {
+    pub fn new(participant: &'static str) -> Self {
         Duplicates {
-            participant: KeyValue::new("participant", kind.as_str()),
+            participant: KeyValue::new("participant", participant),
             duplicates: saga_telemetry::metrics::meter()
                 .u64_counter("saga.participant.duplicates")
                 .with_description(
@@ -136,11 +135,12 @@ pub struct Lag {
 }
 
 impl Lag {
-    pub fn new(js: jetstream::Context, kind: Kind) -> Self {
+    /// The lag of participant `participant`'s command consumer.
+    pub fn new(js: jetstream::Context, participant: &str) -> Self {
         let meter = saga_telemetry::metrics::meter();
         Lag {
             js,
-            consumer: kind.consumer_name(),
+            consumer: crate::participant::consumer_name(participant),
             pending: meter
                 .u64_gauge("saga.consumer.pending")
                 .with_description("Messages not yet delivered to the consumer (its lag)")

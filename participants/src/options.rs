@@ -27,7 +27,7 @@ pub enum Kind {
 
 impl Kind {
     /// The name used in subjects, e.g. `account`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Account => "account",
             Kind::Order => "order",
@@ -36,7 +36,7 @@ impl Kind {
 
     /// Name of the durable JetStream consumer shared by every instance of this participant.
     pub fn consumer_name(self) -> String {
-        format!("participant-{}", self.as_str())
+        crate::participant::consumer_name(self.as_str())
     }
 }
 

@@ -59,7 +59,7 @@ impl Store {
     /// On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up front, so concurrent
     /// writers queue on `busy_timeout` instead of failing when a read lock cannot be upgraded.
     /// PostgreSQL runs at READ COMMITTED; races are settled by primary keys and version checks,
-    /// which surface as [`handler::Error::Conflict`](crate::handler::Error::Conflict).
+    /// which surface as [`participant::Error::Conflict`](crate::participant::Error::Conflict).
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,

@@ -71,16 +71,12 @@ pub fn check_catalogue(
     kind: saga_participants::Kind,
     catalogue: &std::path::Path,
 ) -> Result<(), Error> {
-    use saga_participants::handler::Participant;
     if !catalogue.exists() {
         tracing::warn!(path = %catalogue.display(), "no participants catalogue; commands not checked");
         return Ok(());
     }
     let catalogue = saga_core::Catalogue::from_file(catalogue).map_err(|e| e.to_string())?;
-    let implemented = match kind {
-        saga_participants::Kind::Account => saga_participants::account::Account::COMMANDS,
-        saga_participants::Kind::Order => saga_participants::order::Orders::COMMANDS,
-    };
+    let implemented = saga_participants::builtin::commands(kind);
     catalogue
         .check_participant(kind.as_str(), implemented)
         .map_err(|e| format!("the {kind} participant does not match the catalogue:\n{e}").into())

@@ -6,7 +6,7 @@
 use super::events::AccountEvent;
 use super::ledger::{self, Account};
 use crate::admin::{Balance, Reply, Request};
-use crate::handler::{Error, retry_conflicts};
+use crate::participant::{Error, retry_conflicts};
 use crate::store::{self, Store};
 use saga_protocol::Timestamp;
 

@@ -6,7 +6,7 @@
 //! gets [`Error::Conflict`] and its transaction is run again.
 
 use super::events::{self, AccountEvent, Balances};
-use crate::handler::Error;
+use crate::participant::Error;
 use saga_protocol::Timestamp;
 use sqlx::AnyConnection;
 

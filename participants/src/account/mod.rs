@@ -22,7 +22,7 @@ mod admin;
 pub mod events;
 pub mod ledger;
 
-use crate::handler::{self, Error, Participant, payload, rejected, succeeded};
+use crate::participant::{self, Error, Participant, payload, rejected, succeeded};
 use crate::{Kind, store::Store};
 use events::AccountEvent;
 use ledger::{Reservation, Status};
@@ -56,7 +56,7 @@ struct ReserveCredit {
 }
 
 impl Participant for Account {
-    const KIND: Kind = Kind::Account;
+    const NAME: &'static str = Kind::Account.as_str();
     const COMMANDS: &'static [(&'static str, CommandKind)] = &[
         (RESERVE_CREDIT, CommandKind::Forward),
         (RELEASE_CREDIT, CommandKind::Compensation),
@@ -164,7 +164,7 @@ async fn release(
     let key = command.effect_key.as_str();
     let Some(existing) = ledger::reservation(tx, key).await? else {
         // Compensation before the action: leave a tombstone so the late reserve is refused.
-        let hint: ReleaseCredit = handler::payload(command).unwrap_or_default();
+        let hint: ReleaseCredit = participant::payload(command).unwrap_or_default();
         let tombstone = Reservation {
             effect_key: key.to_string(),
             account_id: hint.customer_id,

@@ -5,7 +5,7 @@
 //! under the same effect key, so the two race on one unique key and cannot both win.
 
 use super::events::{self, OrderEvent};
-use crate::handler::Error;
+use crate::participant::Error;
 use saga_protocol::Timestamp;
 use sqlx::AnyConnection;
 

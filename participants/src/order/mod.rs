@@ -22,7 +22,7 @@ pub mod book;
 pub mod events;
 
 use crate::admin::{OrderView, Reply, Request};
-use crate::handler::{Error, Participant, payload, rejected, succeeded};
+use crate::participant::{Error, Participant, payload, rejected, succeeded};
 use crate::{Kind, store::Store};
 use book::{Order, Status};
 use events::OrderEvent;
@@ -68,7 +68,7 @@ impl Orders {
 }
 
 impl Participant for Orders {
-    const KIND: Kind = Kind::Order;
+    const NAME: &'static str = Kind::Order.as_str();
     const COMMANDS: &'static [(&'static str, CommandKind)] = &[
         (CREATE_ORDER, CommandKind::Forward),
         (CANCEL_ORDER, CommandKind::Compensation),

@@ -1,7 +1,7 @@
 //! Serving admin requests (core NATS request/reply) next to the command consumer.
 
 use crate::admin::{Reply, Request};
-use crate::handler::Participant;
+use crate::participant::Participant;
 use tracing::{debug, warn};
 
 /// Answers one admin request on its reply subject; a request without one is dropped.

@@ -11,7 +11,7 @@
 //! `traceparent`; the handler's span and the reply's `publish saga.reply.{participant}` span
 //! (whose context the reply carries back) are its children.
 
-use crate::handler::Error;
+use crate::participant::Error;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
 use opentelemetry::trace::Status;

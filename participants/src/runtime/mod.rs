@@ -3,8 +3,8 @@
 //! At start-up it opens the database, connects to NATS, creates the protocol streams if
 //! missing, and gets or creates the durable pull consumer (waiting for as long as the
 //! database or NATS is away, see [`saga_protocol::retry`]; only a shutdown or a permanent
-//! error ends the wait) `participant-{kind}` on
-//! `SAGA_COMMANDS` (filter `saga.cmd.{kind}.>`, explicit ack, unlimited redelivery, ack wait
+//! error ends the wait) `participant-{name}` on
+//! `SAGA_COMMANDS` (filter `saga.cmd.{name}.>`, explicit ack, unlimited redelivery, ack wait
 //! and pull expiry of [`Options::failover_after`], see [`saga_protocol::consumers`]). Every
 //! instance of a participant shares that consumer, so they split the work: a command held by an
 //! instance that dies goes to another one after the failover bound.
@@ -18,14 +18,17 @@
 //! With [`Options::listen`] set it also serves `/livez` and `/readyz` ([`crate::health`])
 //! from start-up until it returns.
 //!
+//! The runtime knows no participant by name: it runs any [`Participant`], built from its
+//! opened store by the caller.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), saga_participants::Error> {
-//! use saga_participants::{Kind, Options, run_with_ready};
+//! use saga_participants::{Options, account::Account, runtime};
 //!
 //! let (ready_tx, ready) = tokio::sync::oneshot::channel();
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let shutdown = async move { let _ = stopped.await; };
-//! let task = tokio::spawn(run_with_ready(Kind::Account, Options::default(), shutdown, ready_tx));
+//! let task = tokio::spawn(runtime::run(Account::new, Options::default(), shutdown, ready_tx));
 //! let _ = ready.await; // the consumer exists: commands published from now on are handled
 //! let _ = stop.send(());
 //! # Ok(()) }
@@ -34,8 +37,8 @@
 mod admin;
 mod message;
 
-use crate::handler::{self, Participant};
-use crate::{Kind, Options, account::Account, health, order::Orders, store::Store};
+use crate::participant::{Participant, consumer_name};
+use crate::{Options, health, service, store::Store};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use saga_protocol::inbound::{Inbound, Pulling};
@@ -78,20 +81,11 @@ pub enum Error {
     Listen(#[from] health::ListenError),
 }
 
-/// Runs participant `kind` until `shutdown` resolves (see the module docs).
-pub async fn run(
-    kind: Kind,
-    options: Options,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let (ready, _) = oneshot::channel();
-    run_with_ready(kind, options, shutdown, ready).await
-}
-
-/// Like [`run`], and sends on `ready` once the consumer and the admin subscription exist:
+/// Runs the participant `build` makes of its opened store until `shutdown` resolves (see the
+/// module docs), and sends on `ready` once the consumer and the admin subscription exist:
 /// from then on, published commands are handled.
-pub async fn run_with_ready(
-    kind: Kind,
+pub async fn run<P: Participant>(
+    build: impl FnOnce(Store) -> P,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: oneshot::Sender<()>,
@@ -110,30 +104,24 @@ pub async fn run_with_ready(
         store = store => store?,
         () = shutdown.clone() => return Ok(()),
     };
-    match kind {
-        Kind::Account => serve(Account::new(store), &options, shutdown, ready).await,
-        Kind::Order => {
-            let orders = Orders::new(store, options.review_limit);
-            serve(orders, &options, shutdown, ready).await
-        }
-    }
+    serve(build(store), &options, shutdown, ready).await
 }
 
 /// The shutdown signal, awaited by start-up and by the loop.
 type Shutdown = futures::future::Shared<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
 
-/// The pull consumer shared by every instance of participant `kind`, pulling at most `batch`
+/// The pull consumer shared by every instance of participant `participant`, pulling at most `batch`
 /// ahead, so none waits in a buffer past its ack wait.
 async fn command_consumer(
     js: &jetstream::Context,
-    kind: Kind,
+    participant: &str,
     batch: usize,
     failover_after: Duration,
     pulling: Pulling,
 ) -> Result<Inbound, Error> {
     let config = pull::Config {
-        durable_name: Some(kind.consumer_name()),
-        filter_subject: subjects::commands_for(kind.as_str()),
+        durable_name: Some(consumer_name(participant)),
+        filter_subject: subjects::commands_for(participant),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: failover_after,
         max_deliver: -1,
@@ -157,12 +145,12 @@ async fn serve<P: Participant>(
     shutdown: Shutdown,
     ready: oneshot::Sender<()>,
 ) -> Result<(), Error> {
-    let kind = P::KIND;
+    let name = P::NAME;
     let servers = saga_protocol::servers::parse(&options.nats_url).map_err(Error::Url)?;
     // NATS not up yet is waited out: the client keeps connecting in the background, and the
     // streams and the consumer are set up once it is there.
     let client = async_nats::ConnectOptions::new()
-        .name(format!("saga-participant-{kind}"))
+        .name(format!("saga-participant-{name}"))
         .retry_on_initial_connect()
         .connect(servers)
         .await
@@ -176,11 +164,11 @@ async fn serve<P: Participant>(
     let pulling = Pulling::default();
     // The probes answer from here on, while NATS may still be away: the pod is unready, not
     // restarted.
-    let metrics_routes = crate::metrics::router(crate::metrics::Lag::new(js.clone(), kind));
+    let metrics_routes = crate::metrics::router(crate::metrics::Lag::new(js.clone(), name));
     let health = match options.listen {
         Some(addr) => {
             let checks = health::Health::new(
-                kind,
+                name,
                 participant.store().clone(),
                 client.clone(),
                 pulling.clone(),
@@ -191,7 +179,7 @@ async fn serve<P: Participant>(
     };
     let setup = async {
         streams::ensure(&js, options.stream_replicas).await?;
-        command_consumer(&js, kind, concurrency, failover_after, pulling.clone()).await
+        command_consumer(&js, name, concurrency, failover_after, pulling.clone()).await
     };
     let mut messages = tokio::select! {
         messages = setup => messages?,
@@ -203,18 +191,18 @@ async fn serve<P: Participant>(
         }
     };
     let mut admin_requests = client
-        .queue_subscribe(crate::admin::subject(kind), kind.consumer_name())
+        .queue_subscribe(crate::admin::subject(name), consumer_name(name))
         .await?;
     let ctx = Arc::new(message::Context {
         js,
-        participant: kind.as_str(),
-        consumer: kind.consumer_name(),
+        participant: name,
+        consumer: consumer_name(name),
         commands: P::COMMANDS,
-        metrics: crate::metrics::Metrics::new(kind),
+        metrics: crate::metrics::Metrics::new(name),
         ack_wait: failover_after,
     });
-    let service = handler::stack(participant.clone(), HANDLER_TIMEOUT);
-    info!(%kind, consumer = %ctx.consumer, concurrency, "participant ready");
+    let service = service::stack(participant.clone(), HANDLER_TIMEOUT);
+    info!(participant = name, consumer = %ctx.consumer, concurrency, "participant ready");
     let _ = ready.send(());
 
     let mut commands = JoinSet::new();
@@ -243,7 +231,11 @@ async fn serve<P: Participant>(
         }
     }
 
-    info!(%kind, in_hand = commands.len(), "shutting down");
+    info!(
+        participant = name,
+        in_hand = commands.len(),
+        "shutting down"
+    );
     drop(messages);
     if let Err(e) = admin_requests.unsubscribe().await {
         warn!(error = %e, "admin unsubscribe failed");
@@ -270,6 +262,6 @@ async fn serve<P: Participant>(
         server.stop().await;
     }
     participant.store().close().await;
-    info!(%kind, "participant stopped");
+    info!(participant = name, "participant stopped");
     Ok(())
 }

@@ -4,9 +4,9 @@
 use crate::harness::{Backend, Database, command, output};
 use saga_participants::account::{Account, RESERVE_CREDIT, ledger};
 use saga_participants::admin::{Reply, Request};
-use saga_participants::handler::{self, Participant};
 use saga_participants::order::{CREATE_ORDER, Orders};
 use saga_participants::{Kind, store::Store};
+use saga_participants::{Participant, inbox, service};
 use saga_protocol::CommandKind;
 use serde_json::json;
 use tower::ServiceExt;
@@ -43,7 +43,7 @@ async fn deliveries_apply_once(backend: Backend, one_handler: bool) {
     let saga = Uuid::new_v4();
     let payload = json!({ "customer_id": "alice", "amount": 30 });
     // Attempts 1 and 2 of one step, each delivered four times, all at once.
-    let shared = handler::stack(account.clone(), std::time::Duration::from_secs(20));
+    let shared = service::stack(account.clone(), std::time::Duration::from_secs(20));
     let mut tasks = Vec::new();
     for attempt in [1, 2] {
         let c = command(
@@ -59,7 +59,7 @@ async fn deliveries_apply_once(backend: Backend, one_handler: bool) {
             let service = if one_handler {
                 shared.clone()
             } else {
-                handler::stack(account.clone(), std::time::Duration::from_secs(20))
+                service::stack(account.clone(), std::time::Duration::from_secs(20))
             };
             let c = c.clone();
             tasks.push(tokio::spawn(async move { service.oneshot(c).await }));
@@ -115,7 +115,7 @@ async fn concurrent_creates_make_one_order(backend: Backend) {
         );
         let orders = orders.clone();
         tasks.push(tokio::spawn(
-            async move { handler::handle(&orders, &c).await },
+            async move { inbox::handle(&orders, &c).await },
         ));
     }
     let mut ids = Vec::new();
