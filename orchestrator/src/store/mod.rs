@@ -56,6 +56,7 @@
 
 mod definitions;
 mod memory;
+mod rows;
 mod sql;
 mod writer;
 mod writes;

@@ -22,6 +22,10 @@
 //! # Ok(()) }
 //! ```
 
+use super::rows::{
+    current_version, decode_event, decode_record, get, parse_uuid, saga_columns_of, select_sagas,
+    sql_int, to_u64,
+};
 use super::writer::Writer;
 use super::{
     Created, DefinitionUse, Error, EventStore, NewDefinition, NewEvent, NewSaga, Result,
@@ -29,24 +33,12 @@ use super::{
 };
 use saga_protocol::Timestamp;
 use saga_sql::{self as db, Backend};
-use sqlx::any::AnyRow;
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyPool, AssertSqlSafe};
 use uuid::Uuid;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
-
-/// `SELECT <every sagas column> FROM sagas <rest>`, in the order [`decode_record`] reads.
-macro_rules! select_sagas {
-    ($rest:literal) => {
-        concat!(
-            "SELECT saga_id, name, definition_version, status, version, idempotency_key, ",
-            "input_digest, created_at, updated_at, deadline_at FROM sagas ",
-            $rest
-        )
-    };
-}
 
 /// The event store on SQLite or PostgreSQL. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
@@ -370,83 +362,10 @@ fn search_sql(q: &SagaQuery) -> (String, Vec<Bind>) {
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
+    let columns = saga_columns_of("s");
     let sql = format!(
-        "SELECT s.saga_id, s.name, s.definition_version, s.status, s.version, \
-         s.idempotency_key, s.input_digest, s.created_at, s.updated_at, s.deadline_at \
-         {from} {filter} \
+        "SELECT {columns} {from} {filter} \
          ORDER BY {created_at} DESC, {saga_id} DESC LIMIT {limit}"
     );
     (sql, binds)
-}
-
-/// The read model's version of `saga_id`, read through `conn` (the pool or a transaction).
-pub(super) async fn current_version<'c, E>(conn: E, saga_id: Uuid) -> Result<Option<u64>>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM sagas WHERE saga_id = $1")
-        .bind(saga_id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(Error::Database)?;
-    version.map(|v| to_u64(v, "version")).transpose()
-}
-
-pub(super) fn sql_int(saga_id: Uuid, value: u64) -> Result<i64> {
-    i64::try_from(value).map_err(|_| {
-        Error::Corrupt(format!(
-            "saga {saga_id}: version {value} does not fit a BIGINT"
-        ))
-    })
-}
-
-pub(super) fn decode_record(row: &AnyRow) -> Result<SagaRecord> {
-    Ok(SagaRecord {
-        saga_id: parse_uuid(&get::<String>(row, "saga_id")?)?,
-        name: get(row, "name")?,
-        definition_version: to_u32(get(row, "definition_version")?, "definition_version")?,
-        status: get(row, "status")?,
-        version: to_u64(get(row, "version")?, "version")?,
-        idempotency_key: get(row, "idempotency_key")?,
-        input_digest: get(row, "input_digest")?,
-        created_at: Timestamp(get(row, "created_at")?),
-        updated_at: Timestamp(get(row, "updated_at")?),
-        deadline_at: get::<Option<i64>>(row, "deadline_at")?.map(Timestamp),
-    })
-}
-
-fn decode_event(row: &AnyRow) -> Result<StoredEvent> {
-    let payload: String = get(row, "payload")?;
-    Ok(StoredEvent {
-        saga_id: parse_uuid(&get::<String>(row, "saga_id")?)?,
-        sequence: to_u64(get(row, "sequence")?, "sequence")?,
-        global_position: get(row, "global_position")?,
-        event_type: get(row, "event_type")?,
-        schema_version: to_u32(get(row, "schema_version")?, "schema_version")?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|e| Error::Corrupt(format!("event payload is not JSON: {e}")))?,
-        occurred_at: Timestamp(get(row, "occurred_at")?),
-        recorded_at: Timestamp(get(row, "recorded_at")?),
-    })
-}
-
-/// A column that must decode; a failure means the row does not match the schema.
-fn get<T>(row: &AnyRow, column: &str) -> Result<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get(column)
-        .map_err(|e| Error::Corrupt(format!("column `{column}`: {e}")))
-}
-
-fn parse_uuid(text: &str) -> Result<Uuid> {
-    Uuid::parse_str(text).map_err(|e| Error::Corrupt(format!("saga id `{text}`: {e}")))
-}
-
-fn to_u64(value: i64, column: &str) -> Result<u64> {
-    u64::try_from(value).map_err(|_| Error::Corrupt(format!("negative {column}: {value}")))
-}
-
-fn to_u32(value: i64, column: &str) -> Result<u32> {
-    u32::try_from(value).map_err(|_| Error::Corrupt(format!("{column} out of range: {value}")))
 }

@@ -7,7 +7,7 @@
 //! (on PostgreSQL the transaction is then unusable); a clean refusal (a stale version, a used
 //! key) is a value, [`Step::Refused`], and leaves the transaction going.
 
-use super::sql::{current_version, decode_record, sql_int};
+use super::rows::{current_version, decode_record, select_sagas, sql_int};
 use super::{Created, Error, NewEvent, NewSaga, Result, Summary};
 use saga_protocol::Timestamp;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -150,14 +150,11 @@ pub(super) async fn refused_create(
     // The key wins over the id: a retried start with a key is answered with its saga even if
     // the caller also reused the saga id.
     let existing = match saga.idempotency_key.as_deref() {
-        Some(key) => sqlx::query(concat!(
-            "SELECT saga_id, name, definition_version, status, version, idempotency_key, ",
-            "input_digest, created_at, updated_at, deadline_at FROM sagas WHERE idempotency_key = $1"
-        ))
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(Error::Database)?,
+        Some(key) => sqlx::query(select_sagas!("WHERE idempotency_key = $1"))
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(Error::Database)?,
         None => None,
     };
     Ok(match existing {
