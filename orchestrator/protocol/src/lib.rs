@@ -48,6 +48,8 @@ pub mod headers {
 #[cfg(feature = "jetstream")]
 pub mod consumers;
 #[cfg(feature = "jetstream")]
+pub mod dead_letter;
+#[cfg(feature = "jetstream")]
 pub mod inbound;
 #[cfg(feature = "jetstream")]
 pub mod retry;

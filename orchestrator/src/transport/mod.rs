@@ -21,7 +21,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use bytes::Bytes;
 use saga_protocol::inbound::{Inbound, Pulling};
-use saga_protocol::{CommandEnvelope, headers, subjects};
+use saga_protocol::{CommandEnvelope, subjects};
 use saga_telemetry::saga::SagaTrace;
 use std::time::Duration;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -141,27 +141,9 @@ impl Transport {
     }
 
     /// Sends an undecodable or unusable message to the dead-letter stream with the reason,
-    /// so the consumer can acknowledge it and keep going.
+    /// so the consumer can acknowledge it and keep going (see [`saga_protocol::dead_letter`]).
     pub async fn dead_letter(&self, msg: &jetstream::Message, reason: &str) -> Result<()> {
-        let sequence = msg
-            .info()
-            .map(|i| i.stream_sequence.to_string())
-            .unwrap_or_default();
-        let mut publish = PublishMessage::build().payload(msg.payload.clone());
-        // The dead letter stays in the trace of the message it was (if that had one).
-        for name in [headers::TRACEPARENT, headers::TRACESTATE] {
-            if let Some(value) = msg.headers.as_ref().and_then(|h| h.get(name)) {
-                publish = publish.header(name, value.as_str());
-            }
-        }
-        let publish = publish
-            .header(headers::DLQ_REASON, reason)
-            .header(headers::DLQ_ORIGINAL_SUBJECT, msg.subject.as_str())
-            .header(headers::DLQ_ORIGINAL_SEQUENCE, sequence.as_str())
-            .header(headers::DLQ_CONSUMER, REPLY_CONSUMER);
-        self.js
-            .send_publish(subjects::dead_letter(REPLY_CONSUMER), publish)
-            .await?
+        saga_protocol::dead_letter::publish(&self.js, msg, REPLY_CONSUMER, REPLY_CONSUMER, reason)
             .await?;
         Ok(())
     }

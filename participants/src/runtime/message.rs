@@ -29,8 +29,6 @@ const STUCK_DELAY: Duration = Duration::from_secs(30);
 /// retrying by itself and answers `Failed`, so the orchestrator's durable retries (with
 /// backoff, visible in the saga's history) take over.
 const FAIL_AFTER_DELIVERIES: i64 = 5;
-/// Longest dead-letter reason put in a header.
-const MAX_REASON_LEN: usize = 1024;
 
 /// What every message task needs, shared.
 #[derive(Debug)]
@@ -235,15 +233,6 @@ async fn nak(message: &jetstream::Message, delay: Duration) {
     }
 }
 
-/// Header values cannot hold control characters; keep the reason on one bounded line.
-fn header_safe(reason: &str) -> String {
-    reason
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_REASON_LEN)
-        .collect()
-}
-
 /// Publishes the raw payload to the dead-letter subject with the reason, then acks it.
 async fn dead_letter(ctx: &Context, message: &jetstream::Message, reason: &str) {
     let sequence = message
@@ -252,29 +241,13 @@ async fn dead_letter(ctx: &Context, message: &jetstream::Message, reason: &str) 
         .unwrap_or_else(|_| "unknown".to_string());
     warn!(subject = %message.subject, %sequence, reason, "dead-lettering message");
     tracing::Span::current().set_status(Status::error(format!("dead-lettered: {reason}")));
-    let mut headers = HeaderMap::new();
-    // The dead letter stays in the trace of the message it was (if that had one).
-    for name in [headers::TRACEPARENT, headers::TRACESTATE] {
-        if let Some(value) = message.headers.as_ref().and_then(|h| h.get(name)) {
-            headers.insert(name, value.as_str());
-        }
-    }
-    headers.insert(headers::DLQ_REASON, header_safe(reason).as_str());
-    headers.insert(headers::DLQ_ORIGINAL_SUBJECT, message.subject.as_str());
-    headers.insert(headers::DLQ_ORIGINAL_SEQUENCE, sequence.as_str());
-    headers.insert(headers::DLQ_CONSUMER, ctx.consumer.as_str());
-    // Dead-lettering the same stream message twice (crash before the ack) stores it once.
-    let publish = Publish::build()
-        .payload(message.payload.clone())
-        .headers(headers)
-        .message_id(format!("dlq.{}.{sequence}", ctx.consumer));
-    let published = async {
-        ctx.js
-            .send_publish(subjects::dead_letter(ctx.participant), publish)
-            .await?
-            .await?;
-        Ok::<_, async_nats::Error>(())
-    };
+    let published = saga_protocol::dead_letter::publish(
+        &ctx.js,
+        message,
+        ctx.participant,
+        &ctx.consumer,
+        reason,
+    );
     match published.await {
         Ok(()) => {
             ctx.metrics.dead_lettered(&ctx.consumer);
