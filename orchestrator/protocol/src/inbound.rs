@@ -37,6 +37,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// How long JetStream waits before redelivering a message whose handling hit a transient
+/// failure (the database or NATS away for a moment): a NAK with this delay.
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long the messages in hand may take to finish after shutdown is requested; what is
+/// unfinished then is redelivered later. Kubernetes' `terminationGracePeriodSeconds` must
+/// leave room for it (the manifests' test checks this).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Whether an [`Inbound`] is pulling now. Cheap to clone; read by health checks.
 #[derive(Debug, Clone, Default)]
 pub struct Pulling(Arc<AtomicBool>);

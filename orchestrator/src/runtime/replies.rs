@@ -29,16 +29,13 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-/// How long JetStream waits before redelivering a reply that hit a transient failure.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Replies pulled ahead per worker. Pulled replies count against the ack wait before they
 /// are handled, so a replica holds few: the rest stay in the stream for the other replicas.
 const PULL_AHEAD_PER_WORKER: usize = 4;
 /// Replies queued at one worker.
 const QUEUE_PER_WORKER: usize = 16;
-/// How long the replies in hand may take to finish after shutdown is requested. Kubernetes'
-/// `terminationGracePeriodSeconds` must leave room for it (the manifests' test checks this).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+use saga_protocol::inbound::RETRY_DELAY;
+pub use saga_protocol::inbound::SHUTDOWN_GRACE;
 
 /// Work for a saga's worker.
 enum Work {
@@ -131,7 +128,7 @@ pub(super) async fn consume<S: EventStore>(
                 if let Some((published, pending)) = watermark::published(&msg) {
                     watermark.read(published, pending);
                 }
-                let span = process_span(&msg);
+                let span = saga_telemetry::messaging::process_span(&msg, REPLY_CONSUMER);
                 match ReplyEnvelope::decode(&msg.payload) {
                     Ok(reply) => {
                         span.record("saga.id", tracing::field::display(reply.saga_id));
@@ -248,32 +245,4 @@ async fn dead_letter<S: EventStore>(orchestrator: &Orchestrator<S>, msg: &Messag
             let _ = msg.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
         }
     }
-}
-
-/// The consumer span of one reply, child of the participant's publish span; disabled when
-/// tracing is off.
-fn process_span(msg: &Message) -> tracing::Span {
-    if !saga_telemetry::tracing_enabled() {
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!(
-        "process",
-        otel.name = format!("process {}", msg.subject),
-        otel.kind = "consumer",
-        messaging.system = "nats",
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.destination.name = msg.subject.as_str(),
-        messaging.consumer.group.name = REPLY_CONSUMER,
-        messaging.message.id = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(saga_protocol::headers::NATS_MSG_ID))
-            .map(|v| v.as_str()),
-        messaging.message.body.size = msg.payload.len(),
-        saga.id = tracing::field::Empty,
-        saga.step = tracing::field::Empty,
-    );
-    let _ = span.set_parent(saga_telemetry::propagation::extract(msg.headers.as_ref()));
-    span
 }

@@ -207,20 +207,10 @@ fn publish_span(
     let Some(trace) = trace.filter(|_| saga_telemetry::tracing_enabled()) else {
         return tracing::Span::none();
     };
-    let span = tracing::info_span!(
-        "publish",
-        otel.name = format!("publish {subject}"),
-        otel.kind = "producer",
-        messaging.system = "nats",
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-        messaging.destination.name = subject,
-        messaging.message.id = cmd.message_id.as_str(),
-        messaging.message.body.size = body_size,
-        saga.id = %cmd.saga_id,
-        saga.step = cmd.step.as_str(),
-        saga.attempt = cmd.attempt,
-    );
+    let span = saga_telemetry::messaging::publish_span(subject, cmd.message_id.as_str(), body_size);
+    span.record("saga.id", tracing::field::display(cmd.saga_id));
+    span.record("saga.step", cmd.step.as_str());
+    span.record("saga.attempt", cmd.attempt);
     // Only fails when the span is disabled, and then there is nothing to parent.
     let _ = span.set_parent(trace.child_context(cmd.message_id.as_str()));
     span

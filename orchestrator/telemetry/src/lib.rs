@@ -11,6 +11,7 @@
 //!   root context as stored with the saga, and spans that end long after they began (a step
 //!   attempt, the saga itself) are recorded with their real start time and deterministic ids.
 //! - [`metrics`]: the meter every process records on, and the Prometheus text of it.
+//! - [`messaging`]: the `process` and `publish` spans of every message over NATS.
 //!
 //! With no OTLP endpoint and text logs, no tracer is installed at all: spans of the saga code
 //! are disabled `tracing` callsites, propagation injects nothing and no trace context is
@@ -34,6 +35,7 @@
 
 mod ids;
 mod install;
+pub mod messaging;
 pub mod metrics;
 pub mod propagation;
 pub mod saga;

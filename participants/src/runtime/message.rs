@@ -15,14 +15,13 @@ use crate::participant::Error;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, message::PublishMessage as Publish};
 use opentelemetry::trace::Status;
-use saga_protocol::{CommandEnvelope, ReplyEnvelope, headers, subjects};
+use saga_protocol::{CommandEnvelope, ReplyEnvelope, subjects};
 use std::time::{Duration, Instant};
 use tower::{Service, ServiceExt};
 use tracing::{Instrument, debug, error, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Delay before a command that hit a transient error is redelivered.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
+use saga_protocol::inbound::RETRY_DELAY;
 /// Delay before a command that hit a permanent error (corrupt data) is tried again.
 const STUCK_DELAY: Duration = Duration::from_secs(30);
 /// After this many deliveries that all hit a transient error, the participant stops
@@ -73,7 +72,7 @@ pub(super) async fn process<S>(ctx: &Context, service: S, message: jetstream::Me
 where
     S: Service<CommandEnvelope, Response = ReplyEnvelope, Error = Error>,
 {
-    let span = process_span(ctx, &message);
+    let span = saga_telemetry::messaging::process_span(&message, &ctx.consumer);
     process_in_span(ctx, service, message)
         .instrument(span)
         .await;
@@ -156,7 +155,8 @@ where
 async fn publish_reply(ctx: &Context, reply: &ReplyEnvelope) -> Result<(), async_nats::Error> {
     let subject = subjects::reply(ctx.participant);
     let payload = reply.encode();
-    let span = publish_span(&subject, reply, payload.len());
+    let span =
+        saga_telemetry::messaging::publish_span(&subject, reply.message_id.as_str(), payload.len());
     let mut trace_headers = HeaderMap::new();
     if !span.is_none() {
         saga_telemetry::propagation::inject(&span.context(), &mut trace_headers);
@@ -175,55 +175,6 @@ async fn publish_reply(ctx: &Context, reply: &ReplyEnvelope) -> Result<(), async
         span.set_status(Status::error(e.to_string()));
     }
     published
-}
-
-/// The consumer span of one command, child of the orchestrator's publish span; disabled when
-/// tracing is off.
-fn process_span(ctx: &Context, message: &jetstream::Message) -> tracing::Span {
-    if !saga_telemetry::tracing_enabled() {
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!(
-        "process",
-        otel.name = format!("process {}", message.subject),
-        otel.kind = "consumer",
-        messaging.system = "nats",
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.destination.name = message.subject.as_str(),
-        messaging.consumer.group.name = ctx.consumer.as_str(),
-        messaging.message.id = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(headers::NATS_MSG_ID))
-            .map(|v| v.as_str()),
-        messaging.message.body.size = message.payload.len(),
-        saga.id = tracing::field::Empty,
-        saga.step = tracing::field::Empty,
-        saga.attempt = tracing::field::Empty,
-    );
-    let _ = span.set_parent(saga_telemetry::propagation::extract(
-        message.headers.as_ref(),
-    ));
-    span
-}
-
-/// The producer span of a reply, child of the current (process) span.
-fn publish_span(subject: &str, reply: &ReplyEnvelope, body_size: usize) -> tracing::Span {
-    if !saga_telemetry::tracing_enabled() {
-        return tracing::Span::none();
-    }
-    tracing::info_span!(
-        "publish",
-        otel.name = format!("publish {subject}"),
-        otel.kind = "producer",
-        messaging.system = "nats",
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-        messaging.destination.name = subject,
-        messaging.message.id = reply.message_id.as_str(),
-        messaging.message.body.size = body_size,
-    )
 }
 
 async fn nak(message: &jetstream::Message, delay: Duration) {

@@ -50,8 +50,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-/// How long in-hand commands may take to finish after shutdown is requested.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub use saga_protocol::inbound::SHUTDOWN_GRACE;
 /// In-process deadline of one command: a slow command is given up (not acked, no reply) and
 /// redelivered. While it runs, JetStream is told it is in progress, so it is not delivered
 /// elsewhere meanwhile. Its batch may still commit it later; the redelivery then gets the
