@@ -29,14 +29,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// Why a transport operation failed. Every variant is an infrastructure failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot connect to NATS at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: async_nats::ConnectError,
-    },
-    #[error("invalid NATS URL: {0}")]
-    Url(String),
+    #[error(transparent)]
+    Connect(#[from] saga_protocol::servers::ConnectError),
     #[error("cannot create the JetStream streams: {0}")]
     Streams(#[from] jetstream::context::CreateStreamError),
     #[error(transparent)]
@@ -54,7 +48,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         !matches!(
             self,
-            Error::Connect { .. } | Error::Url(_) | Error::Streams(_) | Error::Consumer(_)
+            Error::Connect(_) | Error::Streams(_) | Error::Consumer(_)
         )
     }
 }
@@ -74,16 +68,7 @@ impl Transport {
     /// yet is waited out: the client keeps connecting in the background and the streams are
     /// created once it is there.
     pub async fn connect(url: &str, replicas: usize) -> Result<Self> {
-        let servers = saga_protocol::servers::parse(url).map_err(Error::Url)?;
-        let client = async_nats::ConnectOptions::new()
-            .name("saga-orchestrator")
-            .retry_on_initial_connect()
-            .connect(servers)
-            .await
-            .map_err(|source| Error::Connect {
-                url: url.to_string(),
-                source,
-            })?;
+        let client = saga_protocol::servers::connect(url, "saga-orchestrator").await?;
         let js = jetstream::new(client.clone());
         saga_protocol::streams::ensure(&js, replicas).await?;
         Ok(Transport { client, js })

@@ -62,14 +62,8 @@ pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum Error {
     #[error(transparent)]
     Database(#[from] saga_sql::Error),
-    #[error("cannot connect to NATS at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: async_nats::ConnectError,
-    },
-    #[error("invalid NATS URL: {0}")]
-    Url(String),
+    #[error(transparent)]
+    Connect(#[from] saga_protocol::servers::ConnectError),
     #[error("cannot create the protocol streams: {0}")]
     Streams(#[from] jetstream::context::CreateStreamError),
     #[error(transparent)]
@@ -145,18 +139,10 @@ async fn serve<P: Participant>(
     ready: oneshot::Sender<()>,
 ) -> Result<(), Error> {
     let name = P::NAME;
-    let servers = saga_protocol::servers::parse(&options.nats_url).map_err(Error::Url)?;
     // NATS not up yet is waited out: the client keeps connecting in the background, and the
     // streams and the consumer are set up once it is there.
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("saga-participant-{name}"))
-        .retry_on_initial_connect()
-        .connect(servers)
-        .await
-        .map_err(|source| Error::Connect {
-            url: options.nats_url.clone(),
-            source,
-        })?;
+    let client_name = format!("saga-participant-{name}");
+    let client = saga_protocol::servers::connect(&options.nats_url, &client_name).await?;
     let js = jetstream::new(client.clone());
     let failover_after = options.failover_after.max(consumers::MIN_FAILOVER_AFTER);
     let concurrency = options.concurrency.max(1);
