@@ -1,0 +1,232 @@
+//! The one loop of an existing saga: load, fold, decide, append, then settle what was
+//! decided (observe it, keep the state hot, publish the commands, arm the timers). A start
+//! settles the same way ([`super::start`]).
+
+use super::{Error, Handled, Loaded, Orchestrator, Refusal, Result, hot, observe};
+use crate::store::{EventStore, NewEvent, StoredEvent, Summary};
+use saga_core::{
+    Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, OperatorAction, SagaState, Status,
+};
+use saga_protocol::{ReplyEnvelope, Timestamp};
+use saga_telemetry::saga::SagaTrace;
+use uuid::Uuid;
+
+/// What the read model records of `state` next to its events.
+pub(super) fn summary(state: &SagaState) -> Summary {
+    Summary {
+        status: state.status.as_str().to_string(),
+        due_at: state.timers().into_iter().min(),
+    }
+}
+
+/// Appends that lose a race are decided again this many times before giving up.
+const MAX_CONFLICT_RETRIES: usize = 8;
+
+impl<S: EventStore> Orchestrator<S> {
+    /// Loads a saga and folds its events.
+    pub async fn load(&self, saga_id: Uuid) -> Result<Loaded> {
+        let (record, events) = self
+            .store
+            .load(saga_id)
+            .await?
+            .ok_or(Error::NotFound(saga_id))?;
+        let occurred = decode_all(saga_id, &events)?;
+        let state = SagaState::replay(saga_id, &occurred);
+        Ok(Loaded {
+            record,
+            events,
+            state,
+        })
+    }
+
+    /// Records a participant's reply and acts on what it decides.
+    pub async fn handle_reply(&self, reply: &ReplyEnvelope) -> Result<Handled> {
+        self.handle(reply.saga_id, Input::Reply(reply.clone()))
+            .await
+    }
+
+    /// Records an operator's action on a saga and acts on what it decides.
+    pub async fn operate(&self, saga_id: Uuid, action: OperatorAction) -> Result<Handled> {
+        self.handle(saga_id, Input::Operator(action)).await
+    }
+
+    /// The one loop for an existing saga: load, fold, decide, append, act. A lost append race
+    /// (another writer moved the saga on) loads the new state and decides again.
+    ///
+    /// The state comes from the hot cache when the saga is there ([`HotSagas`]); only an
+    /// append can confirm it, so a decision from a cached state that appends nothing is made
+    /// again on the state loaded from the store.
+    pub async fn handle(&self, saga_id: Uuid, input: Input) -> Result<Handled> {
+        let mut cached = self.hot.take(saga_id);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let from_cache = cached.is_some();
+            let hot = match cached.take() {
+                Some(hot) => hot,
+                None => match self.load(saga_id).await {
+                    Err(Error::NotFound(id)) => {
+                        return Ok(Handled::Refused(Refusal::UnknownSaga(id)));
+                    }
+                    Err(e) => return Err(e),
+                    Ok(loaded) => hot::Hot {
+                        was_stuck: loaded.events.iter().any(|e| e.event_type == "SagaStuck"),
+                        state: loaded.state,
+                    },
+                },
+            };
+            // A version no file holds any more is restored from the store.
+            let registry = self
+                .registry_for(&hot.state.name, hot.state.definition_version)
+                .await?
+                .unwrap_or_default();
+            let now = Timestamp::now();
+            let Some(def) = registry.get(&hot.state.name, hot.state.definition_version) else {
+                // Nothing can be decided without it: the saga becomes Stuck with the reason,
+                // visibly, instead of running for good with every input refused; the input
+                // is refused too (a reply goes to the dead-letter stream with the reason).
+                let refusal = Refusal::UnknownDefinition {
+                    saga_id,
+                    name: hot.state.name.clone(),
+                };
+                let events = match saga_core::stall(&hot.state, refusal.to_string(), now) {
+                    Ok(events) if !events.is_empty() => events,
+                    _ if from_cache => continue,
+                    _ => return Ok(Handled::Refused(refusal)),
+                };
+                tracing::error!(%saga_id, reason = %refusal, "saga stuck: its definition is missing");
+                match self.commit(saga_id, hot, events, now).await? {
+                    true => return Ok(Handled::Refused(refusal)),
+                    false => continue,
+                }
+            };
+            let events = match saga_core::decide(def, &hot.state, input.clone(), now) {
+                Ok(events) if events.is_empty() && from_cache => continue,
+                Err(_) if from_cache => continue,
+                Ok(events) if events.is_empty() => {
+                    self.hot.put(hot);
+                    return Ok(Handled::Unchanged);
+                }
+                Ok(events) => events,
+                Err(rejection) => return Ok(Handled::Refused(rejection.into())),
+            };
+            if self.commit(saga_id, hot, events, now).await? {
+                return Ok(Handled::Applied);
+            }
+        }
+        self.hot.forget(saga_id);
+        Err(Error::Corrupt {
+            saga_id,
+            reason: format!("lost {MAX_CONFLICT_RETRIES} append races in a row"),
+        })
+    }
+
+    /// Appends `events` decided from `hot` (at `now`), then observes and acts on them. False
+    /// when the append lost a race: the caller loads the saga again and decides again.
+    async fn commit(
+        &self,
+        saga_id: Uuid,
+        hot: hot::Hot,
+        events: Vec<Occurred>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let before = hot.state.clone();
+        let state = events.iter().fold(hot.state, saga_core::evolve);
+        let appended = self
+            .store
+            .append(
+                saga_id,
+                before.version,
+                events.iter().map(to_new_event).collect(),
+                summary(&state),
+                now,
+            )
+            .await;
+        match appended {
+            Ok(_) => {}
+            Err(crate::store::Error::Conflict { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let trace = state.trace_context.as_deref().and_then(SagaTrace::parse);
+        self.settle(before, state, &events, hot.was_stuck, trace.as_ref(), now)
+            .await?;
+        Ok(true)
+    }
+
+    /// What follows every stored decision, of a start or of any later input: `events`
+    /// (decided from `before`, folding to `state`, recorded at `now`) are observed (metrics,
+    /// the spans they end), the state stays hot, and their commands are published (in the
+    /// saga's `trace`) and their timers armed.
+    pub(super) async fn settle(
+        &self,
+        before: SagaState,
+        state: SagaState,
+        events: &[Occurred],
+        was_stuck: bool,
+        trace: Option<&SagaTrace>,
+        now: Timestamp,
+    ) -> Result<()> {
+        observe::observe(
+            &self.metrics,
+            observe::Decision {
+                name: &state.name,
+                version: state.definition_version,
+                before,
+                events,
+                was_stuck,
+                now,
+            },
+        );
+        let saga_id = state.saga_id;
+        let actions = saga_core::actions(&state, events);
+        let was_stuck = was_stuck || state.status == Status::Stuck;
+        self.hot.put(hot::Hot { state, was_stuck });
+        self.act(saga_id, &actions, trace).await
+    }
+
+    /// Publishes the commands of `actions` (in the saga's `trace`) and arms their timers.
+    /// Finishing needs no I/O: the status is stored with the events.
+    async fn act(
+        &self,
+        saga_id: Uuid,
+        actions: &[Action],
+        trace: Option<&SagaTrace>,
+    ) -> Result<()> {
+        let mut commands = Vec::with_capacity(actions.len());
+        for action in actions {
+            match action {
+                Action::SendCommand(c) | Action::SendCompensation(c) => commands.push(c),
+                Action::ScheduleTimer { at } => self.timers.schedule(saga_id, *at),
+                Action::Finish { .. } => {}
+            }
+        }
+        self.transport.publish_all(&commands, trace).await?;
+        Ok(())
+    }
+}
+
+/// The stored form of a core event.
+pub(super) fn to_new_event(occurred: &Occurred) -> NewEvent {
+    NewEvent {
+        event_type: occurred.event.type_name().to_string(),
+        schema_version: EVENT_SCHEMA_VERSION,
+        payload: occurred.event.to_payload(),
+        occurred_at: occurred.at,
+    }
+}
+
+/// Decodes a saga's stored log into core events.
+pub fn decode_all(saga_id: Uuid, events: &[StoredEvent]) -> Result<Vec<Occurred>> {
+    events
+        .iter()
+        .map(|e| {
+            Event::decode(&e.event_type, e.schema_version, &e.payload)
+                .map(|event| Occurred {
+                    at: e.occurred_at,
+                    event,
+                })
+                .map_err(|err| Error::Corrupt {
+                    saga_id,
+                    reason: err.to_string(),
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,54 @@
+//! The settings of an orchestrator process.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of an orchestrator process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    /// NATS server URL.
+    pub nats_url: String,
+    /// `sqlite:<path>` or `postgres://…`.
+    pub database_url: String,
+    /// Directory of `*.toml` saga definitions.
+    pub sagas_dir: PathBuf,
+    /// Copies of each JetStream stream (1, or 3 in a cluster).
+    pub stream_replicas: usize,
+    /// How long replies held by a replica that died wait before another replica gets them:
+    /// the reply consumer's ack wait and pull expiry (see [`saga_protocol::consumers`]).
+    pub failover_after: Duration,
+    /// Replies processed concurrently (each saga's replies stay in order).
+    pub workers: usize,
+    /// An active saga with no new event for this long gets its in-flight commands
+    /// published again (same message ids, so nothing applies twice).
+    pub republish_after: Duration,
+    /// Sagas in flight whose state is kept in memory, so a reply needs no read of the store
+    /// (checked by the append's optimistic concurrency; see [`HotSagas`]). 0 turns it off.
+    pub hot_sagas: usize,
+    /// This replica's name in the partition leases. The same name after a restart takes the
+    /// dead process's leases back at once ([`partitions::stable_replica_id`]); none gives a
+    /// new name each start ([`partitions::replica_id`]).
+    pub replica_id: Option<String>,
+    /// A saga still running or compensating this long past its deadline (or past its start,
+    /// without one) is flagged overdue (see [`overdue_before`]).
+    pub overdue_after: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            database_url: "sqlite:saga.db".into(),
+            sagas_dir: PathBuf::from("sagas"),
+            stream_replicas: 1,
+            failover_after: saga_protocol::consumers::DEFAULT_FAILOVER_AFTER,
+            workers: 32,
+            republish_after: Duration::from_secs(30),
+            hot_sagas: 1_000,
+            replica_id: None,
+            overdue_after: Duration::from_secs(300),
+        }
+    }
+}
