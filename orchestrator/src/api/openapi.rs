@@ -2,9 +2,10 @@
 //! the handlers' `#[utoipa::path]` annotations and the answer types, so it cannot drift from
 //! the routes.
 
+use super::Problem;
 use super::definitions::{DefinitionView, RetiredView, ValidatedView};
+use super::sagas::OperatorBody;
 use super::views::{EventView, Links, ListView, OverviewView, SagaView, StartedView, SummaryView};
-use super::{OperatorBody, Problem};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -17,12 +18,12 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
                        `Authorization: Bearer <token>`."
     ),
     paths(
-        super::start,
-        super::list,
-        super::status,
-        super::history,
-        super::operate,
-        super::overview,
+        super::sagas::start,
+        super::search::list,
+        super::sagas::status,
+        super::sagas::history,
+        super::sagas::operate,
+        super::search::overview,
         super::definitions::list,
         super::definitions::reload,
         super::definitions::validate,

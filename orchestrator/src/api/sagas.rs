@@ -1,0 +1,237 @@
+//! The routes of one saga: start, status (with time travel), history, operator actions (see
+//! the table in [`super`]).
+
+use super::search::parse_time;
+use super::views::{EventView, SagaView, StartedView};
+use super::{Error, Problem};
+use crate::runtime::{Handled, Loaded, Orchestrator, Refusal};
+use crate::store::EventStore;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use saga_core::{OperatorAction, OperatorCommand};
+use saga_protocol::Timestamp;
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+pub(super) struct StartQuery {
+    /// The definition version to run; the newest when absent.
+    version: Option<u32>,
+}
+
+#[utoipa::path(post, path = "/v1/sagas/{name}", tag = "sagas",
+    params(("name" = String, Path, description = "Saga definition name"),
+           ("version" = Option<u32>, Query, description = "Definition version (default: newest)"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key and input: the same saga")),
+    request_body(content = Object, description = "The saga input", content_type = "application/json"),
+    responses((status = 201, body = StartedView), (status = 200, description = "Started before under this Idempotency-Key", body = StartedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn start<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+    Path(name): Path<String>,
+    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<StartedView>), Error> {
+    let Json(input) = body.map_err(|e| {
+        Error::BadRequest(format!(
+            "the body must be the saga input as a JSON object with Content-Type: application/json ({})",
+            e.body_text()
+        ))
+    })?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    Error::BadRequest(
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                    )
+                })?
+                .to_string(),
+        ),
+    };
+    let started = o.start_version(&name, q.version, input, key).await?;
+    let status = if started.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(StartedView {
+            saga_id: started.saga_id,
+            created: started.created,
+            links: super::views::Links::of(started.saga_id),
+        }),
+    ))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(raw).map_err(|_| {
+        Error::BadRequest(format!(
+            "`{raw}` is not a saga id (a UUID such as 2f1c0e6a-…)"
+        ))
+    })
+}
+
+/// Time travel: the state as of an event.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AsOfQuery {
+    /// The state after the event with this sequence (1 is the first).
+    as_of_sequence: Option<u64>,
+    /// The state after the last event the orchestrator had recorded at this time (RFC 3339).
+    as_of: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/sagas/{id}", tag = "sagas",
+    params(("id" = Uuid, Path),
+           ("as_of_sequence" = Option<u64>, Query, description = "Time travel: the saga after this event"),
+           ("as_of" = Option<String>, Query, description = "Time travel: the saga as recorded at this RFC 3339 time")),
+    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn status<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+    Path(id): Path<String>,
+    query: Result<Query<AsOfQuery>, QueryRejection>,
+) -> Result<Json<SagaView>, Error> {
+    let Query(q) = query.map_err(|e| {
+        Error::BadRequest(format!(
+            "use `as_of_sequence=<event sequence>` or `as_of=<RFC 3339 time>` ({})",
+            e.body_text()
+        ))
+    })?;
+    let saga_id = parse_id(&id)?;
+    let loaded = o.load(saga_id).await?;
+    let keep = match (q.as_of_sequence, q.as_of.as_deref()) {
+        (None, None) => return Ok(Json(saga_view(&o, loaded))),
+        (Some(_), Some(_)) => {
+            return Err(Error::BadRequest(
+                "give either `as_of_sequence` or `as_of`, not both".into(),
+            ));
+        }
+        (Some(0), None) => {
+            return Err(Error::BadRequest(
+                "`as_of_sequence` starts at 1, the saga's first event".into(),
+            ));
+        }
+        (Some(sequence), None) => {
+            if sequence > loaded.record.version {
+                return Err(Error::NotFound(format!(
+                    "saga {saga_id} has {} events; `as_of_sequence` must be 1 to {}",
+                    loaded.record.version, loaded.record.version
+                )));
+            }
+            usize::try_from(sequence).unwrap_or(usize::MAX)
+        }
+        (None, Some(time)) => {
+            let at = parse_time("as_of", time)?;
+            let keep = loaded
+                .events
+                .iter()
+                .take_while(|e| e.recorded_at <= at)
+                .count();
+            if keep == 0 {
+                return Err(Error::NotFound(format!(
+                    "saga {saga_id} did not exist yet at {time}; it was created at {}",
+                    loaded.record.created_at
+                )));
+            }
+            keep
+        }
+    };
+    Ok(Json(as_of(loaded, keep)?.into()))
+}
+
+/// A saga as the API shows it now, flagged when it is overdue.
+fn saga_view<S: EventStore>(o: &Orchestrator<S>, loaded: Loaded) -> SagaView {
+    let overdue = o.is_overdue(
+        loaded.state.status.as_str(),
+        loaded.state.deadline_at,
+        loaded.record.created_at,
+        Timestamp::now(),
+    );
+    SagaView {
+        overdue,
+        ..loaded.into()
+    }
+}
+
+/// The saga as it was after its first `keep` events: a replay of that prefix of the log.
+fn as_of(mut loaded: Loaded, keep: usize) -> Result<Loaded, Error> {
+    loaded.events.truncate(keep);
+    let saga_id = loaded.record.saga_id;
+    let occurred = crate::runtime::decode_all(saga_id, &loaded.events)?;
+    loaded.state = saga_core::SagaState::replay(saga_id, &occurred);
+    if let Some(last) = loaded.events.last() {
+        loaded.record.updated_at = last.recorded_at;
+        loaded.record.version = last.sequence;
+    }
+    Ok(loaded)
+}
+
+#[utoipa::path(get, path = "/v1/sagas/{id}/events", tag = "sagas",
+    params(("id" = Uuid, Path)), responses((status = 200, body = Vec<EventView>), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn history<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<EventView>>, Error> {
+    let loaded = o.load(parse_id(&id)?).await?;
+    Ok(Json(loaded.events.into_iter().map(Into::into).collect()))
+}
+
+/// Body of an operator action: who does it and why (both recorded in the saga's history).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OperatorBody {
+    by: String,
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/v1/sagas/{id}/{action}", tag = "operator",
+    params(("id" = Uuid, Path), ("action" = String, Path, description = "retry, skip or abort")),
+    request_body = OperatorBody,
+    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn operate<S: EventStore>(
+    State(o): State<Orchestrator<S>>,
+    Path((id, action)): Path<(String, String)>,
+    body: Result<Json<OperatorBody>, JsonRejection>,
+) -> Result<Json<SagaView>, Error> {
+    let saga_id = parse_id(&id)?;
+    let command = match action.as_str() {
+        "retry" => OperatorCommand::Retry,
+        "skip" => OperatorCommand::Skip,
+        "abort" => OperatorCommand::Abort,
+        other => {
+            return Err(Error::NotFound(format!(
+                "no operator action `{other}`: use retry, skip or abort"
+            )));
+        }
+    };
+    let Json(body) = body.map_err(|e| {
+        Error::BadRequest(format!(
+            "the body must be JSON {{\"by\": \"who\", \"reason\": \"why\"}} ({})",
+            e.body_text()
+        ))
+    })?;
+    if body.by.trim().is_empty() || body.reason.trim().is_empty() {
+        return Err(Error::BadRequest(
+            "`by` and `reason` must not be empty: they are recorded in the saga's history".into(),
+        ));
+    }
+    let action = OperatorAction {
+        command,
+        by: body.by,
+        reason: body.reason,
+    };
+    match o.operate(saga_id, action).await? {
+        Handled::Refused(Refusal::UnknownSaga(_)) => {
+            Err(Error::NotFound(format!("saga {saga_id} not found")))
+        }
+        Handled::Refused(reason) => Err(Error::Conflict(reason.to_string())),
+        Handled::Applied | Handled::Unchanged => Ok(Json(saga_view(&o, o.load(saga_id).await?))),
+    }
+}
