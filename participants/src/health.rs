@@ -115,7 +115,11 @@ impl Health {
         let ping = sqlx::query("SELECT 1").execute(self.store.pool());
         match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("unreachable: {e}")),
+            Ok(Err(e)) => {
+                // The driver's text (hosts, users) goes to the log, not to whoever can probe.
+                tracing::warn!(error = %e, "readiness: the database is unreachable");
+                Err("unreachable".to_string())
+            }
             Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
         }
     }
@@ -136,7 +140,10 @@ impl Health {
             .get_consumer_from_stream::<pull::Config, _, _>(&name, subjects::COMMANDS_STREAM);
         match tokio::time::timeout(CHECK_TIMEOUT, info).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("{name}: {e}")),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, consumer = %name, "readiness: cannot read the consumer");
+                Err(format!("{name}: cannot be read"))
+            }
             Err(_) => Err(format!("{name}: no answer within {CHECK_TIMEOUT:?}")),
         }
     }

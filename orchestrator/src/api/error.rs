@@ -1,7 +1,7 @@
 //! The one place where failures become HTTP statuses. Bodies are `application/problem+json`
 //! with a message a person can act on; SQL and NATS internals are logged, never returned.
 
-use crate::runtime;
+use crate::runtime::{self, Declined};
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -70,23 +70,31 @@ impl IntoResponse for Error {
     }
 }
 
+impl From<Declined> for Error {
+    fn from(declined: Declined) -> Self {
+        match declined {
+            e @ Declined::UnknownDefinition { .. } => {
+                Error::NotFound(format!("{e}; GET /v1/definitions lists the loaded ones"))
+            }
+            Declined::InvalidInput(rejection) => Error::BadRequest(rejection.to_string()),
+            e @ Declined::IdempotencyConflict { .. } => Error::Conflict(format!(
+                "{e}; use a new Idempotency-Key for a different input"
+            )),
+            e @ Declined::NotFound(_) => Error::NotFound(e.to_string()),
+            e @ (Declined::Retired { .. }
+            | Declined::DefinitionChanged(_)
+            | Declined::VersionInFlight { .. }) => Error::Conflict(e.to_string()),
+            e @ Declined::UnknownVersion { .. } => Error::NotFound(format!(
+                "{e}; GET /v1/definitions lists the stored versions"
+            )),
+        }
+    }
+}
+
 impl From<runtime::Error> for Error {
     fn from(e: runtime::Error) -> Self {
         match e {
-            runtime::Error::UnknownSaga(name) => Error::NotFound(format!(
-                "no saga definition named `{name}`; GET /v1/definitions lists the loaded ones"
-            )),
-            runtime::Error::InvalidInput(msg) => Error::BadRequest(msg),
-            e @ runtime::Error::IdempotencyConflict { .. } => Error::Conflict(format!(
-                "{e}; use a new Idempotency-Key for a different input"
-            )),
-            runtime::Error::NotFound(id) => Error::NotFound(format!("saga {id} not found")),
-            e @ (runtime::Error::Retired { .. }
-            | runtime::Error::DefinitionChanged(_)
-            | runtime::Error::VersionInFlight { .. }) => Error::Conflict(e.to_string()),
-            e @ runtime::Error::UnknownVersion { .. } => Error::NotFound(format!(
-                "{e}; GET /v1/definitions lists the stored versions"
-            )),
+            runtime::Error::Declined(declined) => declined.into(),
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "transient failure behind an API call");
                 Error::Unavailable

@@ -6,6 +6,8 @@
 //! orchestrator without definitions can only refuse every start). The body names each check,
 //! so a failing probe says which dependency is down:
 //! `{"status":"not ready","checks":{"database":"ok","definitions":"1 loaded","nats":"disconnected","reply_consumer_pulling":"not pulling"}}`.
+//! A failed check says what failed in a word or two; the driver's error text is logged, not
+//! put in the body.
 //!
 //! `/livez` stays a constant answer on purpose: a dependency outage must take the pod out of
 //! the Service, not restart it.
@@ -34,7 +36,11 @@ pub(super) async fn ready<S: EventStore>(
 ) -> (StatusCode, Json<Report>) {
     let database = match tokio::time::timeout(CHECK_TIMEOUT, o.store().list(1)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("unreachable: {e}")),
+        Ok(Err(e)) => {
+            // The driver's text (hosts, users) goes to the log, not to whoever can probe.
+            tracing::warn!(error = %e, "readiness: the event store is unreachable");
+            Err("unreachable".to_string())
+        }
         Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
     };
     let nats = match o.transport().client().connection_state() {

@@ -22,7 +22,7 @@
 //! ```
 
 use super::registry::Entry;
-use super::{Error, Orchestrator, Registry, Result};
+use super::{Declined, Error, Orchestrator, Registry, Result};
 use crate::store::{EventStore, NewDefinition, Retirement, StoredDefinition};
 use saga_core::{Definition, DefinitionError, Errors, Status};
 use saga_protocol::Timestamp;
@@ -176,12 +176,13 @@ impl<S: EventStore> Orchestrator<S> {
             None => self.store.put_definition(new_definition(entry)).await?,
         };
         if stored.retired_at.is_some() {
-            return Err(Error::Retired {
+            return Err(Declined::Retired {
                 name: def.name.clone(),
                 version: def.version,
-            });
+            }
+            .into());
         }
-        same_content(entry, &stored).map_err(|e| Error::DefinitionChanged(e.to_string()))
+        same_content(entry, &stored).map_err(|e| Declined::DefinitionChanged(e).into())
     }
 
     /// Retires version `version` of `name`: it can no longer be started. Refused while any
@@ -196,15 +197,17 @@ impl<S: EventStore> Orchestrator<S> {
                 tracing::info!(saga = name, version, "definition retired");
                 Ok(stored)
             }
-            Retirement::InFlight(count) => Err(Error::VersionInFlight {
+            Retirement::InFlight(count) => Err(Declined::VersionInFlight {
                 name: name.to_string(),
                 version,
                 count,
-            }),
-            Retirement::Unknown => Err(Error::UnknownVersion {
+            }
+            .into()),
+            Retirement::Unknown => Err(Declined::UnknownVersion {
                 name: name.to_string(),
                 version,
-            }),
+            }
+            .into()),
         }
     }
 

@@ -2,7 +2,7 @@
 //! decided (observe it, keep the state hot, publish the commands, arm the timers). A start
 //! settles the same way ([`super::start`]).
 
-use super::{Error, Handled, Loaded, Orchestrator, Refusal, Result, hot, observe};
+use super::{Declined, Error, Handled, Loaded, Orchestrator, Refusal, Result, hot, observe};
 use crate::store::{EventStore, NewEvent, StoredEvent, Summary};
 use saga_core::{
     Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, OperatorAction, SagaState, Status,
@@ -29,7 +29,7 @@ impl<S: EventStore> Orchestrator<S> {
             .store
             .load(saga_id)
             .await?
-            .ok_or(Error::NotFound(saga_id))?;
+            .ok_or(Declined::NotFound(saga_id))?;
         let occurred = decode_all(saga_id, &events)?;
         let state = SagaState::replay(saga_id, &occurred);
         Ok(Loaded {
@@ -63,7 +63,7 @@ impl<S: EventStore> Orchestrator<S> {
             let hot = match cached.take() {
                 Some(hot) => hot,
                 None => match self.load(saga_id).await {
-                    Err(Error::NotFound(id)) => {
+                    Err(Error::Declined(Declined::NotFound(id))) => {
                         return Ok(Handled::Refused(Refusal::UnknownSaga(id)));
                     }
                     Err(e) => return Err(e),

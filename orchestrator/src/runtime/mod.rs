@@ -35,7 +35,7 @@ mod timers;
 pub mod watermark;
 
 pub use definitions::{DefinitionInfo, IN_FLIGHT, LoadError};
-pub use error::{Error, Result};
+pub use error::{Declined, Error, Result};
 pub use handle::decode_all;
 pub use hot::HotSagas;
 pub use options::Options;

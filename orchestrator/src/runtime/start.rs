@@ -2,7 +2,7 @@
 //! idempotency key names), then settle what was decided.
 
 use super::handle::{summary, to_new_event};
-use super::{Error, Orchestrator, Result, Started};
+use super::{Declined, Orchestrator, Result, Started};
 use crate::store::{Created, EventStore, NewSaga};
 use saga_core::{Input, SagaState};
 use saga_protocol::Timestamp;
@@ -35,11 +35,9 @@ impl<S: EventStore> Orchestrator<S> {
             Some(v) => registry.startable(name, v),
             None => registry.latest_entry(name),
         }
-        .ok_or_else(|| {
-            Error::UnknownSaga(match version {
-                Some(v) => format!("{name}` version `{v}"),
-                None => name.to_string(),
-            })
+        .ok_or_else(|| Declined::UnknownDefinition {
+            name: name.to_string(),
+            version,
         })?;
         // Stored, with the same content, and not retired.
         self.check_startable(entry).await?;
@@ -55,8 +53,7 @@ impl<S: EventStore> Orchestrator<S> {
             input,
             trace_context: trace.as_ref().map(SagaTrace::traceparent),
         };
-        let events = saga_core::decide(def, &state, start, now)
-            .map_err(|r| Error::InvalidInput(r.to_string()))?;
+        let events = saga_core::decide(def, &state, start, now).map_err(Declined::InvalidInput)?;
         let state = events.iter().fold(state, saga_core::evolve);
         let saga = NewSaga {
             saga_id,
@@ -90,10 +87,11 @@ impl<S: EventStore> Orchestrator<S> {
                 saga_id: record.saga_id,
                 created: false,
             }),
-            Created::Existing(record) => Err(Error::IdempotencyConflict {
+            Created::Existing(record) => Err(Declined::IdempotencyConflict {
                 key: idempotency_key.unwrap_or_default(),
                 saga_id: record.saga_id,
-            }),
+            }
+            .into()),
         }
     }
 }
