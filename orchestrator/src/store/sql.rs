@@ -69,6 +69,11 @@ impl SqlStore {
     }
 
     /// Which database this store runs on.
+    /// Closes the connections, waiting for them to finish; writes made before are committed.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

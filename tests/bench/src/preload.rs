@@ -3,30 +3,21 @@
 //!
 //! The events are the real ones: the pure core decides one saga from a start and a succeeding
 //! reply to every command, exactly as the runtime would, and each preloaded saga is a copy of
-//! it under its own id (in the ids and message ids of its payloads too). They are written with
-//! one INSERT per saga and one per saga's events, a thousand sagas per transaction, into the tables the migrations
-//! create (`sagas`, `saga_events`), after the store has been opened once to migrate them.
+//! it under its own id (in the ids and message ids of its payloads too). They are written
+//! through the event store itself ([`EventStore::create`], many at once, so its group commit
+//! puts a few hundred in each transaction): the bench knows nothing of the store's tables.
 
 use crate::Error;
+use futures::TryStreamExt;
 use saga_core::{Action, EVENT_SCHEMA_VERSION, Input, Occurred, SagaState};
 use saga_orchestrator::runtime::Registry;
-use saga_orchestrator::store::SqlStore;
+use saga_orchestrator::store::{Created, EventStore, NewEvent, NewSaga, SqlStore, input_tags};
 use saga_protocol::{Outcome, ReplyEnvelope, Timestamp};
-use sqlx::{AssertSqlSafe, ConnectOptions};
-use std::fmt::Write as _;
 use std::path::Path;
-use std::str::FromStr;
 use uuid::Uuid;
 
-/// Sagas per transaction.
-const BATCH: usize = 1000;
-
-/// One saga's rows: its id, input digest and events (type, payload text, occurred at).
-struct Row {
-    id: String,
-    digest: String,
-    events: Vec<(&'static str, String, i64)>,
-}
+/// Creates in flight at once: enough for the store's writer to fill its transactions.
+const IN_FLIGHT: usize = 512;
 
 /// The events of one completed saga, decided by the core.
 fn completed_saga(
@@ -72,16 +63,7 @@ pub async fn run(url: &str, sagas_dir: &Path, count: u64) -> Result<(), Error> {
         .latest("place_order")
         .ok_or("no place_order saga definition")?
         .clone();
-    // Opening the store applies the migrations.
-    drop(SqlStore::open(url, 1).await?);
-    sqlx::any::install_default_drivers();
-    let url = if url.starts_with("sqlite:") && !url.contains('?') {
-        format!("{url}?mode=rwc")
-    } else {
-        url.to_string()
-    };
-    let options = sqlx::any::AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-    let pool = sqlx::AnyPool::connect_with(options).await?;
+    let store = SqlStore::open(url, 4).await?;
     // The core decides one saga; every preloaded saga is a copy with its own id, which is
     // what differs between two completed sagas of the same input.
     let template_id = Uuid::new_v4();
@@ -91,106 +73,52 @@ pub async fn run(url: &str, sagas_dir: &Path, count: u64) -> Result<(), Error> {
         .iter()
         .map(|e| (e.event.type_name(), e.event.to_payload().to_string()))
         .collect();
-    let digest = serde_json::json!({"customer_id": "preload", "amount": 100}).to_string();
+    let input = serde_json::json!({"customer_id": "preload", "amount": 100});
+    let tags = input_tags(&input);
+    let digest = input.to_string();
+    // One millisecond apart, ending just before now, so they sort as created in order.
     let start = Timestamp::now().millis() - i64::try_from(count).unwrap_or(0) - 1;
-    let mut n = 0u64;
-    while n < count {
-        let size = usize::try_from((count - n).min(BATCH as u64)).unwrap_or(BATCH);
-        let rows: Vec<Row> = (0..size as u64)
-            .map(|k| {
-                let id = Uuid::new_v4().to_string();
-                let at = start + i64::try_from(n + k).unwrap_or(0);
-                let events = payloads
-                    .iter()
-                    .map(|(t, p)| (*t, p.replace(&template_text, &id), at))
-                    .collect();
-                Row {
-                    id,
-                    digest: digest.clone(),
-                    events,
-                }
+    let copy = |n: u64| -> Result<(NewSaga, Vec<NewEvent>, Timestamp), Error> {
+        let saga_id = Uuid::new_v4();
+        let id = saga_id.to_string();
+        let at = Timestamp(start + i64::try_from(n).unwrap_or(0));
+        let events = payloads
+            .iter()
+            .map(|(event_type, payload)| {
+                Ok(NewEvent {
+                    event_type: (*event_type).to_string(),
+                    schema_version: EVENT_SCHEMA_VERSION,
+                    payload: serde_json::from_str(&payload.replace(&template_text, &id))?,
+                    occurred_at: at,
+                })
             })
-            .collect();
-        write(
-            &pool,
-            &def,
-            &rows,
-            Timestamp(start + i64::try_from(n).unwrap_or(0)),
-        )
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let saga = NewSaga {
+            saga_id,
+            name: def.name.clone(),
+            definition_version: def.version,
+            idempotency_key: None,
+            input_digest: digest.clone(),
+            tags: tags.clone(),
+            deadline_at: None,
+        };
+        Ok((saga, events, at))
+    };
+    futures::stream::iter((0..count).map(copy))
+        .map_ok(|(saga, events, at)| {
+            let store = store.clone();
+            async move {
+                match store.create(saga, events, "completed", at).await? {
+                    Created::New => Ok(()),
+                    Created::Existing(record) => {
+                        Err(format!("preloaded saga {} existed already", record.saga_id).into())
+                    }
+                }
+            }
+        })
+        .try_buffer_unordered(IN_FLIGHT)
+        .try_collect::<()>()
         .await?;
-        n += size as u64;
-    }
-    pool.close().await;
-    Ok(())
-}
-
-async fn write(
-    pool: &sqlx::AnyPool,
-    def: &saga_core::Definition,
-    rows: &[Row],
-    at: Timestamp,
-) -> Result<(), Error> {
-    // One short statement per saga and per saga's events (prepared once, then cached):
-    // very long multi-row statements are far slower through sqlx's Any driver.
-    let events = rows.first().map_or(0, |r| r.events.len());
-    let mut events_sql = String::from(
-        "INSERT INTO saga_events (saga_id, sequence, event_type, schema_version, payload, \
-         occurred_at, recorded_at) VALUES ",
-    );
-    for e in 0..events {
-        let p = e * 7;
-        let sep = if e == 0 { "" } else { ", " };
-        let _ = write!(
-            events_sql,
-            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7
-        );
-    }
-    let mut tx = pool.begin().await?;
-    for r in rows {
-        sqlx::query(
-            "INSERT INTO sagas (saga_id, name, definition_version, status, version, \
-             idempotency_key, input_digest, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8)",
-        )
-        .bind(r.id.clone())
-        .bind(def.name.clone())
-        .bind(i64::from(def.version))
-        .bind("completed")
-        .bind(i64::try_from(r.events.len()).unwrap_or(0))
-        .bind(r.digest.clone())
-        .bind(at.millis())
-        .bind(at.millis())
-        .execute(&mut *tx)
-        .await?;
-        // The searchable input fields, as the store writes them for a started saga.
-        sqlx::query(
-            "INSERT INTO saga_tags (saga_id, key, value, created_at) \
-             VALUES ($1, 'amount', '100', $2), ($1, 'customer_id', 'preload', $2)",
-        )
-        .bind(r.id.clone())
-        .bind(at.millis())
-        .execute(&mut *tx)
-        .await?;
-        let mut query = sqlx::query(AssertSqlSafe(events_sql.clone()));
-        for (sequence, (event_type, payload, occurred_at)) in (1i64..).zip(&r.events) {
-            query = query
-                .bind(r.id.clone())
-                .bind(sequence)
-                .bind(*event_type)
-                .bind(i64::from(EVENT_SCHEMA_VERSION))
-                .bind(payload.clone())
-                .bind(*occurred_at)
-                .bind(at.millis());
-        }
-        query.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    store.close().await;
     Ok(())
 }
