@@ -1,0 +1,218 @@
+//! The arguments of the client commands: they talk to a running orchestrator's API (or, for
+//! `dlq` and `account`, to NATS), and `validate` and `bench`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Saga id.
+    pub id: String,
+    /// Why: recorded in the saga's history.
+    #[arg(long)]
+    pub reason: String,
+    /// Who: recorded in the saga's history.
+    #[arg(long, env = "USER", default_value = "operator")]
+    pub by: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DefinitionsArgs {
+    #[command(subcommand)]
+    pub action: Option<DefinitionsAction>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DefinitionsAction {
+    /// Retire a version with no saga in flight: it can no longer be started, and the
+    /// history of its sagas stays readable.
+    Retire {
+        /// Saga definition name, e.g. place_order.
+        name: String,
+        /// The version to retire.
+        #[arg(id = "definition_version", value_name = "VERSION")]
+        version: u32,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Definition files, or directories of them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The participants catalogue (default: participants.toml beside the definitions).
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
+    /// `text` for people, `json` for tools.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub format: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub action: DlqAction,
+    /// NATS server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SAGA_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List dead letters with why and where they came from.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Publish a dead letter to its original subject again and remove it.
+    Replay { sequence: u64 },
+}
+
+/// Where the orchestrator's API is.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArg {
+    /// Base URL of the orchestrator's HTTP API.
+    #[arg(long, env = "SAGA_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Bearer token of the API, when it requires one.
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCommand {
+    #[command(flatten)]
+    pub bench: saga_bench::BenchArgs,
+    /// `text`: progress, a summary table, then the JSON line; `json`: only the JSON line.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Saga definition name, e.g. place_order.
+    pub saga: String,
+    /// Saga input as a JSON object.
+    #[arg(long)]
+    pub input: String,
+    /// Same key, same saga: a retried start does not start a second one.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Definition version to run (default: the newest loaded).
+    #[arg(long)]
+    pub definition_version: Option<u32>,
+    /// Wait until the saga is completed, compensated or stuck, then print it.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 30s).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Saga id.
+    pub id: String,
+    /// Follow the saga: print each change until it is completed, compensated, stuck or aborted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Show the saga as it was after this event (time travel).
+    #[arg(long, conflicts_with = "watch")]
+    pub as_of_sequence: Option<u64>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these statuses (repeat or separate by commas): running, compensating, completed,
+    /// compensated, stuck, aborted.
+    #[arg(long, value_delimiter = ',')]
+    pub status: Vec<String>,
+    /// Only sagas of this definition.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only this definition version.
+    #[arg(long)]
+    pub definition_version: Option<u32>,
+    /// Only sagas whose input has this top-level field value, e.g. customer_id=alice.
+    #[arg(long, value_name = "FIELD=VALUE")]
+    pub input: Option<String>,
+    /// Created at or after (RFC 3339, e.g. 2026-11-23T18:00:00Z).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Created before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many (1 to 1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Continue after the previous page (its `next` cursor).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SagaRef {
+    /// Saga id.
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    pub action: AccountAction,
+    /// NATS server URL (accounts are managed through the account participant).
+    #[arg(
+        long,
+        global = true,
+        env = "SAGA_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountAction {
+    /// Open an account (idempotent), optionally with a first deposit.
+    Open {
+        customer_id: String,
+        #[arg(long, default_value_t = 0)]
+        deposit: i64,
+    },
+    /// Deposit into an account; the operation id makes a retried deposit apply once.
+    Deposit {
+        customer_id: String,
+        amount: i64,
+        #[arg(long)]
+        operation_id: Option<String>,
+    },
+    /// Show an account's balance, or every account's without an id.
+    Balance { customer_id: Option<String> },
+}

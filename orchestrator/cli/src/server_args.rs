@@ -1,0 +1,179 @@
+//! The arguments of the server commands (`dev`, `orchestrator`, `participant`): every
+//! setting has a flag and an environment variable, and the telemetry settings are the
+//! standard OpenTelemetry variables.
+
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Directory for the SQLite files and the NATS store.
+    #[arg(long, env = "SAGA_DATA_DIR", default_value = ".saga")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Port of the nats-server started for you (default: 4222 if free, else any free port).
+    #[arg(long, env = "SAGA_NATS_PORT")]
+    pub nats_port: Option<u16>,
+    /// Directory of saga definitions.
+    #[arg(long, env = "SAGA_SAGAS_DIR", default_value = "sagas")]
+    pub sagas: PathBuf,
+    /// How many demo sagas to run at start-up (0 for none).
+    #[arg(long, default_value_t = 12)]
+    pub demo: usize,
+    /// Run the demo, print the summary and exit instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit_after_demo: bool,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Traces, metrics and logs of a server process.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// OTLP receiver to export traces to, e.g. http://127.0.0.1:4318 (no export when unset).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP protocol: http/protobuf, or grpc (builds with the `otlp-grpc` feature).
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: saga_telemetry::Protocol,
+    /// Export metrics over OTLP too (they are always served on /metrics).
+    #[arg(long, env = "SAGA_OTLP_METRICS")]
+    pub otlp_metrics: bool,
+    /// service.name of this process's spans and metrics [default: saga-orchestrator,
+    /// saga-account, saga-order, or saga in dev].
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+    /// Trace sampler: parentbased_always_on (default), always_on, always_off, traceidratio,
+    /// parentbased_always_off, parentbased_traceidratio. A saga is sampled whole or not at all.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER")]
+    pub traces_sampler: Option<String>,
+    /// Ratio of the *traceidratio samplers, e.g. 0.1.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
+    pub traces_sampler_arg: Option<String>,
+    /// Log lines as text or json (one object a line, with the trace and span ids).
+    #[arg(long, env = "SAGA_LOG_FORMAT", default_value = "text")]
+    pub log_format: saga_telemetry::LogFormat,
+}
+
+impl TelemetryArgs {
+    /// The settings of a process named `service` that logs at `default_filter` unless
+    /// `RUST_LOG` says otherwise.
+    pub fn settings(&self, service: &str, default_filter: &str) -> saga_telemetry::Settings {
+        saga_telemetry::Settings {
+            service_name: self
+                .service_name
+                .clone()
+                .unwrap_or_else(|| service.to_string()),
+            otlp_endpoint: self.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()),
+            otlp_protocol: self.otlp_protocol,
+            otlp_metrics: self.otlp_metrics,
+            sampler: self.traces_sampler.clone(),
+            sampler_arg: self.traces_sampler_arg.clone(),
+            log_format: self.log_format,
+            default_log_filter: default_filter.to_string(),
+        }
+    }
+}
+
+/// Settings every server shares.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// NATS server URL.
+    #[arg(long, env = "SAGA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Database URL: sqlite:<path> or postgres://user@host/db.
+    #[arg(long, env = "SAGA_DATABASE_URL")]
+    pub database: String,
+    /// Copies of each JetStream stream (3 in a cluster).
+    #[arg(long, env = "SAGA_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// How long work held by a process that died waits before another process takes it over
+    /// (ack wait and pull expiry of the consumers; at least 1s).
+    #[arg(long, env = "SAGA_FAILOVER_AFTER", default_value = "5s", value_parser = failover_after)]
+    pub failover_after: std::time::Duration,
+}
+
+/// A failover bound: a duration of at least a second.
+fn failover_after(value: &str) -> Result<std::time::Duration, String> {
+    let bound = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if bound < saga_protocol::consumers::MIN_FAILOVER_AFTER {
+        return Err(format!(
+            "{value} is too short: JetStream needs at least 1s (e.g. 5s)"
+        ));
+    }
+    Ok(bound)
+}
+
+#[derive(Debug, Args)]
+pub struct OrchestratorArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Address of the HTTP API.
+    #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Directory of saga definitions.
+    #[arg(long, env = "SAGA_SAGAS_DIR", default_value = "sagas")]
+    pub sagas: PathBuf,
+    /// Re-publish the in-flight commands of a saga quiet for this long (e.g. 30s).
+    #[arg(long, env = "SAGA_REPUBLISH_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub republish_after: std::time::Duration,
+    /// Flag a saga still running or compensating this long past its deadline (or past its
+    /// start, without one) as overdue: in the API, the web UI and the saga_overdue gauge.
+    #[arg(long, env = "SAGA_OVERDUE_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub overdue_after: std::time::Duration,
+    /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
+    #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 1_000)]
+    pub hot_sagas: usize,
+    /// This replica's name in the partition leases (default: the host name and the API
+    /// port, the same after a restart, so a restarted replica takes its leases back at once).
+    #[arg(long, env = "SAGA_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ParticipantArgs {
+    /// Which participant to run.
+    #[arg(value_enum)]
+    pub kind: ParticipantKind,
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Largest order amount approved without review (order participant).
+    #[arg(long, env = "SAGA_REVIEW_LIMIT", default_value_t = 1_000_000)]
+    pub review_limit: i64,
+    /// Commands handled concurrently.
+    #[arg(long, env = "SAGA_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// The participants catalogue this participant is checked against at start-up.
+    #[arg(
+        long,
+        env = "SAGA_CATALOGUE",
+        default_value = "sagas/participants.toml"
+    )]
+    pub catalogue: PathBuf,
+    /// Address of the health and metrics endpoints (/livez, /readyz, /metrics); none when unset.
+    #[arg(long, env = "SAGA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ParticipantKind {
+    Account,
+    Order,
+}
