@@ -78,22 +78,11 @@ fn stopped() -> Error {
     Error::Layer("the participant's batch task stopped".into())
 }
 
-async fn run<P: Participant>(
-    participant: P,
-    duplicates: Duplicates,
-    mut jobs: mpsc::Receiver<Job>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        handle_batch(&participant, &duplicates, std::mem::take(&mut batch)).await;
-    }
+async fn run<P: Participant>(participant: P, duplicates: Duplicates, jobs: mpsc::Receiver<Job>) {
+    saga_sql::group_commit::run(jobs, MAX_BATCH, |batch| {
+        handle_batch(&participant, &duplicates, batch)
+    })
+    .await;
 }
 
 async fn handle_batch<P: Participant>(participant: &P, duplicates: &Duplicates, batch: Vec<Job>) {

@@ -2,6 +2,9 @@
 //! with the right embedded migrations applied, and the one table of database errors worth
 //! trying again ([`is_transient`]).
 //!
+//! [`group_commit`] is the loop of a task that commits the writes waiting at one moment in
+//! one transaction.
+//!
 //! Both the orchestrator's event store and the participants use this, through sqlx's `Any`
 //! driver, so one SQL text serves both backends; it sits below both, so neither imports the
 //! other for it.
@@ -12,6 +15,8 @@
 //! assert_eq!(Backend::of("postgres://saga@db/orchestrator"), Some(Backend::Postgres));
 //! assert_eq!(Backend::of("mysql://saga@db/orchestrator"), None);
 //! ```
+
+pub mod group_commit;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;

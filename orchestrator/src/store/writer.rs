@@ -135,18 +135,12 @@ fn gone() -> Error {
     Error::Database(sqlx::Error::WorkerCrashed)
 }
 
-async fn run(pool: AnyPool, mut writes: mpsc::Receiver<Write>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = writes.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match writes.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
-        write_batch(&pool, &mut batch).await;
-    }
+async fn run(pool: AnyPool, writes: mpsc::Receiver<Write>) {
+    let pool = &pool;
+    saga_sql::group_commit::run(writes, MAX_BATCH, move |mut batch| async move {
+        write_batch(pool, &mut batch).await;
+    })
+    .await;
 }
 
 /// Writes `batch` (emptying it) in one transaction, or each write alone if that fails.
