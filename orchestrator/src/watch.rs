@@ -25,8 +25,9 @@
 
 use crate::runtime::Orchestrator;
 use crate::store::{
-    Created, DefinitionUse, EventStore, NewDefinition, NewEvent, NewSaga, Result, Retirement,
-    SagaRecord, StoredDefinition, StoredEvent, Summary,
+    Created, DefinitionStore, DefinitionUse, EventLog, EventStore, NewDefinition, NewEvent,
+    NewSaga, ReadModel, Result, Retirement, SagaRecord, Schedule, StoredDefinition, StoredEvent,
+    Summary,
 };
 use axum::Router;
 use axum::extract::State;
@@ -106,7 +107,7 @@ impl<S> Watched<S> {
     }
 }
 
-impl<S: EventStore> EventStore for Watched<S> {
+impl<S: EventStore> EventLog for Watched<S> {
     async fn create(
         &self,
         saga: NewSaga,
@@ -151,7 +152,9 @@ impl<S: EventStore> EventStore for Watched<S> {
     async fn load(&self, saga_id: Uuid) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
         self.inner.load(saga_id).await
     }
+}
 
+impl<S: EventStore> Schedule for Watched<S> {
     async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
         self.inner.with_status(statuses).await
     }
@@ -159,7 +162,9 @@ impl<S: EventStore> EventStore for Watched<S> {
     async fn due(&self, until: Timestamp, limit: u32) -> Result<Vec<(Uuid, Timestamp)>> {
         self.inner.due(until, limit).await
     }
+}
 
+impl<S: EventStore> ReadModel for Watched<S> {
     async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {
         self.inner.list(limit).await
     }
@@ -175,7 +180,9 @@ impl<S: EventStore> EventStore for Watched<S> {
     async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         self.inner.status_counts().await
     }
+}
 
+impl<S: EventStore> DefinitionStore for Watched<S> {
     async fn put_definition(&self, definition: NewDefinition) -> Result<StoredDefinition> {
         self.inner.put_definition(definition).await
     }

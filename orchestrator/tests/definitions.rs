@@ -7,7 +7,9 @@
 
 use saga_core::{Event, Input};
 use saga_orchestrator::runtime::{Handled, LoadError, Options, Orchestrator, Refusal, Registry};
-use saga_orchestrator::store::{EventStore, MemoryStore, NewDefinition, NewEvent, NewSaga};
+use saga_orchestrator::store::{
+    DefinitionStore, EventLog, MemoryStore, NewDefinition, NewEvent, NewSaga,
+};
 use saga_orchestrator::transport::Transport;
 use saga_protocol::{CommandEnvelope, Outcome, ReplyEnvelope, Timestamp};
 use saga_testkit::NatsServer;

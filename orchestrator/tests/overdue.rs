@@ -9,8 +9,8 @@ use axum::http::{Request, StatusCode};
 use saga_orchestrator::runtime::{
     Options, Orchestrator, Registry, overdue_before, overdue_statuses,
 };
-use saga_orchestrator::store::EventStore;
 use saga_orchestrator::store::MemoryStore;
+use saga_orchestrator::store::ReadModel;
 use saga_orchestrator::transport::Transport;
 use saga_protocol::Timestamp;
 use saga_testkit::{NatsServer, wait_for};

@@ -6,7 +6,7 @@
 
 use saga_core::{OperatorAction, OperatorCommand};
 use saga_orchestrator::runtime::{Handled, Options, Orchestrator, Refusal, Registry};
-use saga_orchestrator::store::{EventStore, MemoryStore, NewEvent, NewSaga};
+use saga_orchestrator::store::{DefinitionStore, EventLog, MemoryStore, NewEvent, NewSaga};
 use saga_orchestrator::transport::Transport;
 use saga_protocol::{CommandEnvelope, Outcome, ReplyEnvelope, Timestamp};
 use saga_testkit::NatsServer;

@@ -7,7 +7,7 @@
 //! its row stays, so the history of its sagas stays readable.
 //!
 //! ```
-//! use saga_orchestrator::store::{EventStore, MemoryStore, NewDefinition};
+//! use saga_orchestrator::store::{DefinitionStore, MemoryStore, NewDefinition};
 //! use saga_protocol::Timestamp;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -6,7 +6,7 @@
 //! nothing, which is what a transaction gives the SQL store. Nothing survives the process.
 //!
 //! ```
-//! use saga_orchestrator::store::{EventStore, MemoryStore};
+//! use saga_orchestrator::store::{EventLog, MemoryStore, ReadModel};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> saga_orchestrator::store::Result<()> {
@@ -17,8 +17,9 @@
 //! ```
 
 use super::{
-    Created, DefinitionUse, Error, EventStore, NewDefinition, NewEvent, NewSaga, Result,
-    Retirement, SagaQuery, SagaRecord, StoredDefinition, StoredEvent, Summary,
+    Created, DefinitionStore, DefinitionUse, Error, EventLog, NewDefinition, NewEvent, NewSaga,
+    ReadModel, Result, Retirement, SagaQuery, SagaRecord, Schedule, StoredDefinition, StoredEvent,
+    Summary,
 };
 use saga_protocol::Timestamp;
 use std::collections::{BTreeMap, HashMap};
@@ -128,7 +129,7 @@ fn new_version(saga_id: Uuid, after: u64, count: usize) -> Result<u64> {
         .ok_or_else(|| Error::Corrupt(format!("saga {saga_id}: version overflow")))
 }
 
-impl EventStore for MemoryStore {
+impl EventLog for MemoryStore {
     async fn create(
         &self,
         saga: NewSaga,
@@ -229,7 +230,9 @@ impl EventStore for MemoryStore {
             .get(&saga_id)
             .map(|saga| (saga.record.clone(), saga.events.clone())))
     }
+}
 
+impl Schedule for MemoryStore {
     async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
         let inner = self.lock();
         let mut matching: Vec<&SagaRecord> = inner
@@ -258,7 +261,9 @@ impl EventStore for MemoryStore {
             .map(|(at, id)| (id, at))
             .collect())
     }
+}
 
+impl ReadModel for MemoryStore {
     async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {
         let inner = self.lock();
         let mut records: Vec<&SagaRecord> = inner.sagas.values().map(|saga| &saga.record).collect();
@@ -308,7 +313,9 @@ impl EventStore for MemoryStore {
         }
         Ok(counts)
     }
+}
 
+impl DefinitionStore for MemoryStore {
     async fn put_definition(&self, d: NewDefinition) -> Result<StoredDefinition> {
         let mut inner = self.lock();
         let stored = inner

@@ -10,12 +10,16 @@
 //! [`Error::Conflict`] and writes nothing. The runtime then reloads, folds again and decides
 //! again. Two writers racing on one saga can never both win.
 //!
+//! The store is four seams, which [`EventStore`] puts together: [`EventLog`] (create, append,
+//! load), [`Schedule`] (the sagas in flight, the timers due), [`ReadModel`] (list, search,
+//! counts) and [`DefinitionStore`] (the definitions stored with their sagas).
+//!
 //! Implementations, all held to the same contract by `tests/store_contract.rs`:
 //! - [`SqlStore`]: SQLite (embedded default) or PostgreSQL (production, several replicas).
 //! - [`MemoryStore`]: in process, for paused-clock tests.
 //!
 //! ```
-//! use saga_orchestrator::store::{Created, Error, EventStore, MemoryStore, NewEvent, NewSaga};
+//! use saga_orchestrator::store::{Created, Error, EventLog, MemoryStore, NewEvent, NewSaga, ReadModel};
 //! use saga_protocol::Timestamp;
 //! use uuid::Uuid;
 //!
@@ -171,11 +175,13 @@ pub enum Created {
     Existing(SagaRecord),
 }
 
-/// The store seam of the runtime: load, fold, decide, append.
+/// The event log: a saga's events, appended with optimistic concurrency on its version,
+/// and read back whole.
 ///
-/// Every method is a single round of database work and holds no state between calls, so a
-/// future dropped mid-way (e.g. in `select!`) leaves either the whole write or nothing.
-pub trait EventStore: Clone + Send + Sync + 'static {
+/// Every method of the store's traits is a single round of database work and holds no state
+/// between calls, so a future dropped mid-way (e.g. in `select!`) leaves either the whole
+/// write or nothing.
+pub trait EventLog: Clone + Send + Sync + 'static {
     /// Creates a saga with its first events (sequences 1..=n) and status, atomically.
     ///
     /// With an idempotency key that is already used, creates nothing and returns
@@ -212,7 +218,11 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         saga_id: Uuid,
     ) -> impl Future<Output = Result<Option<(SagaRecord, Vec<StoredEvent>)>>> + Send;
+}
 
+/// What the runtime must act on without being asked: the sagas still in flight and the
+/// timers that fall due (the read model's `status` and `due_at`, written with each append).
+pub trait Schedule: Clone + Send + Sync + 'static {
     /// Ids of sagas whose status is one of `statuses` (the runtime passes the non-terminal
     /// ones), oldest first (by `created_at`, then id).
     fn with_status(&self, statuses: &[&str]) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
@@ -224,7 +234,11 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         until: Timestamp,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(Uuid, Timestamp)>>> + Send;
+}
 
+/// The read model: one row per saga, updated in the same transaction as each append, for
+/// lists, searches and counts that never read the event log.
+pub trait ReadModel: Clone + Send + Sync + 'static {
     /// Read-model records, newest first (by `created_at`, then id), at most `limit`.
     fn list(&self, limit: u32) -> impl Future<Output = Result<Vec<SagaRecord>>> + Send;
 
@@ -244,7 +258,10 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         statuses: &[&str],
         before: Timestamp,
     ) -> impl Future<Output = Result<u64>> + Send;
+}
 
+/// The definitions stored with the sagas that run them.
+pub trait DefinitionStore: Clone + Send + Sync + 'static {
     /// Stores a definition version unless its (name, version) is stored already, and returns
     /// the row as stored: the new one, or the one that was there, whatever its content (the
     /// caller compares hashes; a stored row never changes).
@@ -278,6 +295,12 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         at: Timestamp,
     ) -> impl Future<Output = Result<Retirement>> + Send;
 }
+
+/// Everything the runtime needs of its store: the log, the schedule, the read model and the
+/// stored definitions, each a seam of its own.
+pub trait EventStore: EventLog + Schedule + ReadModel + DefinitionStore {}
+
+impl<T: EventLog + Schedule + ReadModel + DefinitionStore> EventStore for T {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

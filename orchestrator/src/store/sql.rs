@@ -13,7 +13,7 @@
 //!   (see [`super::definitions`]).
 //!
 //! ```no_run
-//! use saga_orchestrator::store::{EventStore, SqlStore};
+//! use saga_orchestrator::store::{EventLog, ReadModel, Schedule, SqlStore};
 //!
 //! # async fn demo() -> saga_orchestrator::store::Result<()> {
 //! // Created (and migrated) when missing; `postgres://user@host/db` works the same way.
@@ -28,8 +28,9 @@ use super::rows::{
 };
 use super::writer::Writer;
 use super::{
-    Created, DefinitionUse, Error, EventStore, NewDefinition, NewEvent, NewSaga, Result,
-    Retirement, SagaQuery, SagaRecord, StoredDefinition, StoredEvent, Summary, definitions,
+    Created, DefinitionStore, DefinitionUse, Error, EventLog, NewDefinition, NewEvent, NewSaga,
+    ReadModel, Result, Retirement, SagaQuery, SagaRecord, Schedule, StoredDefinition, StoredEvent,
+    Summary, definitions,
 };
 use saga_protocol::Timestamp;
 use saga_sql::{self as db, Backend};
@@ -79,7 +80,7 @@ impl SqlStore {
     }
 }
 
-impl EventStore for SqlStore {
+impl EventLog for SqlStore {
     async fn create(
         &self,
         saga: NewSaga,
@@ -160,7 +161,9 @@ impl EventStore for SqlStore {
         }
         Ok(Some((record, events)))
     }
+}
 
+impl Schedule for SqlStore {
     async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
         if statuses.is_empty() {
             return Ok(Vec::new());
@@ -202,7 +205,9 @@ impl EventStore for SqlStore {
             })
             .collect()
     }
+}
 
+impl ReadModel for SqlStore {
     async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {
         let rows = sqlx::query(select_sagas!(
             "ORDER BY created_at DESC, saga_id DESC LIMIT $1"
@@ -261,7 +266,9 @@ impl EventStore for SqlStore {
             .map_err(Error::Database)?;
         to_u64(get(&row, "n")?, "count")
     }
+}
 
+impl DefinitionStore for SqlStore {
     async fn put_definition(&self, definition: NewDefinition) -> Result<StoredDefinition> {
         definitions::put(&self.pool, definition).await
     }

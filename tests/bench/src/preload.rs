@@ -11,7 +11,7 @@ use crate::Error;
 use futures::TryStreamExt;
 use saga_core::{Action, EVENT_SCHEMA_VERSION, Input, Occurred, SagaState};
 use saga_orchestrator::runtime::Registry;
-use saga_orchestrator::store::{Created, EventStore, NewEvent, NewSaga, SqlStore, input_tags};
+use saga_orchestrator::store::{Created, EventLog, NewEvent, NewSaga, SqlStore, input_tags};
 use saga_protocol::{Outcome, ReplyEnvelope, Timestamp};
 use std::path::Path;
 use uuid::Uuid;
