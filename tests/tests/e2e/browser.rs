@@ -117,13 +117,7 @@ async fn timeline_shows_compensations_in_reverse_order() {
     })
     .await
     .unwrap();
-    client
-        .find(Locator::Css(r#"[data-status-filter="compensated"]"#))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, r#"[data-status-filter="compensated"]"#).await;
     wait_for(
         "the list holds only compensated sagas",
         DEADLINE,
@@ -146,13 +140,7 @@ async fn timeline_shows_compensations_in_reverse_order() {
 
     // Open it from the list.
     let link = format!(r##"a[href="#/saga/{compensated}"]"##);
-    client
-        .find(Locator::Css(&link))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &link).await;
     let compensations = wait_for("the timeline draws two compensations", DEADLINE, || async {
         let steps = attrs(
             &client,
@@ -227,13 +215,7 @@ async fn timeline_shows_compensations_in_reverse_order() {
 
     // Time travel from the event log: as of event 2 the saga was running its first step.
     let at = format!(r##"#events a[href="#/saga/{compensated}/at/2"]"##);
-    client
-        .find(Locator::Css(&at))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &at).await;
     wait_for("the saga as of event 2", DEADLINE, || async {
         client.find(Locator::Css("#as-of")).await.ok()?;
         let status = client.find(Locator::Css("#saga-status")).await.ok()?;
@@ -300,13 +282,7 @@ async fn an_overdue_saga_is_marked_in_the_list_and_on_its_page() {
         client.find(Locator::Css(&row(finished))).await.is_err(),
         "a finished saga is never overdue"
     );
-    client
-        .find(Locator::Css("#overdue-filter"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#overdue-filter").await;
     wait_for("only the overdue saga is listed", DEADLINE, || async {
         let rows = attrs(&client, "#saga-list tr[data-saga-id]", "data-saga-id").await?;
         (rows == [late.to_string()]).then_some(())
@@ -331,4 +307,16 @@ async fn an_overdue_saga_is_marked_in_the_list_and_on_its_page() {
     .await
     .unwrap();
     client.close().await.unwrap();
+}
+
+/// Clicks the element `css` selects. The pages re-render as they poll the API, so an element
+/// found just before may be replaced before the click lands (a stale element): it is found
+/// and clicked again until the click is taken, within the deadline.
+async fn click(client: &Client, css: &str) {
+    wait_for(&format!("a click on {css}"), DEADLINE, || async {
+        let element = client.find(Locator::Css(css)).await.ok()?;
+        element.click().await.ok()
+    })
+    .await
+    .unwrap();
 }
