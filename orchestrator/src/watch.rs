@@ -29,6 +29,7 @@ use crate::store::{
     NewSaga, ReadModel, Result, Retirement, SagaRecord, Schedule, StoredDefinition, StoredEvent,
     Summary,
 };
+use crate::transport::Transport;
 use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -209,7 +210,9 @@ impl<S: EventStore> DefinitionStore for Watched<S> {
 }
 
 /// The same orchestrator over a store that announces terminal statuses, and the feed.
-pub fn wrap<S: EventStore>(o: Orchestrator<S>) -> (Orchestrator<Watched<S>>, Feed) {
+pub fn wrap<S: EventStore, T: Transport>(
+    o: Orchestrator<S, T>,
+) -> (Orchestrator<Watched<S>, T>, Feed) {
     let feed = Feed::new();
     let store = Watched::new(o.store().clone(), feed.clone());
     let watched = Orchestrator::new(
@@ -217,7 +220,8 @@ pub fn wrap<S: EventStore>(o: Orchestrator<S>) -> (Orchestrator<Watched<S>>, Fee
         o.transport().clone(),
         o.registry().clone(),
         o.options().clone(),
-    );
+    )
+    .with_clock(o.clock());
     (watched, feed)
 }
 

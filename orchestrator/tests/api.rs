@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use saga_orchestrator::runtime::{Options, Orchestrator, Registry};
 use saga_orchestrator::store::MemoryStore;
-use saga_orchestrator::transport::Transport;
+use saga_orchestrator::transport::JetStream;
 use saga_testkit::NatsServer;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 async fn orchestrator(nats: &NatsServer) -> Orchestrator<MemoryStore> {
     let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas")).unwrap();
-    let transport = Transport::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
     Orchestrator::new(MemoryStore::new(), transport, registry, Options::default())
 }
 
@@ -333,7 +333,7 @@ async fn readyz_names_each_check_and_needs_a_definition() {
     assert_eq!(report["checks"]["reply_consumer_pulling"], "not pulling");
 
     // Without definitions every start would be refused: not ready, and the body says why.
-    let transport = Transport::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
     let empty = Orchestrator::new(
         MemoryStore::new(),
         transport,

@@ -10,7 +10,7 @@ use saga_orchestrator::runtime::{Handled, LoadError, Options, Orchestrator, Refu
 use saga_orchestrator::store::{
     DefinitionStore, EventLog, MemoryStore, NewDefinition, NewEvent, NewSaga,
 };
-use saga_orchestrator::transport::Transport;
+use saga_orchestrator::transport::JetStream;
 use saga_protocol::{CommandEnvelope, Outcome, ReplyEnvelope, Timestamp};
 use saga_testkit::NatsServer;
 use serde_json::json;
@@ -47,7 +47,7 @@ async fn unchecked(
     dir: &Path,
 ) -> Orchestrator<MemoryStore> {
     let registry = Registry::load_dir(dir).unwrap();
-    let transport = Transport::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
     let options = Options {
         sagas_dir: dir.to_path_buf(),
         ..Options::default()

@@ -11,7 +11,7 @@ use saga_orchestrator::runtime::{
 };
 use saga_orchestrator::store::MemoryStore;
 use saga_orchestrator::store::ReadModel;
-use saga_orchestrator::transport::Transport;
+use saga_orchestrator::transport::JetStream;
 use saga_protocol::Timestamp;
 use saga_testkit::{NatsServer, wait_for};
 use serde_json::{Value, json};
@@ -39,7 +39,7 @@ async fn orchestrator(nats: &NatsServer, overdue_after: Duration) -> Orchestrato
     .unwrap();
     std::fs::write(dir.path().join("patient.toml"), definition("patient", None)).unwrap();
     let registry = Registry::load_dir(dir.path()).unwrap();
-    let transport = Transport::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
     let options = Options {
         overdue_after,
         ..Options::default()

@@ -4,7 +4,8 @@
 //! replica restarted under its name takes its leases back at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use saga_orchestrator::runtime::partitions::{Leases, Ownership, PARTITIONS, replica_id};
+use saga_orchestrator::partitions::{Keeper, LeaseOptions, Ownership, PARTITIONS, replica_id};
+use saga_orchestrator::transport::leases::Leases;
 use saga_testkit::{NatsServer, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -31,7 +32,14 @@ async fn replica_named(nats: &NatsServer, bound: Duration, name: String) -> Repl
     let js = async_nats::jetstream::new(client);
     let ownership = Ownership::default();
     let (gained_tx, gained) = mpsc::unbounded_channel();
-    let leases = Leases::open(&js, 1, bound, ownership.clone(), gained_tx, name)
+    let options = LeaseOptions {
+        replica: name,
+        bound,
+        replicas: 1,
+        ownership: ownership.clone(),
+        gained: gained_tx,
+    };
+    let leases = Leases::open(&js, options)
         .await
         .unwrap();
     let stop = CancellationToken::new();

@@ -7,7 +7,7 @@
 use saga_core::{OperatorAction, OperatorCommand};
 use saga_orchestrator::runtime::{Handled, Options, Orchestrator, Refusal, Registry};
 use saga_orchestrator::store::{DefinitionStore, EventLog, MemoryStore, NewEvent, NewSaga};
-use saga_orchestrator::transport::Transport;
+use saga_orchestrator::transport::JetStream;
 use saga_protocol::{CommandEnvelope, Outcome, ReplyEnvelope, Timestamp};
 use saga_testkit::NatsServer;
 use serde_json::json;
@@ -17,7 +17,7 @@ async fn orchestrator(
     store: MemoryStore,
     registry: Registry,
 ) -> Orchestrator<MemoryStore> {
-    let transport = Transport::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
     Orchestrator::new(store, transport, registry, Options::default())
 }
 

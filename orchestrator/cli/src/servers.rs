@@ -48,7 +48,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         overdue_after: args.overdue_after,
         hot_sagas: args.hot_sagas,
         replica_id: Some(args.replica_id.unwrap_or_else(|| {
-            saga_orchestrator::runtime::partitions::stable_replica_id(args.listen.port())
+            saga_orchestrator::partitions::stable_replica_id(args.listen.port())
         })),
         ..Options::default()
     };

@@ -55,7 +55,8 @@ impl Pulling {
         self.0.load(Ordering::Acquire)
     }
 
-    fn set(&self, pulling: bool) {
+    /// Records whether the consumer is pulling (by the inbound loop, or a transport of its own).
+    pub fn set(&self, pulling: bool) {
         self.0.store(pulling, Ordering::Release);
     }
 }

@@ -9,6 +9,7 @@
 use super::{Error, Problem};
 use crate::runtime::{DefinitionInfo, LoadError, Orchestrator};
 use crate::store::{EventStore, StoredDefinition};
+use crate::transport::Transport;
 use axum::Json;
 use axum::extract::{Path, State};
 
@@ -80,7 +81,9 @@ impl From<StoredDefinition> for RetiredView {
     }
 }
 
-async fn views<S: EventStore>(o: &Orchestrator<S>) -> Result<Vec<DefinitionView>, Error> {
+async fn views<S: EventStore, T: Transport>(
+    o: &Orchestrator<S, T>,
+) -> Result<Vec<DefinitionView>, Error> {
     let list = o.definition_list().await?;
     Ok(list.into_iter().map(Into::into).collect())
 }
@@ -88,8 +91,8 @@ async fn views<S: EventStore>(o: &Orchestrator<S>) -> Result<Vec<DefinitionView>
 /// Every stored version, with its hash, whether its file is loaded and its sagas in flight.
 #[utoipa::path(get, path = "/v1/definitions", tag = "definitions", operation_id = "definitions",
     responses((status = 200, body = Vec<DefinitionView>), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn list<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn list<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
 ) -> Result<Json<Vec<DefinitionView>>, Error> {
     Ok(Json(views(&o).await?))
 }
@@ -98,8 +101,8 @@ pub(super) async fn list<S: EventStore>(
 /// keep theirs. A file that changes a stored version is refused, and nothing changes.
 #[utoipa::path(post, path = "/v1/definitions/reload", tag = "definitions", operation_id = "reload_definitions",
     responses((status = 200, body = Vec<DefinitionView>), (status = 400, description = "A file is invalid or changes a stored version; `detail` names the file and line", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn reload<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn reload<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
 ) -> Result<Json<Vec<DefinitionView>>, Error> {
     match o.reload().await {
         Ok(_) => Ok(Json(views(&o).await?)),
@@ -114,8 +117,8 @@ pub(super) async fn reload<S: EventStore>(
 #[utoipa::path(post, path = "/v1/definitions/validate", tag = "definitions", operation_id = "validate_definition",
     request_body(content = String, description = "A saga definition (TOML)", content_type = "application/toml"),
     responses((status = 200, body = ValidatedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn validate<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn validate<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
     body: String,
 ) -> Result<Json<ValidatedView>, Error> {
     let registry = o.registry();
@@ -134,8 +137,8 @@ pub(super) async fn validate<S: EventStore>(
 #[utoipa::path(delete, path = "/v1/definitions/{name}/{version}", tag = "definitions", operation_id = "retire_definition",
     params(("name" = String, Path, description = "Saga definition name"), ("version" = u32, Path, description = "Definition version")),
     responses((status = 200, body = RetiredView), (status = 400, description = "The version is not a number", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such stored version", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Sagas of the version are in flight; `detail` says how many", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn retire<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn retire<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<RetiredView>, Error> {
     let version: u32 = version.parse().map_err(|_| {

@@ -14,6 +14,7 @@
 
 use crate::runtime::Orchestrator;
 use crate::store::EventStore;
+use crate::transport::Transport;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,8 +32,8 @@ pub(super) struct Report {
     checks: BTreeMap<&'static str, String>,
 }
 
-pub(super) async fn ready<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn ready<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
 ) -> (StatusCode, Json<Report>) {
     let database = match tokio::time::timeout(CHECK_TIMEOUT, o.store().list(1)).await {
         Ok(Ok(_)) => Ok(()),
@@ -43,10 +44,7 @@ pub(super) async fn ready<S: EventStore>(
         }
         Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
     };
-    let nats = match o.transport().client().connection_state() {
-        async_nats::connection::State::Connected => Ok(()),
-        state => Err(state.to_string()),
-    };
+    let nats = o.transport().connected();
     let loaded = o.registry().names().count();
     let definitions = if loaded == 0 {
         Err("none loaded".to_string())

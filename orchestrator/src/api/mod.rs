@@ -55,6 +55,7 @@ pub use views::{EventView, ListView, OverviewView, SagaView, StartedView, Summar
 
 use crate::runtime::Orchestrator;
 use crate::store::EventStore;
+use crate::transport::Transport;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -63,26 +64,29 @@ use axum::{Json, Router};
 use std::time::Duration;
 
 /// The API's routes over `orchestrator`.
-pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
+pub fn router<S: EventStore, T: Transport>(orchestrator: Orchestrator<S, T>) -> Router {
     Router::new()
-        .route("/v1/sagas", get(search::list::<S>))
-        .route("/v1/overview", get(search::overview::<S>))
+        .route("/v1/sagas", get(search::list::<S, T>))
+        .route("/v1/overview", get(search::overview::<S, T>))
         .route(
             "/v1/sagas/{name}",
-            post(sagas::start::<S>).get(sagas::status::<S>),
+            post(sagas::start::<S, T>).get(sagas::status::<S, T>),
         )
-        .route("/v1/sagas/{id}/events", get(sagas::history::<S>))
-        .route("/v1/sagas/{id}/{action}", post(sagas::operate::<S>))
-        .route("/v1/definitions", get(definitions::list::<S>))
-        .route("/v1/definitions/reload", post(definitions::reload::<S>))
-        .route("/v1/definitions/validate", post(definitions::validate::<S>))
+        .route("/v1/sagas/{id}/events", get(sagas::history::<S, T>))
+        .route("/v1/sagas/{id}/{action}", post(sagas::operate::<S, T>))
+        .route("/v1/definitions", get(definitions::list::<S, T>))
+        .route("/v1/definitions/reload", post(definitions::reload::<S, T>))
+        .route(
+            "/v1/definitions/validate",
+            post(definitions::validate::<S, T>),
+        )
         .route(
             "/v1/definitions/{name}/{version}",
-            delete(definitions::retire::<S>),
+            delete(definitions::retire::<S, T>),
         )
         .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(health::ready::<S>))
-        .route("/metrics", get(metrics::<S>))
+        .route("/readyz", get(health::ready::<S, T>))
+        .route("/metrics", get(metrics::<S, T>))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .merge(ui::routes())
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
@@ -90,7 +94,9 @@ pub fn router<S: EventStore>(orchestrator: Orchestrator<S>) -> Router {
 }
 
 /// Every metric of this process, after sampling the gauges that are read, not counted.
-async fn metrics<S: EventStore>(State(o): State<Orchestrator<S>>) -> impl IntoResponse {
+async fn metrics<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
+) -> impl IntoResponse {
     // A slow database or NATS must not hang the scrape: the gauges keep their last values.
     let _ = tokio::time::timeout(Duration::from_secs(2), o.sample_gauges()).await;
     (

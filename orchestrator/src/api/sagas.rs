@@ -6,12 +6,12 @@ use super::views::{EventView, SagaView, StartedView};
 use super::{Error, Problem};
 use crate::runtime::{Handled, Loaded, Orchestrator, Refusal};
 use crate::store::EventStore;
+use crate::transport::Transport;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use saga_core::{OperatorAction, OperatorCommand};
-use saga_protocol::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -27,8 +27,8 @@ pub(super) struct StartQuery {
            ("Idempotency-Key" = Option<String>, Header, description = "Same key and input: the same saga")),
     request_body(content = Object, description = "The saga input", content_type = "application/json"),
     responses((status = 201, body = StartedView), (status = 200, description = "Started before under this Idempotency-Key", body = StartedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn start<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn start<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
     Path(name): Path<String>,
     Query(q): Query<StartQuery>,
     headers: HeaderMap,
@@ -93,8 +93,8 @@ pub(super) struct AsOfQuery {
            ("as_of_sequence" = Option<u64>, Query, description = "Time travel: the saga after this event"),
            ("as_of" = Option<String>, Query, description = "Time travel: the saga as recorded at this RFC 3339 time")),
     responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn status<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn status<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
     Path(id): Path<String>,
     query: Result<Query<AsOfQuery>, QueryRejection>,
 ) -> Result<Json<SagaView>, Error> {
@@ -147,12 +147,12 @@ pub(super) async fn status<S: EventStore>(
 }
 
 /// A saga as the API shows it now, flagged when it is overdue.
-fn saga_view<S: EventStore>(o: &Orchestrator<S>, loaded: Loaded) -> SagaView {
+fn saga_view<S: EventStore, T: Transport>(o: &Orchestrator<S, T>, loaded: Loaded) -> SagaView {
     let overdue = o.is_overdue(
         loaded.state.status.as_str(),
         loaded.state.deadline_at,
         loaded.record.created_at,
-        Timestamp::now(),
+        o.now(),
     );
     SagaView {
         overdue,
@@ -175,8 +175,8 @@ fn as_of(mut loaded: Loaded, keep: usize) -> Result<Loaded, Error> {
 
 #[utoipa::path(get, path = "/v1/sagas/{id}/events", tag = "sagas",
     params(("id" = Uuid, Path)), responses((status = 200, body = Vec<EventView>), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn history<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn history<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<EventView>>, Error> {
     let loaded = o.load(parse_id(&id)?).await?;
@@ -195,8 +195,8 @@ pub(super) struct OperatorBody {
     params(("id" = Uuid, Path), ("action" = String, Path, description = "retry, skip or abort")),
     request_body = OperatorBody,
     responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn operate<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn operate<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
     Path((id, action)): Path<(String, String)>,
     body: Result<Json<OperatorBody>, JsonRejection>,
 ) -> Result<Json<SagaView>, Error> {

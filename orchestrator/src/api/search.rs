@@ -5,6 +5,7 @@ use super::views::{ListView, OverviewView, SummaryView};
 use super::{Error, Problem};
 use crate::runtime::Orchestrator;
 use crate::store::{Cursor, EventStore, SagaQuery};
+use crate::transport::Transport;
 use axum::Json;
 use axum::extract::{Query, State};
 use saga_protocol::Timestamp;
@@ -113,12 +114,12 @@ pub(super) fn parse_time(param: &str, value: &str) -> Result<Timestamp, Error> {
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
            ("limit" = Option<u32>, Query, description = "1 to 1000, default 50")),
     responses((status = 200, body = ListView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn list<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn list<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<ListView>, Error> {
     let mut query = parse_search(&params)?;
-    let now = Timestamp::now();
+    let now = o.now();
     if params.get("overdue").is_some_and(|v| v == "true") {
         // Overdue is a kind of active: of the statuses asked for, only the active ones.
         let active = crate::runtime::overdue_statuses();
@@ -159,15 +160,15 @@ const BUCKET_SECONDS: u64 = 60;
 
 #[utoipa::path(get, path = "/v1/overview", tag = "sagas",
     responses((status = 200, body = OverviewView), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
-pub(super) async fn overview<S: EventStore>(
-    State(o): State<Orchestrator<S>>,
+pub(super) async fn overview<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
 ) -> Result<Json<OverviewView>, Error> {
     let counts = o
         .store()
         .status_counts()
         .await
         .map_err(crate::runtime::Error::from)?;
-    let now = Timestamp::now();
+    let now = o.now();
     let span = i64::try_from(BUCKETS * BUCKET_SECONDS * 1000).unwrap_or(i64::MAX);
     let since = Timestamp(now.millis().saturating_sub(span));
     let recent = o

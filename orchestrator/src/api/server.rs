@@ -14,6 +14,7 @@
 use super::starting::Deferred;
 use crate::runtime::{Orchestrator, SHUTDOWN_GRACE};
 use crate::store::EventStore;
+use crate::transport::Transport;
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
@@ -119,7 +120,10 @@ fn api_token(listen: SocketAddr, token: Option<String>) -> Result<Option<String>
 }
 
 /// Reloads the saga definitions on SIGHUP, until `shutdown`.
-fn reload_on_hangup<S: EventStore>(orchestrator: Orchestrator<S>, shutdown: CancellationToken) {
+fn reload_on_hangup<S: EventStore, T: Transport>(
+    orchestrator: Orchestrator<S, T>,
+    shutdown: CancellationToken,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

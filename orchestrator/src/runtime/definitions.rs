@@ -24,6 +24,7 @@
 use super::registry::Entry;
 use super::{Declined, Error, Orchestrator, Registry, Result};
 use crate::store::{EventStore, NewDefinition, Retirement, StoredDefinition};
+use crate::transport::Transport;
 use saga_core::{Definition, DefinitionError, Errors, Status};
 use saga_protocol::Timestamp;
 use std::collections::{BTreeMap, HashMap};
@@ -76,7 +77,7 @@ pub struct DefinitionInfo {
     pub retired_at: Option<Timestamp>,
 }
 
-impl<S: EventStore> Orchestrator<S> {
+impl<S: EventStore, T: Transport> Orchestrator<S, T> {
     /// Stores the loaded versions the store lacks, and fails if any is stored with other
     /// content. [`Orchestrator::open`] does this before anything runs.
     pub async fn record_definitions(&self) -> Result<(), LoadError> {
@@ -128,7 +129,10 @@ impl<S: EventStore> Orchestrator<S> {
         // Another replica may store one of these in between: its row is kept and compared.
         for entry in missing {
             let def = &entry.definition;
-            let stored = self.store.put_definition(new_definition(entry)).await?;
+            let stored = self
+                .store
+                .put_definition(new_definition(entry, self.now()))
+                .await?;
             match same_content(entry, &stored) {
                 Ok(()) => {
                     hashes.insert((def.name.clone(), def.version), stored.hash);
@@ -173,7 +177,11 @@ impl<S: EventStore> Orchestrator<S> {
         let def = &entry.definition;
         let stored = match self.store.definition(&def.name, def.version).await? {
             Some(stored) => stored,
-            None => self.store.put_definition(new_definition(entry)).await?,
+            None => {
+                self.store
+                    .put_definition(new_definition(entry, self.now()))
+                    .await?
+            }
         };
         if stored.retired_at.is_some() {
             return Err(Declined::Retired {
@@ -190,7 +198,7 @@ impl<S: EventStore> Orchestrator<S> {
     pub async fn retire(&self, name: &str, version: u32) -> Result<StoredDefinition> {
         let retired = self
             .store
-            .retire_definition(name, version, &IN_FLIGHT, Timestamp::now())
+            .retire_definition(name, version, &IN_FLIGHT, self.now())
             .await?;
         match retired {
             Retirement::Retired(stored) => {
@@ -268,13 +276,13 @@ fn step_names(def: &Definition) -> Vec<String> {
     def.steps.iter().map(|s| s.name.clone()).collect()
 }
 
-fn new_definition(entry: &Entry) -> NewDefinition {
+fn new_definition(entry: &Entry, stored_at: Timestamp) -> NewDefinition {
     NewDefinition {
         name: entry.definition.name.clone(),
         version: entry.definition.version,
         hash: entry.definition.hash.clone(),
         source: entry.source.to_string(),
-        stored_at: Timestamp::now(),
+        stored_at,
     }
 }
 

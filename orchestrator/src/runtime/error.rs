@@ -63,8 +63,6 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error(transparent)]
     Transport(#[from] crate::transport::Error),
-    #[error(transparent)]
-    Leases(#[from] super::partitions::Error),
 }
 
 impl Error {
@@ -73,7 +71,6 @@ impl Error {
         match self {
             Error::Store(e) => e.is_transient(),
             Error::Transport(e) => e.is_transient(),
-            Error::Leases(_) => true,
             _ => false,
         }
     }

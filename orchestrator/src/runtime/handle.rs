@@ -4,6 +4,7 @@
 
 use super::{Declined, Error, Handled, Loaded, Orchestrator, Refusal, Result, hot, observe};
 use crate::store::{EventStore, NewEvent, StoredEvent, Summary};
+use crate::transport::Transport;
 use saga_core::{
     Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, OperatorAction, SagaState, Status,
 };
@@ -22,7 +23,7 @@ pub(super) fn summary(state: &SagaState) -> Summary {
 /// Appends that lose a race are decided again this many times before giving up.
 const MAX_CONFLICT_RETRIES: usize = 8;
 
-impl<S: EventStore> Orchestrator<S> {
+impl<S: EventStore, T: Transport> Orchestrator<S, T> {
     /// Loads a saga and folds its events.
     pub async fn load(&self, saga_id: Uuid) -> Result<Loaded> {
         let (record, events) = self
@@ -78,7 +79,7 @@ impl<S: EventStore> Orchestrator<S> {
                 .registry_for(&hot.state.name, hot.state.definition_version)
                 .await?
                 .unwrap_or_default();
-            let now = Timestamp::now();
+            let now = self.now();
             let Some(def) = registry.get(&hot.state.name, hot.state.definition_version) else {
                 // Nothing can be decided without it: the saga becomes Stuck with the reason,
                 // visibly, instead of running for good with every input refused; the input
@@ -198,7 +199,7 @@ impl<S: EventStore> Orchestrator<S> {
                 Action::Finish { .. } => {}
             }
         }
-        self.transport.publish_all(&commands, trace).await?;
+        self.transport.publish(&commands, trace).await?;
         Ok(())
     }
 }

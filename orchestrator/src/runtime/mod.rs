@@ -25,7 +25,6 @@ mod hot;
 mod observe;
 mod options;
 mod overdue;
-pub mod partitions;
 mod recovery;
 mod registry;
 mod replies;
@@ -44,8 +43,10 @@ pub use registry::{CATALOGUE_FILE, Entry, Registry};
 pub use replies::SHUTDOWN_GRACE;
 pub use timers::Timers;
 
+use crate::clock::{Clock, SystemClock};
+use crate::partitions;
 use crate::store::{EventStore, SagaRecord, SqlStore, StoredEvent};
-use crate::transport::Transport;
+use crate::transport::{JetStream, Transport};
 use saga_core::SagaState;
 use std::time::Duration;
 use uuid::Uuid;
@@ -89,11 +90,15 @@ pub enum Refusal {
     Rejected(#[from] saga_core::Rejection),
 }
 
-/// The orchestrator: a cheap-to-clone handle on the store, the transport and the definitions.
+/// The orchestrator: a cheap-to-clone handle on the store, the transport, the clock and the
+/// definitions.
 #[derive(Clone)]
-pub struct Orchestrator<S = SqlStore> {
+pub struct Orchestrator<S = SqlStore, T = JetStream> {
     store: S,
-    transport: Transport,
+    transport: T,
+    /// Where every decision reads the time ([`SystemClock`] unless set with
+    /// [`Orchestrator::with_clock`]).
+    clock: std::sync::Arc<dyn Clock>,
     /// Replaced whole on reload; readers clone the cheap `Registry` out.
     registry: std::sync::Arc<std::sync::RwLock<Registry>>,
     options: Options,
@@ -108,7 +113,7 @@ pub struct Orchestrator<S = SqlStore> {
     replies_pulling: saga_protocol::inbound::Pulling,
 }
 
-impl Orchestrator<SqlStore> {
+impl Orchestrator<SqlStore, JetStream> {
     /// Loads the definitions, opens the database and connects to NATS, waiting for as long
     /// as the database or NATS is away; fails only on what waiting cannot cure (invalid
     /// definitions, a bad URL, refused credentials, conflicting streams).
@@ -132,7 +137,7 @@ impl Orchestrator<SqlStore> {
         )
         .await
         .map_err(|e| OpenError::Store(e.into()))?;
-        let transport = Transport::connect(&options.nats_url, options.stream_replicas)
+        let transport = JetStream::connect(&options.nats_url, options.stream_replicas)
             .await
             .map_err(|e| OpenError::Store(e.into()))?;
         let orchestrator = Orchestrator::new(store, transport, registry, options.clone());
@@ -157,14 +162,15 @@ pub enum OpenError {
     Store(Error),
 }
 
-impl<S: EventStore> Orchestrator<S> {
-    pub fn new(store: S, transport: Transport, registry: Registry, options: Options) -> Self {
+impl<S: EventStore, T: Transport> Orchestrator<S, T> {
+    pub fn new(store: S, transport: T, registry: Registry, options: Options) -> Self {
         let (timers, wheel) = timers::timers();
         let hot = std::sync::Arc::new(HotSagas::new(options.hot_sagas));
         Orchestrator {
             hot,
             store,
             transport,
+            clock: std::sync::Arc::new(SystemClock),
             registry: std::sync::Arc::new(std::sync::RwLock::new(registry)),
             options,
             timers,
@@ -187,8 +193,25 @@ impl<S: EventStore> Orchestrator<S> {
         &self.store
     }
 
-    pub fn transport(&self) -> &Transport {
+    pub fn transport(&self) -> &T {
         &self.transport
+    }
+
+    /// The same orchestrator reading the time from `clock` (a [`crate::clock::TokioClock`]
+    /// in tests on a paused clock). Set it before [`Orchestrator::run`] and before any start.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = std::sync::Arc::new(clock);
+        self
+    }
+
+    /// The clock this orchestrator reads.
+    pub fn clock(&self) -> std::sync::Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// The time now, by this orchestrator's clock.
+    pub fn now(&self) -> saga_protocol::Timestamp {
+        self.clock.now()
     }
 
     /// Whether this replica's reply consumer is pulling now: false before [`Orchestrator::run`]

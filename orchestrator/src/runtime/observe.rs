@@ -291,7 +291,7 @@ fn system_time(t: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(t.millis()).unwrap_or(0))
 }
 
-impl<S: crate::store::EventStore> super::Orchestrator<S> {
+impl<S: crate::store::EventStore, T: crate::transport::Transport> super::Orchestrator<S, T> {
     /// Samples the gauges that are read rather than counted: sagas in flight (from the read
     /// model) and the reply consumer's lag (from JetStream). Called when `/metrics` is read;
     /// a failed read leaves the last value.
@@ -304,7 +304,7 @@ impl<S: crate::store::EventStore> super::Orchestrator<S> {
             Ok(ids) => self.metrics.in_flight.record(ids.len() as u64, &[]),
             Err(e) => tracing::warn!(error = %e, "cannot count the sagas in flight"),
         }
-        let before = super::overdue_before(&self.options, Timestamp::now());
+        let before = super::overdue_before(&self.options, self.now());
         match self.store.count_overdue(&active, before).await {
             Ok(n) => self.metrics.overdue.record(n, &[]),
             Err(e) => tracing::warn!(error = %e, "cannot count the overdue sagas"),
@@ -312,15 +312,13 @@ impl<S: crate::store::EventStore> super::Orchestrator<S> {
         self.metrics
             .partitions_owned
             .record(self.ownership.owned().len() as u64, &[]);
-        match self.transport.reply_consumer_info().await {
-            Ok(info) => {
-                let consumer = [opentelemetry::KeyValue::new("consumer", info.name.clone())];
-                self.metrics
-                    .consumer_pending
-                    .record(info.num_pending, &consumer);
+        match self.transport.reply_lag().await {
+            Ok(lag) => {
+                let consumer = [opentelemetry::KeyValue::new("consumer", lag.consumer)];
+                self.metrics.consumer_pending.record(lag.pending, &consumer);
                 self.metrics
                     .consumer_ack_pending
-                    .record(info.num_ack_pending as u64, &consumer);
+                    .record(lag.ack_pending, &consumer);
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the reply consumer's lag"),
         }

@@ -14,6 +14,7 @@
 
 use super::{Options, Orchestrator};
 use crate::store::EventStore;
+use crate::transport::Transport;
 use saga_core::Status;
 use saga_protocol::Timestamp;
 
@@ -28,7 +29,7 @@ pub fn overdue_statuses() -> Vec<&'static str> {
     Status::ACTIVE.iter().map(|s| s.as_str()).collect()
 }
 
-impl<S: EventStore> Orchestrator<S> {
+impl<S: EventStore, T: Transport> Orchestrator<S, T> {
     /// Whether a saga in `status`, due by `deadline_at` (or, without one, started at
     /// `created_at`), is overdue at `now`.
     pub fn is_overdue(

@@ -7,13 +7,14 @@
 use super::partitions::partition_of;
 use super::{Error, Orchestrator, Result};
 use crate::store::EventStore;
+use crate::transport::Transport;
 use saga_core::Status;
 use saga_protocol::Timestamp;
 use saga_telemetry::saga::SagaTrace;
 use std::time::Duration;
 use uuid::Uuid;
 
-impl<S: EventStore> Orchestrator<S> {
+impl<S: EventStore, T: Transport> Orchestrator<S, T> {
     /// Publishes again the in-flight commands of every active saga in a partition this
     /// replica owns whose last event is older than `quiet_for`, and arms their pending
     /// timers (timeouts, retries, deadlines) again. Returns how many commands were published.
@@ -45,7 +46,7 @@ impl<S: EventStore> Orchestrator<S> {
     ) -> Result<usize> {
         let active: Vec<&str> = Status::ACTIVE.iter().map(|s| s.as_str()).collect();
         let ids = self.store.with_status(&active).await?;
-        let now = Timestamp::now();
+        let now = self.now();
         let mut published = 0;
         let mut tasks = tokio::task::JoinSet::new();
         for id in ids.into_iter().filter(|id| chosen(*id)) {
@@ -78,9 +79,7 @@ impl<S: EventStore> Orchestrator<S> {
             .trace_context
             .as_deref()
             .and_then(SagaTrace::parse);
-        self.transport
-            .publish_all(&commands, trace.as_ref())
-            .await?;
+        self.transport.publish(&commands, trace.as_ref()).await?;
         Ok(commands.len())
     }
 

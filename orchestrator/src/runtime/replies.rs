@@ -15,13 +15,12 @@
 //! `traceparent` header.
 
 use super::timers::TimerWheel;
-use super::watermark::{self, Watermark};
+use super::watermark::Watermark;
 use super::{Handled, Orchestrator, Result};
 use crate::store::EventStore;
-use crate::transport::REPLY_CONSUMER;
-use async_nats::jetstream::{AckKind, Message};
+use crate::transport::{Delivery, REPLY_CONSUMER, Replies, Subscription, Transport};
 use saga_core::Input;
-use saga_protocol::{ReplyEnvelope, consumers};
+use saga_protocol::ReplyEnvelope;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -38,13 +37,13 @@ use saga_protocol::inbound::RETRY_DELAY;
 pub use saga_protocol::inbound::SHUTDOWN_GRACE;
 
 /// Work for a saga's worker.
-enum Work {
-    Reply(Box<Message>, ReplyEnvelope, tracing::Span),
+enum Work<D> {
+    Reply(Box<D>, ReplyEnvelope, tracing::Span),
     Tick(Uuid),
 }
 
-pub(super) async fn consume<S: EventStore>(
-    orchestrator: Orchestrator<S>,
+pub(super) async fn consume<S: EventStore, T: Transport>(
+    orchestrator: Orchestrator<S, T>,
     mut wheel: TimerWheel,
     mut gained: mpsc::UnboundedReceiver<Vec<u16>>,
     shutdown: impl Future<Output = ()> + Send,
@@ -53,12 +52,12 @@ pub(super) async fn consume<S: EventStore>(
     let workers = orchestrator.options().workers.max(1);
     // NATS away at start-up is waited out here; only a consumer that cannot be created at
     // all (conflicting settings) ends the loop with an error.
-    let messages = orchestrator.transport().replies(
-        REPLY_CONSUMER,
-        failover_after,
-        workers * PULL_AHEAD_PER_WORKER,
-        orchestrator.replies_pulling.clone(),
-    );
+    let messages = orchestrator.transport().replies(Subscription {
+        durable: REPLY_CONSUMER.to_string(),
+        ack_wait: failover_after,
+        batch: workers * PULL_AHEAD_PER_WORKER,
+        pulling: orchestrator.replies_pulling.clone(),
+    });
     tokio::pin!(shutdown);
     let mut messages = tokio::select! {
         messages = messages => messages?,
@@ -67,7 +66,7 @@ pub(super) async fn consume<S: EventStore>(
     let mut senders = Vec::with_capacity(workers);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (tx, rx) = mpsc::channel::<Work>(QUEUE_PER_WORKER);
+        let (tx, rx) = mpsc::channel::<Work<T::Delivery>>(QUEUE_PER_WORKER);
         senders.push(tx);
         tasks.spawn(work(orchestrator.clone(), rx));
     }
@@ -81,13 +80,13 @@ pub(super) async fn consume<S: EventStore>(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // One sweep at a time: under load a sweep can take longer than its period.
     let sweeping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watermark = Watermark::default();
+    let watermark = Watermark::new(orchestrator.clock.clone());
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             _ = sweep.tick() => {
                 // Reading a backlog, sagas look quiet only because their replies are unread.
-                if watermark.behind(saga_protocol::Timestamp::now()) {
+                if watermark.behind(orchestrator.now()) {
                     tracing::debug!("reading a backlog of replies; quiet sagas not swept");
                     continue;
                 }
@@ -125,11 +124,11 @@ pub(super) async fn consume<S: EventStore>(
                 }
             }
             msg = messages.next() => {
-                if let Some((published, pending)) = watermark::published(&msg) {
+                if let Some((published, pending)) = msg.published() {
                     watermark.read(published, pending);
                 }
-                let span = saga_telemetry::messaging::process_span(&msg, REPLY_CONSUMER);
-                match ReplyEnvelope::decode(&msg.payload) {
+                let span = msg.span();
+                match ReplyEnvelope::decode(msg.payload()) {
                     Ok(reply) => {
                         span.record("saga.id", tracing::field::display(reply.saga_id));
                         span.record("saga.step", reply.step.as_str());
@@ -167,7 +166,10 @@ fn shard_of(saga_id: &Uuid, shards: usize) -> usize {
     usize::try_from(h.finish() % shards as u64).unwrap_or(0)
 }
 
-async fn work<S: EventStore>(orchestrator: Orchestrator<S>, mut rx: mpsc::Receiver<Work>) {
+async fn work<S: EventStore, T: Transport>(
+    orchestrator: Orchestrator<S, T>,
+    mut rx: mpsc::Receiver<Work<T::Delivery>>,
+) {
     while let Some(work) = rx.recv().await {
         let (msg, reply, span) = match work {
             Work::Reply(msg, reply, span) => (msg, reply, span),
@@ -177,16 +179,16 @@ async fn work<S: EventStore>(orchestrator: Orchestrator<S>, mut rx: mpsc::Receiv
             }
         };
         let ack_wait = orchestrator.failover_bound();
-        consumers::in_progress(&msg, ack_wait, handle(&orchestrator, &msg, &reply))
+        msg.in_progress(ack_wait, handle(&orchestrator, &*msg, &reply))
             .instrument(span)
             .await;
     }
 }
 
 /// Handles one reply to its ack, NAK or dead letter.
-async fn handle<S: EventStore>(
-    orchestrator: &Orchestrator<S>,
-    msg: &Message,
+async fn handle<S: EventStore, T: Transport>(
+    orchestrator: &Orchestrator<S, T>,
+    msg: &T::Delivery,
     reply: &ReplyEnvelope,
 ) {
     match orchestrator.handle_reply(reply).await {
@@ -197,7 +199,7 @@ async fn handle<S: EventStore>(
         Err(e) if e.is_transient() => {
             tracing::Span::current().set_status(opentelemetry::trace::Status::error(e.to_string()));
             tracing::warn!(saga_id = %reply.saga_id, error = %e, "reply will be retried");
-            if let Err(e) = msg.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await {
+            if let Err(e) = msg.nak(RETRY_DELAY).await {
                 tracing::warn!(error = %e, "cannot nak a reply");
             }
         }
@@ -210,7 +212,7 @@ async fn handle<S: EventStore>(
 
 /// Fires a saga's due timers. A failure re-arms the timer shortly, since the tick is not a
 /// message that JetStream would redeliver.
-async fn tick<S: EventStore>(orchestrator: &Orchestrator<S>, saga_id: Uuid) {
+async fn tick<S: EventStore, T: Transport>(orchestrator: &Orchestrator<S, T>, saga_id: Uuid) {
     match orchestrator.handle(saga_id, Input::Tick).await {
         Ok(Handled::Applied | Handled::Unchanged) => {}
         Ok(Handled::Refused(reason)) => tracing::debug!(%saga_id, %reason, "tick refused"),
@@ -218,31 +220,35 @@ async fn tick<S: EventStore>(orchestrator: &Orchestrator<S>, saga_id: Uuid) {
             tracing::warn!(%saga_id, error = %e, "timer will fire again");
             orchestrator
                 .timers()
-                .schedule(saga_id, saga_protocol::Timestamp::now().plus(RETRY_DELAY));
+                .schedule(saga_id, orchestrator.now().plus(RETRY_DELAY));
         }
     }
 }
 
-async fn ack(msg: &Message) {
+async fn ack(msg: &impl Delivery) {
     if let Err(e) = msg.ack().await {
         // Not fatal: the reply is redelivered and recognised as already handled.
         tracing::warn!(error = %e, "cannot ack a reply");
     }
 }
 
-async fn dead_letter<S: EventStore>(orchestrator: &Orchestrator<S>, msg: &Message, reason: &str) {
-    tracing::warn!(subject = %msg.subject, reason, "dead-lettering a reply");
+async fn dead_letter<S: EventStore, T: Transport>(
+    orchestrator: &Orchestrator<S, T>,
+    msg: &T::Delivery,
+    reason: &str,
+) {
+    tracing::warn!(subject = %msg.subject(), reason, "dead-lettering a reply");
     tracing::Span::current().set_status(opentelemetry::trace::Status::error(format!(
         "dead-lettered: {reason}"
     )));
-    match orchestrator.transport().dead_letter(msg, reason).await {
+    match msg.dead_letter(reason).await {
         Ok(()) => {
             orchestrator.dead_lettered(REPLY_CONSUMER);
             ack(msg).await
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot dead-letter; the reply will be redelivered");
-            let _ = msg.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            let _ = msg.nak(RETRY_DELAY).await;
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Running a replica: its partition leases, the poll of the timers that fall due, and the
 //! reply consumer, started together and stopped in order (see [`Orchestrator::run`]).
 
-use super::{Error, Orchestrator, Result, partitions, replies};
+use super::{Error, Orchestrator, Result, replies};
+use crate::partitions::{self, Keeper, LeaseOptions};
 use crate::store::EventStore;
-use saga_protocol::Timestamp;
+use crate::transport::Transport;
 use std::time::Duration;
 
-impl<S: EventStore> Orchestrator<S> {
+impl<S: EventStore, T: Transport> Orchestrator<S, T> {
     /// Runs until `shutdown` resolves: takes its share of the partition leases (recovering
     /// the sagas of each partition it gains), consumes replies, fires the timers of the
     /// sagas it owns, and periodically re-publishes the commands of its sagas that went quiet.
@@ -21,17 +22,17 @@ impl<S: EventStore> Orchestrator<S> {
         tokio::pin!(shutdown);
         // Opening the leases waits for NATS for as long as it is away: a shutdown meanwhile
         // ends the wait.
-        let leases = partitions::Leases::open(
-            self.transport.jetstream(),
-            self.options.stream_replicas,
-            bound,
-            self.ownership.clone(),
-            gained_tx,
-            self.options
+        let leases = self.transport.leases(LeaseOptions {
+            replica: self
+                .options
                 .replica_id
                 .clone()
                 .unwrap_or_else(partitions::replica_id),
-        );
+            bound,
+            replicas: self.options.stream_replicas,
+            ownership: self.ownership.clone(),
+            gained: gained_tx,
+        });
         let leases = tokio::select! {
             leases = leases => leases?,
             () = &mut shutdown => return Ok(()),
@@ -60,7 +61,7 @@ impl<S: EventStore> Orchestrator<S> {
             tokio::select! {
                 () = &mut stop => return,
                 _ = ticks.tick() => {
-                    let until = Timestamp::now().plus(every * 2);
+                    let until = self.now().plus(every * 2);
                     match self.arm_due(until, &seen).await {
                         Ok(now_seen) => seen = now_seen,
                         Err(e) => tracing::warn!(error = %e, "cannot read the timers due"),

@@ -4,12 +4,12 @@
 use super::handle::{summary, to_new_event};
 use super::{Declined, Orchestrator, Result, Started};
 use crate::store::{Created, EventStore, NewSaga};
+use crate::transport::Transport;
 use saga_core::{Input, SagaState};
-use saga_protocol::Timestamp;
 use saga_telemetry::saga::SagaTrace;
 use uuid::Uuid;
 
-impl<S: EventStore> Orchestrator<S> {
+impl<S: EventStore, T: Transport> Orchestrator<S, T> {
     /// Starts the newest version of saga `name` with `input`. With an idempotency key
     /// already used for the same input, returns that saga instead; with a different input,
     /// fails with a conflict.
@@ -43,7 +43,7 @@ impl<S: EventStore> Orchestrator<S> {
         self.check_startable(entry).await?;
         let def = &entry.definition;
         let saga_id = Uuid::new_v4();
-        let now = Timestamp::now();
+        let now = self.now();
         let state = SagaState::new(saga_id);
         let input_digest = input.to_string();
         // A new trace for the saga, stored with it: every later span, in any process and

@@ -57,7 +57,7 @@ impl TimerWheel {
     /// Cancel safe: a timer received while waiting is kept in the wheel.
     pub async fn next_due(&mut self, clock: &Watermark) -> Option<Vec<Uuid>> {
         loop {
-            let wall = Timestamp::now();
+            let wall = clock.wall();
             let now = clock.now(wall);
             let mut ready = Vec::new();
             while let Some(&(at, id)) = self.due.first() {

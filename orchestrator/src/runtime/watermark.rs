@@ -21,10 +21,10 @@
 //! a backlog waits, or for [`STALL`] if none comes.
 //!
 //! ```
-//! use saga_orchestrator::runtime::watermark::Watermark;
+//! use saga_orchestrator::{clock::SystemClock, runtime::watermark::Watermark};
 //! use saga_protocol::Timestamp;
 //!
-//! let watermark = Watermark::default();
+//! let watermark = Watermark::new(std::sync::Arc::new(SystemClock));
 //! let wall = Timestamp(10_000);
 //! assert!(watermark.now(wall) < wall, "nothing read yet: held back");
 //! watermark.read(Timestamp(7_000), 250); // a reply published at 7 s, 250 more behind it
@@ -33,6 +33,7 @@
 //! assert_eq!(watermark.now(wall), wall);
 //! ```
 
+use crate::clock::Clock;
 use saga_protocol::Timestamp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -56,20 +57,27 @@ struct Inner {
     behind: AtomicI64,
     /// When a reply was last read, in ms since `start`.
     last_read: AtomicU64,
-    start: std::time::Instant,
-}
-
-impl Default for Watermark {
-    fn default() -> Self {
-        Watermark(Arc::new(Inner {
-            behind: AtomicI64::new(UNKNOWN),
-            last_read: AtomicU64::new(0),
-            start: std::time::Instant::now(),
-        }))
-    }
+    /// Measures the stall; tokio's, so that a paused clock pauses it too.
+    start: tokio::time::Instant,
+    clock: Arc<dyn Clock>,
 }
 
 impl Watermark {
+    /// A watermark that has read nothing yet, on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Watermark(Arc::new(Inner {
+            behind: AtomicI64::new(UNKNOWN),
+            last_read: AtomicU64::new(0),
+            start: tokio::time::Instant::now(),
+            clock,
+        }))
+    }
+
+    /// The time now by the wall clock this watermark holds back.
+    pub fn wall(&self) -> Timestamp {
+        self.0.clock.now()
+    }
+
     /// Records a reply read from the consumer: published at `published`, with `pending`
     /// more waiting in the consumer behind it.
     pub fn read(&self, published: Timestamp, pending: u64) {
@@ -108,20 +116,14 @@ impl Watermark {
     }
 }
 
-/// The publish time of a JetStream message, as the server recorded it.
-pub fn published(message: &async_nats::jetstream::Message) -> Option<(Timestamp, u64)> {
-    let info = message.info().ok()?;
-    let millis = info.published.unix_timestamp_nanos() / 1_000_000;
-    Some((Timestamp(i64::try_from(millis).ok()?), info.pending))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     #[test]
     fn a_backlog_holds_the_clock_at_the_last_reply_read_until_it_is_read_or_stalls() {
-        let watermark = Watermark::default();
+        let watermark = Watermark::new(Arc::new(SystemClock));
         let wall = Timestamp(50_000);
         assert!(watermark.behind(wall), "nothing read yet");
         watermark.read(Timestamp(49_000), 0);
@@ -142,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_new_watermark_with_no_reply_to_read_lets_the_timers_fire_after_the_stall() {
-        let watermark = Watermark::default();
+        let watermark = Watermark::new(Arc::new(SystemClock));
         let wall = Timestamp::now();
         assert!(watermark.behind(wall));
         std::thread::sleep(STALL + Duration::from_millis(50));

@@ -1,30 +1,44 @@
-//! JetStream transport of the orchestrator: publishes commands with their deterministic
-//! `Nats-Msg-Id`, consumes replies through a durable pull consumer, dead-letters what it
-//! cannot read.
+//! The transport seam: commands out, replies in, and who owns which partitions.
 //!
-//! With tracing on, each command is published inside a `publish saga.cmd.{participant}.{Command}`
-//! span (kind producer, OpenTelemetry messaging attributes) whose parent is the command's step
-//! span, and carries that span's context as `traceparent`: the participant continues the
-//! saga's trace from there.
+//! [`Transport`] is what the runtime needs of a message bus, and nothing more: publish the
+//! commands it decided, consume participant replies (each a [`Delivery`] to acknowledge,
+//! retry or dead-letter), keep this replica's partition leases, and report the reply backlog
+//! and the connection for health. Two implementations keep one contract (checked by the same
+//! suite, `tests/transport_contract.rs`):
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), saga_orchestrator::transport::Error> {
-//! let transport = saga_orchestrator::transport::Transport::connect("nats://127.0.0.1:4222", 1).await?;
-//! let pulling = saga_protocol::inbound::Pulling::default();
-//! let bound = std::time::Duration::from_secs(5);
-//! let mut replies = transport.replies("orchestrator", bound, 128, pulling).await?;
-//! let reply = replies.next().await;
+//! - [`JetStream`]: NATS JetStream, in production. Commands carry their deterministic
+//!   `Nats-Msg-Id`, replies come through a durable pull consumer shared by the replicas, and
+//!   leases live in a KV bucket ([`leases`]).
+//! - [`MemoryTransport`]: in process memory, so the runtime runs on a paused tokio clock with
+//!   no server; the test plays the participants through it.
+//!
+//! ```
+//! use saga_orchestrator::transport::{MemoryTransport, Subscription, Transport, Replies, Delivery};
+//! use saga_orchestrator::clock::SystemClock;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> saga_orchestrator::transport::Result<()> {
+//! let transport = MemoryTransport::new(SystemClock);
+//! transport.deliver("saga.reply.account", b"not a reply".to_vec());
+//! let mut replies = transport.replies(Subscription::default()).await?;
+//! let delivery = replies.next().await;
+//! delivery.dead_letter("cannot decode").await?;
+//! assert_eq!(transport.dead_letters()[0].reason, "cannot decode");
 //! # Ok(()) }
 //! ```
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, message::PublishMessage};
-use bytes::Bytes;
-use saga_protocol::inbound::{Inbound, Pulling};
-use saga_protocol::{CommandEnvelope, subjects};
+mod jetstream;
+pub mod leases;
+mod memory;
+
+pub use jetstream::JetStream;
+pub use memory::{DeadLetter, MemoryTransport, Published, SoleOwner};
+
+use crate::partitions::{Keeper, LeaseOptions};
+use saga_protocol::inbound::Pulling;
+use saga_protocol::{CommandEnvelope, Timestamp};
 use saga_telemetry::saga::SagaTrace;
 use std::time::Duration;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Why a transport operation failed. Every variant is an infrastructure failure.
 #[derive(Debug, thiserror::Error)]
@@ -32,19 +46,28 @@ pub enum Error {
     #[error(transparent)]
     Connect(#[from] saga_protocol::servers::ConnectError),
     #[error("cannot create the JetStream streams: {0}")]
-    Streams(#[from] jetstream::context::CreateStreamError),
+    Streams(#[from] async_nats::jetstream::context::CreateStreamError),
     #[error(transparent)]
     Consumer(#[from] saga_protocol::consumers::Error),
     #[error("JetStream did not accept the publish: {0}")]
-    Publish(#[from] jetstream::context::PublishError),
+    Publish(#[from] async_nats::jetstream::context::PublishError),
     #[error("cannot read consumer {consumer}: {reason}")]
     ConsumerInfo { consumer: String, reason: String },
+    #[error(transparent)]
+    Leases(#[from] leases::Error),
+    #[error("cannot {action} a message: {reason}")]
+    Settle {
+        action: &'static str,
+        reason: String,
+    },
+    #[error("the transport is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
-    /// Whether trying again later may succeed: a publish or a look-up may; a bad URL, and a
-    /// stream or consumer that set-up (which waits out NATS being away) could not create,
-    /// cannot.
+    /// Whether trying again later may succeed: a publish, a look-up or a settlement may; a bad
+    /// URL, and a stream or consumer that set-up (which waits out NATS being away) could not
+    /// create, cannot.
     pub fn is_transient(&self) -> bool {
         !matches!(
             self,
@@ -55,148 +78,115 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A connection to NATS JetStream with the protocol's streams in place. Cheap to clone.
-#[derive(Clone)]
-pub struct Transport {
-    client: async_nats::Client,
-    js: jetstream::Context,
-}
-
-impl Transport {
-    /// Connects to `url` (one NATS URL, or the comma-separated nodes of a cluster) and
-    /// creates the streams if they do not exist (`replicas` copies each). NATS not being up
-    /// yet is waited out: the client keeps connecting in the background and the streams are
-    /// created once it is there.
-    pub async fn connect(url: &str, replicas: usize) -> Result<Self> {
-        let client = saga_protocol::servers::connect(url, "saga-orchestrator").await?;
-        let js = jetstream::new(client.clone());
-        saga_protocol::streams::ensure(&js, replicas).await?;
-        Ok(Transport { client, js })
-    }
-
-    /// The JetStream context, for the partition leases' KV bucket.
-    pub fn jetstream(&self) -> &jetstream::Context {
-        &self.js
-    }
-
-    /// The underlying client, for request/reply calls (admin) and health checks.
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
-    /// Publishes commands of the saga traced by `trace` and waits until JetStream has
-    /// stored all of them.
-    ///
-    /// Publishes are pipelined: every message is sent before the first ack is awaited.
-    /// A command published twice (after a crash) carries the same `Nats-Msg-Id`, so JetStream
-    /// drops the copy inside its window and the participant's inbox drops it after.
-    pub async fn publish_all(
-        &self,
-        commands: &[&CommandEnvelope],
-        trace: Option<&SagaTrace>,
-    ) -> Result<()> {
-        let mut acks = Vec::with_capacity(commands.len());
-        for cmd in commands {
-            let subject = subjects::command(&cmd.participant, &cmd.command);
-            let payload = Bytes::from(cmd.encode());
-            let span = publish_span(&subject, cmd, payload.len(), trace);
-            let mut trace_headers = HeaderMap::new();
-            if !span.is_none() {
-                saga_telemetry::propagation::inject(&span.context(), &mut trace_headers);
-            }
-            let msg = PublishMessage::build()
-                .payload(payload)
-                .headers(trace_headers)
-                .message_id(cmd.message_id.as_str());
-            match self.js.send_publish(subject, msg).await {
-                Ok(ack) => acks.push((ack, span)),
-                Err(e) => {
-                    span.set_status(opentelemetry::trace::Status::error(e.to_string()));
-                    return Err(e.into());
-                }
-            }
-        }
-        for (ack, span) in acks {
-            if let Err(e) = ack.await {
-                span.set_status(opentelemetry::trace::Status::error(e.to_string()));
-                return Err(e.into());
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends an undecodable or unusable message to the dead-letter stream with the reason,
-    /// so the consumer can acknowledge it and keep going (see [`saga_protocol::dead_letter`]).
-    pub async fn dead_letter(&self, msg: &jetstream::Message, reason: &str) -> Result<()> {
-        saga_protocol::dead_letter::publish(&self.js, msg, REPLY_CONSUMER, REPLY_CONSUMER, reason)
-            .await?;
-        Ok(())
-    }
-
-    /// The state of the reply consumer, for its lag.
-    pub async fn reply_consumer_info(&self) -> Result<consumer::Info> {
-        let failed = |reason: String| Error::ConsumerInfo {
-            consumer: REPLY_CONSUMER.to_string(),
-            reason,
-        };
-        self.js
-            .get_stream_no_info(subjects::REPLIES_STREAM)
-            .await
-            .map_err(|e| failed(e.to_string()))?
-            .consumer_info(REPLY_CONSUMER)
-            .await
-            .map_err(|e| failed(e.to_string()))
-    }
-
-    /// The durable pull consumer of every participant reply, pulling at most `batch` ahead.
-    /// Replicas of the orchestrator share it, so each reply goes to one of them; a reply held
-    /// by a replica that dies goes to another after `ack_wait` (the failover bound).
-    pub async fn replies(
-        &self,
-        durable: &str,
-        ack_wait: Duration,
-        batch: usize,
-        pulling: Pulling,
-    ) -> Result<Inbound> {
-        let config = consumer::pull::Config {
-            durable_name: Some(durable.to_string()),
-            filter_subject: subjects::REPLIES_SUBJECTS.to_string(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait,
-            max_ack_pending: 10_000,
-            ..Default::default()
-        };
-        Ok(Inbound::open(
-            self.js.clone(),
-            subjects::REPLIES_STREAM,
-            config,
-            batch,
-            ack_wait,
-            pulling,
-        )
-        .await?)
-    }
-}
-
 /// Name of the orchestrator's reply consumer, also used as its dead-letter subject suffix.
 pub const REPLY_CONSUMER: &str = "orchestrator";
 
-/// The producer span of one command, child of its step span; disabled when tracing is off
-/// or the saga has no trace.
-fn publish_span(
-    subject: &str,
-    cmd: &CommandEnvelope,
-    body_size: usize,
-    trace: Option<&SagaTrace>,
-) -> tracing::Span {
-    let Some(trace) = trace.filter(|_| saga_telemetry::tracing_enabled()) else {
-        return tracing::Span::none();
-    };
-    let span = saga_telemetry::messaging::publish_span(subject, cmd.message_id.as_str(), body_size);
-    span.record("saga.id", tracing::field::display(cmd.saga_id));
-    span.record("saga.step", cmd.step.as_str());
-    span.record("saga.attempt", cmd.attempt);
-    // Only fails when the span is disabled, and then there is nothing to parent.
-    let _ = span.set_parent(trace.child_context(cmd.message_id.as_str()));
-    span
+/// A message bus for the runtime. Cheap to clone; clones share one connection.
+pub trait Transport: Clone + Send + Sync + 'static {
+    type Delivery: Delivery;
+    type Replies: Replies<Delivery = Self::Delivery>;
+    type Keeper: Keeper;
+
+    /// Publishes the commands of the saga traced by `trace` and returns once the bus has
+    /// stored all of them. A command published again carries the same message id and is
+    /// stored once.
+    fn publish(
+        &self,
+        commands: &[&CommandEnvelope],
+        trace: Option<&SagaTrace>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The replies of every participant, through the consumer `subscription` names. A reply
+    /// neither acknowledged nor dead-lettered is delivered again (after the ack wait, or the
+    /// delay of a [`Delivery::nak`]).
+    fn replies(
+        &self,
+        subscription: Subscription,
+    ) -> impl Future<Output = Result<Self::Replies>> + Send;
+
+    /// The lease keeper of this replica (not running yet).
+    fn leases(&self, options: LeaseOptions) -> impl Future<Output = Result<Self::Keeper>> + Send;
+
+    /// How far the reply consumer is behind.
+    fn reply_lag(&self) -> impl Future<Output = Result<Lag>> + Send;
+
+    /// Whether the bus is reachable now; when not, what state the connection is in.
+    fn connected(&self) -> Result<(), String>;
+}
+
+/// The consumer of replies to open.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// The durable consumer's name, shared by the replicas.
+    pub durable: String,
+    /// How long a reply may stay unacknowledged before it goes to another replica.
+    pub ack_wait: Duration,
+    /// Replies pulled ahead.
+    pub batch: usize,
+    /// Set while the consumer is pulling (read by `/readyz`).
+    pub pulling: Pulling,
+}
+
+impl Default for Subscription {
+    fn default() -> Self {
+        Subscription {
+            durable: REPLY_CONSUMER.to_string(),
+            ack_wait: Duration::from_secs(30),
+            batch: 64,
+            pulling: Pulling::default(),
+        }
+    }
+}
+
+/// The reply consumer's backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lag {
+    pub consumer: String,
+    /// Replies stored and not yet delivered.
+    pub pending: u64,
+    /// Replies delivered and not yet acknowledged.
+    pub ack_pending: u64,
+}
+
+/// Replies as they arrive.
+pub trait Replies: Send {
+    type Delivery: Delivery;
+
+    /// The next reply. Waits out the bus being away.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a reply is taken only when this returns it.
+    fn next(&mut self) -> impl Future<Output = Self::Delivery> + Send;
+}
+
+/// One delivered reply, to settle by exactly one of [`ack`](Delivery::ack),
+/// [`nak`](Delivery::nak) or [`dead_letter`](Delivery::dead_letter) then `ack`.
+pub trait Delivery: Send + Sync + 'static {
+    /// Its subject (`saga.reply.{participant}`).
+    fn subject(&self) -> &str;
+
+    /// Its body, to decode.
+    fn payload(&self) -> &[u8];
+
+    /// When the bus stored it, and how many replies wait behind it.
+    fn published(&self) -> Option<(Timestamp, u64)>;
+
+    /// The `process` span of handling it, continuing the trace its sender put in it.
+    fn span(&self) -> tracing::Span;
+
+    /// Runs `work` while telling the bus it is still being worked on, so it is not delivered
+    /// elsewhere meanwhile.
+    fn in_progress<F>(&self, ack_wait: Duration, work: F) -> impl Future<Output = F::Output> + Send
+    where
+        F: Future + Send,
+        F::Output: Send;
+
+    /// Handled: never delivered again.
+    fn ack(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Not handled now: delivered again after `delay`.
+    fn nak(&self, delay: Duration) -> impl Future<Output = Result<()>> + Send;
+
+    /// Copies it, with `reason`, to the dead-letter stream. The caller then acks it.
+    fn dead_letter(&self, reason: &str) -> impl Future<Output = Result<()>> + Send;
 }

@@ -1,5 +1,5 @@
-//! Which replica owns which sagas: [`PARTITIONS`] partitions of the saga ids, each leased by
-//! one replica at a time through a NATS KV bucket.
+//! The partition leases of the JetStream transport: each of the [`PARTITIONS`] partitions of
+//! the saga ids is leased by one replica at a time through a NATS KV bucket.
 //!
 //! Every replica handles any saga's replies and starts (the reply consumer is shared, and
 //! the event store's optimistic concurrency settles races). What a partition's owner alone
@@ -22,36 +22,17 @@
 //! key, so another can take it at once), one below it takes free ones. A replica that stops
 //! cleanly releases everything.
 
+use crate::partitions::{Keeper, LeaseOptions, Ownership, PARTITIONS, partition_of};
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-mod replica;
-pub use replica::{replica_id, stable_replica_id};
-
-/// How many partitions the saga ids fall into. A persisted contract (the lease keys name
-/// them): every replica must use the same number.
-pub const PARTITIONS: u16 = 64;
 /// The KV bucket of the leases.
 pub const BUCKET: &str = "saga_partitions";
-
-/// The partition of a saga: its id's last 64 bits (random in v4 and v7 ids) modulo
-/// [`PARTITIONS`]. Stable across processes and versions.
-///
-/// ```
-/// use saga_orchestrator::runtime::partitions::{partition_of, PARTITIONS};
-/// let id = uuid::Uuid::from_u64_pair(7, 130);
-/// assert_eq!(partition_of(id), 130 % PARTITIONS);
-/// ```
-pub fn partition_of(saga_id: Uuid) -> u16 {
-    let (_, low) = saga_id.as_u64_pair();
-    u16::try_from(low % u64::from(PARTITIONS)).unwrap_or(0)
-}
 
 fn partition_key(partition: u16) -> String {
     format!("partitions.{partition}")
@@ -59,50 +40,6 @@ fn partition_key(partition: u16) -> String {
 
 fn member_key(replica: &str) -> String {
     format!("members.{replica}")
-}
-
-/// Until when this replica may act as the owner of each partition. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Ownership {
-    valid_until: Arc<Mutex<BTreeMap<u16, Instant>>>,
-}
-
-impl Ownership {
-    /// Whether this replica owns `saga_id`'s partition now.
-    pub fn owns(&self, saga_id: Uuid) -> bool {
-        self.owns_partition(partition_of(saga_id))
-    }
-
-    /// Whether this replica owns `partition` now.
-    pub fn owns_partition(&self, partition: u16) -> bool {
-        self.lock()
-            .get(&partition)
-            .is_some_and(|until| *until > Instant::now())
-    }
-
-    /// The partitions this replica owns now.
-    pub fn owned(&self) -> BTreeSet<u16> {
-        let now = Instant::now();
-        self.lock()
-            .iter()
-            .filter(|(_, until)| **until > now)
-            .map(|(p, _)| *p)
-            .collect()
-    }
-
-    fn hold(&self, partition: u16, until: Instant) {
-        self.lock().insert(partition, until);
-    }
-
-    fn drop_partition(&self, partition: u16) {
-        self.lock().remove(&partition);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, Instant>> {
-        self.valid_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// Why the leases could not be set up.
@@ -126,17 +63,17 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// Opens (or creates) the bucket with `bound` as its `max_age` and `replicas` copies, for
-    /// the replica named `replica` ([`replica_id`], [`stable_replica_id`]). Leases still held
+    /// Opens (or creates) the bucket with the failover bound as its `max_age` and `replicas`
+    /// copies, for the replica `options` names. Leases still held
     /// under that name (by this replica's previous process, which died) are taken back at once.
-    pub async fn open(
-        js: &jetstream::Context,
-        replicas: usize,
-        bound: Duration,
-        ownership: Ownership,
-        gained: mpsc::UnboundedSender<Vec<u16>>,
-        replica: String,
-    ) -> Result<Self, Error> {
+    pub async fn open(js: &jetstream::Context, options: LeaseOptions) -> Result<Self, Error> {
+        let LeaseOptions {
+            replica,
+            bound,
+            replicas,
+            ownership,
+            gained,
+        } = options;
         let config = kv::Config {
             bucket: BUCKET.to_string(),
             description: "saga orchestrator partition leases".to_string(),
@@ -173,26 +110,6 @@ impl Leases {
             held,
             gained,
         })
-    }
-
-    /// This replica's name in the bucket.
-    pub fn replica(&self) -> &str {
-        &self.replica
-    }
-
-    /// Renews, releases and takes leases every third of the bound until `shutdown`, then
-    /// releases every lease it holds.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
-        let mut ticks = tokio::time::interval(self.bound / 3);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                _ = ticks.tick() => self.round().await,
-            }
-        }
-        self.release_all().await;
     }
 
     /// One round: say this replica is alive, renew what it holds, then move towards its
@@ -342,6 +259,27 @@ impl Leases {
         }
         let _ = self.kv.delete(member_key(&self.replica)).await;
         tracing::info!(replica = %self.replica, "partition leases released");
+    }
+}
+
+impl Keeper for Leases {
+    fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Renews, releases and takes leases every third of the bound until `shutdown`, then
+    /// releases every lease it holds.
+    async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let mut ticks = tokio::time::interval(self.bound / 3);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticks.tick() => self.round().await,
+            }
+        }
+        self.release_all().await;
     }
 }
 

@@ -17,8 +17,8 @@ pub fn replica_id() -> String {
 /// port is bound before the leases are opened, and under Kubernetes the host is the pod.
 ///
 /// ```
-/// let a = saga_orchestrator::runtime::partitions::stable_replica_id(8080);
-/// assert_eq!(a, saga_orchestrator::runtime::partitions::stable_replica_id(8080));
+/// let a = saga_orchestrator::partitions::stable_replica_id(8080);
+/// assert_eq!(a, saga_orchestrator::partitions::stable_replica_id(8080));
 /// assert!(a.ends_with("-8080"));
 /// ```
 pub fn stable_replica_id(port: u16) -> String {
