@@ -39,9 +39,7 @@ async fn replica_named(nats: &NatsServer, bound: Duration, name: String) -> Repl
         ownership: ownership.clone(),
         gained: gained_tx,
     };
-    let leases = Leases::open(&js, options)
-        .await
-        .unwrap();
+    let leases = Leases::open(&js, options).await.unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(leases.run(stop.clone().cancelled_owned()));
     Replica {

@@ -34,6 +34,8 @@ struct Inner {
     queued: Notify,
     /// How many commands are stored (for [`MemoryTransport::wait_for_commands`]).
     stored: watch::Sender<usize>,
+    /// How many replies were acknowledged (for [`MemoryTransport::wait_for_acked`]).
+    acked: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +85,7 @@ impl MemoryTransport {
                 state: Mutex::new(State::default()),
                 queued: Notify::new(),
                 stored: watch::Sender::new(0),
+                acked: watch::Sender::new(0),
             }),
         }
     }
@@ -127,6 +130,16 @@ impl MemoryTransport {
         // The sender lives in `self`, so the wait only ends when the count is reached.
         let _ = stored.wait_for(|count| *count >= n).await;
         self.commands()
+    }
+
+    /// Waits until at least `n` replies were acknowledged (each handled to its end: its
+    /// events appended and their commands published, or dead-lettered).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_for_acked(&self, n: u64) {
+        let mut acked = self.inner.acked.subscribe();
+        let _ = acked.wait_for(|count| *count >= n).await;
     }
 
     /// The replies sent to the dead-letter stream, in order.
@@ -304,6 +317,9 @@ impl Delivery for MemoryDelivery {
             let mut state = self.transport.state();
             state.in_hand = state.in_hand.saturating_sub(1);
             state.acked += 1;
+            let acked = state.acked;
+            drop(state);
+            self.transport.inner.acked.send_replace(acked);
         }
         Ok(())
     }
