@@ -339,7 +339,8 @@ impl Delivery for MemoryDelivery {
         self.transport.state().dead_letters.push(DeadLetter {
             subject: self.queued.subject.clone(),
             payload: self.queued.payload.clone(),
-            reason: reason.to_string(),
+            // Capped and blanked as JetStream's header holds it.
+            reason: saga_protocol::dead_letter::header_safe(reason),
         });
         Ok(())
     }
