@@ -30,6 +30,7 @@ mod action;
 mod decide;
 pub mod definition;
 mod event;
+mod evolve;
 pub mod policy;
 mod state;
 
@@ -37,4 +38,5 @@ pub use action::{Action, actions};
 pub use decide::{Input, OperatorAction, OperatorCommand, Rejection, decide, stall};
 pub use definition::{Catalogue, Definition, DefinitionError, Errors, Step, StepKind};
 pub use event::{DecodeError, EVENT_SCHEMA_VERSION, Event, Occurred};
-pub use state::{SagaState, Status, StepState, StepStatus, evolve};
+pub use evolve::evolve;
+pub use state::{SagaState, Status, StepState, StepStatus};

@@ -17,6 +17,7 @@
 //! ```
 
 mod driver;
+mod feed;
 mod floor;
 mod options;
 mod preload;
@@ -203,7 +204,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         })
     };
 
-    let watcher = driver::Watcher::connect(&system.servers, http.clone()).await?;
+    let watcher = feed::Watcher::connect(&system.servers, http.clone()).await?;
     let load = Arc::new(driver::Load {
         servers: system.servers.clone(),
         http: http.clone(),

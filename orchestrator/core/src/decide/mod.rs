@@ -7,7 +7,8 @@ mod undo;
 
 use crate::definition::{Definition, StepKind};
 use crate::event::{Event, Occurred};
-use crate::state::{SagaState, Status, StepStatus, evolve};
+use crate::evolve::evolve;
+use crate::state::{SagaState, Status, StepStatus};
 use saga_protocol::{CommandKind, Outcome, ReplyEnvelope, Timestamp};
 
 /// Something from outside that may move a saga.
