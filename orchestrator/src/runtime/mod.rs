@@ -32,6 +32,7 @@ mod run;
 mod start;
 mod timers;
 pub mod watermark;
+mod workers;
 
 pub use definitions::{DefinitionInfo, IN_FLIGHT, LoadError};
 pub use error::{Declined, Error, Result};

@@ -1,5 +1,5 @@
-//! Consuming participant replies and firing timers: decode, route to a worker by saga id,
-//! handle, ack.
+//! The replica's loop: consuming participant replies and firing timers, decoding each and
+//! routing it to the worker of its saga ([`super::workers`]), which handles and settles it.
 //!
 //! Timers fall due by the reply watermark ([`super::watermark`]): while a backlog of replies
 //! is read, neither timeouts nor the sweep of quiet sagas act on sagas whose replies wait
@@ -16,31 +16,21 @@
 
 use super::timers::TimerWheel;
 use super::watermark::Watermark;
-use super::{Handled, Orchestrator, Result};
+use super::workers::{Work, dead_letter, shard_of, work};
+use super::{Orchestrator, Result};
 use crate::store::EventStore;
 use crate::transport::{Delivery, REPLY_CONSUMER, Replies, Subscription, Transport};
-use saga_core::Input;
 use saga_protocol::ReplyEnvelope;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-use uuid::Uuid;
 
 /// Replies pulled ahead per worker. Pulled replies count against the ack wait before they
 /// are handled, so a replica holds few: the rest stay in the stream for the other replicas.
 const PULL_AHEAD_PER_WORKER: usize = 4;
 /// Replies queued at one worker.
 const QUEUE_PER_WORKER: usize = 16;
-use saga_protocol::inbound::RETRY_DELAY;
 pub use saga_protocol::inbound::SHUTDOWN_GRACE;
-
-/// Work for a saga's worker.
-enum Work<D> {
-    Reply(Box<D>, ReplyEnvelope, tracing::Span),
-    Tick(Uuid),
-}
 
 pub(super) async fn consume<S: EventStore, T: Transport>(
     orchestrator: Orchestrator<S, T>,
@@ -158,97 +148,4 @@ pub(super) async fn consume<S: EventStore, T: Transport>(
         tracing::warn!("shutdown deadline passed with replies still in hand");
     }
     Ok(())
-}
-
-fn shard_of(saga_id: &Uuid, shards: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    saga_id.hash(&mut h);
-    usize::try_from(h.finish() % shards as u64).unwrap_or(0)
-}
-
-async fn work<S: EventStore, T: Transport>(
-    orchestrator: Orchestrator<S, T>,
-    mut rx: mpsc::Receiver<Work<T::Delivery>>,
-) {
-    while let Some(work) = rx.recv().await {
-        let (msg, reply, span) = match work {
-            Work::Reply(msg, reply, span) => (msg, reply, span),
-            Work::Tick(saga_id) => {
-                tick(&orchestrator, saga_id).await;
-                continue;
-            }
-        };
-        let ack_wait = orchestrator.failover_bound();
-        msg.in_progress(ack_wait, handle(&orchestrator, &*msg, &reply))
-            .instrument(span)
-            .await;
-    }
-}
-
-/// Handles one reply to its ack, NAK or dead letter.
-async fn handle<S: EventStore, T: Transport>(
-    orchestrator: &Orchestrator<S, T>,
-    msg: &T::Delivery,
-    reply: &ReplyEnvelope,
-) {
-    match orchestrator.handle_reply(reply).await {
-        Ok(Handled::Applied | Handled::Unchanged) => ack(msg).await,
-        Ok(Handled::Refused(reason)) => {
-            dead_letter(orchestrator, msg, &reason.to_string()).await;
-        }
-        Err(e) if e.is_transient() => {
-            tracing::Span::current().set_status(opentelemetry::trace::Status::error(e.to_string()));
-            tracing::warn!(saga_id = %reply.saga_id, error = %e, "reply will be retried");
-            if let Err(e) = msg.nak(RETRY_DELAY).await {
-                tracing::warn!(error = %e, "cannot nak a reply");
-            }
-        }
-        Err(e) => {
-            tracing::error!(saga_id = %reply.saga_id, error = %e, "reply cannot be handled");
-            dead_letter(orchestrator, msg, &e.to_string()).await;
-        }
-    }
-}
-
-/// Fires a saga's due timers. A failure re-arms the timer shortly, since the tick is not a
-/// message that JetStream would redeliver.
-async fn tick<S: EventStore, T: Transport>(orchestrator: &Orchestrator<S, T>, saga_id: Uuid) {
-    match orchestrator.handle(saga_id, Input::Tick).await {
-        Ok(Handled::Applied | Handled::Unchanged) => {}
-        Ok(Handled::Refused(reason)) => tracing::debug!(%saga_id, %reason, "tick refused"),
-        Err(e) => {
-            tracing::warn!(%saga_id, error = %e, "timer will fire again");
-            orchestrator
-                .timers()
-                .schedule(saga_id, orchestrator.now().plus(RETRY_DELAY));
-        }
-    }
-}
-
-async fn ack(msg: &impl Delivery) {
-    if let Err(e) = msg.ack().await {
-        // Not fatal: the reply is redelivered and recognised as already handled.
-        tracing::warn!(error = %e, "cannot ack a reply");
-    }
-}
-
-async fn dead_letter<S: EventStore, T: Transport>(
-    orchestrator: &Orchestrator<S, T>,
-    msg: &T::Delivery,
-    reason: &str,
-) {
-    tracing::warn!(subject = %msg.subject(), reason, "dead-lettering a reply");
-    tracing::Span::current().set_status(opentelemetry::trace::Status::error(format!(
-        "dead-lettered: {reason}"
-    )));
-    match msg.dead_letter(reason).await {
-        Ok(()) => {
-            orchestrator.dead_lettered(REPLY_CONSUMER);
-            ack(msg).await
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot dead-letter; the reply will be redelivered");
-            let _ = msg.nak(RETRY_DELAY).await;
-        }
-    }
 }
