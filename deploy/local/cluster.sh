@@ -8,8 +8,11 @@
 #
 # Settings (environment): CLUSTER_DIR (default: a new temp dir; logs, NATS stores and the
 # database live there), ORCHESTRATORS (3), INSTANCES (2 per participant), FAILOVER_AFTER (5s).
+# Every process authenticates to NATS with its own NKey and gets only its role's permissions:
+# `saga nats credentials` writes the seeds and the servers' authorization to $CLUSTER_DIR/credentials.
 # When everything is ready it prints the API URLs and writes them to $CLUSTER_DIR/cluster.env
-# (SAGA_NATS_URL, SAGA_API_URLS); kill -9 any process to watch the others take over.
+# (SAGA_NATS_URL, SAGA_API_URLS, and SAGA_NATS_NKEY: the admin identity, for `saga account`
+# and `saga dlq`); kill -9 any process to watch the others take over.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 profile=debug
@@ -17,7 +20,7 @@ cargo_flags=()
 for arg in "$@"; do
   case "$arg" in
     --release) profile=release; cargo_flags=(--release) ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -80,6 +83,10 @@ wait_http() {
   done
 }
 
+# --- NATS identities: an NKey each, and the authorization every node includes.
+creds="$dir/credentials"
+"$saga" nats credentials --out "$creds" >/dev/null
+
 # --- NATS: three nodes with routes to each other, JetStream on each.
 nats_ports=(); cluster_ports=(); monitor_ports=()
 for i in 0 1 2; do
@@ -88,7 +95,9 @@ done
 routes=$(printf 'nats://127.0.0.1:%s,' "${cluster_ports[@]}"); routes=${routes%,}
 for i in 0 1 2; do
   mkdir -p "$dir/nats-$i"
-  "$nats_server" -a 127.0.0.1 -p "${nats_ports[$i]}" -m "${monitor_ports[$i]}" -n "node-$i" \
+  cp "$creds/auth.conf" "$dir/nats-$i/auth.conf"
+  echo 'include "auth.conf"' >"$dir/nats-$i/node.conf"
+  "$nats_server" -c "$dir/nats-$i/node.conf" -a 127.0.0.1 -p "${nats_ports[$i]}" -m "${monitor_ports[$i]}" -n "node-$i" \
     -js -sd "$dir/nats-$i" --cluster_name saga-local \
     --cluster "nats://127.0.0.1:${cluster_ports[$i]}" --routes "$routes" \
     >"$dir/nats-$i.log" 2>&1 &
@@ -123,7 +132,7 @@ health=()
 for i in $(seq 0 $((instances - 1))); do
   for kind in account order; do
     port=$(free_port)
-    "$saga" participant "$kind" "${common[@]}" --database "$(db_url "$kind")" \
+    "$saga" participant "$kind" "${common[@]}" --nats-nkey "$creds/$kind.nk" --database "$(db_url "$kind")" \
       --catalogue "$root/sagas/participants.toml" --listen "127.0.0.1:$port" \
       >"$dir/$kind-$i.log" 2>&1 &
     pids+=("$!"); health+=("http://127.0.0.1:$port/readyz")
@@ -134,7 +143,7 @@ done
 apis=()
 for i in $(seq 0 $((orchestrators - 1))); do
   port=$(free_port)
-  "$saga" orchestrator "${common[@]}" --database "$(db_url orchestrator)" \
+  "$saga" orchestrator "${common[@]}" --nats-nkey "$creds/orchestrator.nk" --database "$(db_url orchestrator)" \
     --sagas "$root/sagas" --listen "127.0.0.1:$port" >"$dir/orchestrator-$i.log" 2>&1 &
   pids+=("$!"); apis+=("http://127.0.0.1:$port"); health+=("http://127.0.0.1:$port/readyz")
 done
@@ -143,11 +152,12 @@ for url in "${health[@]}"; do wait_http "$url" 120; done
 {
   echo "SAGA_NATS_URL=$nats_url"
   echo "SAGA_API_URLS=$(IFS=,; echo "${apis[*]}")"
+  echo "SAGA_NATS_NKEY=$creds/admin.nk"
 } >"$dir/cluster.env"
 echo "participants  $instances each of account and order"
 echo "orchestrators ${apis[*]}"
 echo "cluster ready; logs and cluster.env in $dir. Try:"
-echo "  $saga account open c-1 --deposit 1000 --nats $nats_url"
+echo "  $saga account open c-1 --deposit 1000 --nats $nats_url --nats-nkey $creds/admin.nk"
 echo "  $saga start place_order --input '{\"customer_id\": \"c-1\", \"amount\": 100}' --wait --server ${apis[0]}"
 echo "kill -9 a process to watch the others take over; Ctrl-C stops everything."
 # Runs until interrupted; processes that die (or are killed) stay dead, as in a failure.

@@ -14,7 +14,13 @@ use tower::ServiceExt;
 
 async fn orchestrator(nats: &NatsServer) -> Orchestrator<MemoryStore> {
     let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas")).unwrap();
-    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
     Orchestrator::new(MemoryStore::new(), transport, registry, Options::default())
 }
 
@@ -333,7 +339,13 @@ async fn readyz_names_each_check_and_needs_a_definition() {
     assert_eq!(report["checks"]["reply_consumer_pulling"], "not pulling");
 
     // Without definitions every start would be refused: not ready, and the body says why.
-    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
     let empty = Orchestrator::new(
         MemoryStore::new(),
         transport,

@@ -47,7 +47,13 @@ async fn unchecked(
     dir: &Path,
 ) -> Orchestrator<MemoryStore> {
     let registry = Registry::load_dir(dir).unwrap();
-    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
     let options = Options {
         sagas_dir: dir.to_path_buf(),
         ..Options::default()

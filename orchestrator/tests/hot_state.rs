@@ -13,7 +13,13 @@ use uuid::Uuid;
 
 async fn orchestrator(nats: &NatsServer, store: MemoryStore) -> Orchestrator<MemoryStore> {
     let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas")).unwrap();
-    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
     Orchestrator::new(store, transport, registry, Options::default())
 }
 
@@ -103,7 +109,13 @@ async fn a_duplicate_reply_on_a_hot_saga_changes_nothing() {
 async fn without_hot_state_every_reply_is_decided_on_the_store() {
     let nats = NatsServer::start().unwrap();
     let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas")).unwrap();
-    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
     let options = Options {
         hot_sagas: 0,
         ..Options::default()

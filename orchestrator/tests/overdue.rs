@@ -39,7 +39,13 @@ async fn orchestrator(nats: &NatsServer, overdue_after: Duration) -> Orchestrato
     .unwrap();
     std::fs::write(dir.path().join("patient.toml"), definition("patient", None)).unwrap();
     let registry = Registry::load_dir(dir.path()).unwrap();
-    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
     let options = Options {
         overdue_after,
         ..Options::default()

@@ -28,7 +28,7 @@ async fn replica(nats: &NatsServer) -> Replica {
 }
 
 async fn replica_named(nats: &NatsServer, bound: Duration, name: String) -> Replica {
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = nats.client().await.unwrap();
     let js = async_nats::jetstream::new(client);
     let ownership = Ownership::default();
     let (gained_tx, gained) = mpsc::unbounded_channel();

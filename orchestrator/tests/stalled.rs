@@ -17,7 +17,13 @@ async fn orchestrator(
     store: MemoryStore,
     registry: Registry,
 ) -> Orchestrator<MemoryStore> {
-    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
     Orchestrator::new(store, transport, registry, Options::default())
 }
 

@@ -306,8 +306,10 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $name() {
                     let nats = NatsServer::start().unwrap();
-                    let transport = JetStream::connect(&nats.url(), 1).await.unwrap();
-                    let client = async_nats::connect(nats.url()).await.unwrap();
+                    let transport = JetStream::connect(&nats.url(), 1, &nats.identities().credentials("orchestrator").unwrap())
+        .await
+        .unwrap();
+                    let client = nats.client().await.unwrap();
                     let peer = NatsPeer { js: async_nats::jetstream::new(client), _nats: nats };
                     super::$name(transport, peer).await;
                 }

@@ -26,7 +26,7 @@ pub const ORDER_SUBJECT: &str = "saga.admin.order";
 
 /// The admin subject served by participant `participant`: `saga.admin.{participant}`.
 pub fn subject(participant: &str) -> String {
-    format!("saga.admin.{participant}")
+    saga_protocol::subjects::admin(participant)
 }
 
 /// An admin request, tagged by `op`.

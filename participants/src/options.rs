@@ -72,6 +72,11 @@ impl FromStr for Kind {
 pub struct Options {
     /// NATS server to connect to, e.g. `nats://127.0.0.1:4222`.
     pub nats_url: String,
+    /// The NKey seed file this process authenticates to NATS with, as the participant's own
+    /// user (see [`saga_protocol::auth`]).
+    pub nats_nkey: Option<std::path::PathBuf>,
+    /// Connect to NATS without credentials; without it, a missing `nats_nkey` is an error.
+    pub nats_no_auth: bool,
     /// The participant's own database: `sqlite:<path>` (created when missing) or
     /// `postgres://…`. Give each participant its own.
     pub database_url: String,
@@ -94,6 +99,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             nats_url: "nats://127.0.0.1:4222".to_string(),
+            nats_nkey: None,
+            nats_no_auth: false,
             database_url: "sqlite:participant.db".to_string(),
             review_limit: 1_000_000,
             concurrency: 64,

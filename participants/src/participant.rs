@@ -19,7 +19,7 @@ use std::time::Duration;
 /// Name of the durable JetStream consumer shared by every instance of participant
 /// `participant`: `participant-{participant}`.
 pub fn consumer_name(participant: &str) -> String {
-    format!("participant-{participant}")
+    saga_protocol::subjects::participant_consumer(participant)
 }
 
 /// How often a transaction that lost a race (unique key, version check) is run again. The

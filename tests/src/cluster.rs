@@ -1,7 +1,7 @@
 //! A NATS JetStream cluster of real `nats-server` processes on loopback, for tests of
 //! replicated streams and of clients that must survive the death of the node they use.
 
-use crate::{Error, Result, free_port, nats_server_bin};
+use crate::{Error, HARNESS, Identities, Result, free_port, nats_server_bin};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -16,9 +16,12 @@ struct Node {
     dir: tempfile::TempDir,
 }
 
-/// `size` nodes of one JetStream cluster (`saga-test`), each killed on drop.
+/// `size` nodes of one JetStream cluster (`saga-test`), each killed on drop. Every node
+/// authenticates clients with the same identities ([`Identities`]).
 pub struct NatsCluster {
     nodes: Vec<Node>,
+    identities: Identities,
+    _credentials: tempfile::TempDir,
 }
 
 impl NatsCluster {
@@ -37,7 +40,20 @@ impl NatsCluster {
                     .tempdir()?,
             });
         }
-        let mut cluster = NatsCluster { nodes };
+        let credentials = tempfile::Builder::new()
+            .prefix("saga-nats-credentials-")
+            .tempdir()?;
+        let identities = Identities::make(credentials.path(), &[])?;
+        for node in &nodes {
+            let dir = node.dir.path();
+            std::fs::write(dir.join("auth.conf"), identities.authorization())?;
+            std::fs::write(dir.join("node.conf"), "include \"auth.conf\"\n")?;
+        }
+        let mut cluster = NatsCluster {
+            nodes,
+            identities,
+            _credentials: credentials,
+        };
         for index in 0..size {
             cluster.spawn(index)?;
         }
@@ -59,6 +75,21 @@ impl NatsCluster {
     /// Node `index`'s own URL.
     pub fn url(&self, index: usize) -> String {
         format!("nats://127.0.0.1:{}", self.nodes[index].port)
+    }
+
+    /// The identities of its clients.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    /// The command-line flags of a `saga` process running as identity `name`.
+    pub fn auth_args(&self, name: &str) -> Vec<String> {
+        self.identities.auth_args(name)
+    }
+
+    /// A client of the harness ([`HARNESS`]) to every node, allowed everything.
+    pub async fn client(&self) -> Result<async_nats::Client> {
+        self.identities.connect(&self.urls(), HARNESS).await
     }
 
     pub fn len(&self) -> usize {
@@ -94,6 +125,8 @@ impl NatsCluster {
             .join(",");
         let node = &mut self.nodes[index];
         let child = Command::new(nats_server_bin()?)
+            .arg("-c")
+            .arg(node.dir.path().join("node.conf"))
             .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
             .args(["-m", &node.monitor_port.to_string()])
             .args(["-n", &format!("node-{index}"), "-js", "-sd"])

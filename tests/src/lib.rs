@@ -16,12 +16,14 @@
 //! The end-to-end scenarios live in `tests/e2e/`.
 
 mod cluster;
+mod identities;
 mod nats;
 pub mod otlp;
 mod postgres;
 mod wait;
 
 pub use cluster::NatsCluster;
+pub use identities::{HARNESS, Identities};
 pub use nats::{NatsOptions, NatsServer, nats_server_bin};
 pub use otlp::OtlpReceiver;
 pub use postgres::Postgres;

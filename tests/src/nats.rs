@@ -1,3 +1,4 @@
+use crate::identities::{HARNESS, Identities};
 use crate::{Error, Result, free_port, workspace_root};
 use std::io::Read;
 use std::net::TcpStream;
@@ -47,6 +48,11 @@ pub struct NatsOptions {
     /// JetStream's `sync_interval`: `always`, or a duration such as `2m` (default:
     /// nats-server's).
     pub sync_interval: Option<String>,
+    /// Accept clients without credentials (default: every client authenticates with an
+    /// NKey of [`NatsServer::nkey`] and gets only its role's permissions).
+    pub no_auth: bool,
+    /// The participants to make identities for (default: `account` and `order`).
+    pub participants: Vec<String>,
 }
 
 enum Dir {
@@ -65,10 +71,15 @@ impl Dir {
 
 /// A `nats-server -js` on loopback with its own store directory, killed on drop. The one
 /// launcher of the project: the tests, `saga dev` and `saga bench` start nats-server with it.
+///
+/// Unless told otherwise it authenticates every client: it makes an NKey for the orchestrator,
+/// the admin, each participant and the harness ([`HARNESS`]), writes their seeds under
+/// `credentials/` and grants each its role's permissions ([`saga_protocol::auth`]).
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: Dir,
+    identities: Identities,
 }
 
 impl NatsServer {
@@ -92,6 +103,15 @@ impl NatsServer {
             None => free_port()?,
         };
         let mut config = format!("listen: \"127.0.0.1:{port}\"\n");
+        let identities = if options.no_auth {
+            Identities::none()
+        } else {
+            let identities =
+                Identities::make(&dir.path().join("credentials"), &options.participants)?;
+            std::fs::write(dir.path().join("auth.conf"), identities.authorization())?;
+            config.push_str("include \"auth.conf\"\n");
+            identities
+        };
         if let Some(max) = &options.max_payload {
             config.push_str(&format!("max_payload: {max}\n"));
         }
@@ -108,6 +128,7 @@ impl NatsServer {
             child: None,
             port,
             dir,
+            identities,
         };
         server.spawn()?;
         Ok(server)
@@ -120,6 +141,21 @@ impl NatsServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The identities of its clients: seeds, credentials, flags and clients of each.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    /// The command-line flags of a `saga` process running as identity `name`.
+    pub fn auth_args(&self, name: &str) -> Vec<String> {
+        self.identities.auth_args(name)
+    }
+
+    /// A client of the harness itself ([`HARNESS`]), allowed everything.
+    pub async fn client(&self) -> Result<async_nats::Client> {
+        self.identities.connect(&self.url(), HARNESS).await
     }
 
     /// The process id, while it runs.

@@ -297,9 +297,10 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
 }
 
 pub async fn account(args: AccountArgs) -> Result<ExitCode, Error> {
-    let client = async_nats::connect(saga_protocol::servers::parse(&args.nats)?)
-        .await
-        .map_err(|e| format!("cannot connect to NATS at {}: {e}", args.nats))?;
+    let credentials = args.nats_auth.credentials()?;
+    let role = saga_protocol::auth::Role::Admin;
+    let client =
+        saga_protocol::servers::connect_once(&args.nats, "saga-cli", &role, &credentials).await?;
     use saga_participants::admin;
     let balances = match args.action {
         AccountAction::Open {

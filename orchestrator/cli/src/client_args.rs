@@ -1,6 +1,7 @@
 //! The arguments of the client commands: they talk to a running orchestrator's API (or, for
 //! `dlq` and `account`, to NATS), and `validate` and `bench`.
 
+use crate::NatsAuth;
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -66,6 +67,9 @@ pub struct DlqArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats: String,
+    /// As the admin identity (`admin.nk` of `saga nats credentials`).
+    #[command(flatten)]
+    pub nats_auth: NatsAuth,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +200,29 @@ pub struct AccountArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats: String,
+    /// As the admin identity (`admin.nk` of `saga nats credentials`).
+    #[command(flatten)]
+    pub nats_auth: NatsAuth,
+}
+
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    #[command(subcommand)]
+    pub action: NatsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NatsAction {
+    /// Generate an NKey per identity (orchestrator, admin, each participant) and the
+    /// nats-server `authorization` block that grants each only what its role needs.
+    Credentials {
+        /// Directory to write `{identity}.nk` (the secret seeds) and `auth.conf` into.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Participants to make identities for.
+        #[arg(long = "participant", default_values_t = ["account".to_string(), "order".to_string()])]
+        participants: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,11 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         "nats-server   {nats_url}  (JetStream store in {})",
         data.join("nats").display()
     );
+    let identities = nats.identities().clone();
+    println!(
+        "credentials   an NKey per process in {} (admin.nk for `saga account` and `saga dlq`)",
+        data.join("credentials").display()
+    );
 
     let mut tasks = tokio::task::JoinSet::new();
     for (kind, file) in [
@@ -55,6 +60,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         )?;
         let options = saga_participants::Options {
             nats_url: nats_url.clone(),
+            nats_nkey: identities.nkey(kind.as_str()),
             database_url: sqlite_url(&data, file),
             ..saga_participants::Options::default()
         };
@@ -72,6 +78,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
 
     let options = Options {
         nats_url: nats_url.clone(),
+        nats_nkey: identities.nkey("orchestrator"),
         database_url: sqlite_url(&data, "orchestrator.db"),
         sagas_dir: args.sagas.clone(),
         republish_after: Duration::from_secs(5),
@@ -104,7 +111,8 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     // and stops `saga dev` with its message instead of leaving a system that only looks up.
     let demo_then_serve = async {
         if args.demo > 0 {
-            demo(&orchestrator, &nats_url, args.demo).await?;
+            let admin = identities.connect(&nats_url, "admin").await?;
+            demo(&orchestrator, &admin, args.demo).await?;
         }
         if !args.exit_after_demo {
             println!(
@@ -180,10 +188,13 @@ struct DemoSaga {
 /// Opens the demo accounts and runs `count` sagas: mostly place_order, every fourth an
 /// express_order (a parallel group, a pivot and a retriable step). Most complete; those
 /// above the review limit and those beyond a customer's credit are compensated.
-async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Result<(), Error> {
-    let client = async_nats::connect(nats_url).await?;
+async fn demo(
+    orchestrator: &Orchestrator,
+    client: &async_nats::Client,
+    count: usize,
+) -> Result<(), Error> {
     for (customer, deposit) in CUSTOMERS {
-        retry_admin(|| saga_participants::admin::open_account(&client, customer, deposit)).await?;
+        retry_admin(|| saga_participants::admin::open_account(client, customer, deposit)).await?;
     }
     let mut sagas = Vec::with_capacity(count);
     for i in 0..count {
@@ -251,7 +262,7 @@ async fn demo(orchestrator: &Orchestrator, nats_url: &str, count: usize) -> Resu
     let summary: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!("\n{}", summary.join(", "));
     println!("\naccounts (available + reserved = deposited; reserved = approved orders):\n");
-    let balances = saga_participants::admin::balances(&client).await?;
+    let balances = saga_participants::admin::balances(client).await?;
     super::print_table(&super::client::balance_table(&balances));
     let unfinished = sagas.len()
         - by_status

@@ -11,9 +11,10 @@ use saga_protocol::{headers, subjects};
 use std::process::ExitCode;
 
 pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
-    let client = async_nats::connect(saga_protocol::servers::parse(&args.nats)?)
-        .await
-        .map_err(|e| format!("cannot connect to NATS at {}: {e}", args.nats))?;
+    let credentials = args.nats_auth.credentials()?;
+    let role = saga_protocol::auth::Role::Admin;
+    let client =
+        saga_protocol::servers::connect_once(&args.nats, "saga-cli", &role, &credentials).await?;
     let js = jetstream::new(client);
     let mut stream = js
         .get_stream(subjects::DLQ_STREAM)

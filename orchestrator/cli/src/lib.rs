@@ -10,6 +10,7 @@ mod client;
 mod client_args;
 mod dev;
 mod dlq;
+mod nats;
 mod operator;
 mod server_args;
 mod servers;
@@ -63,6 +64,8 @@ pub enum Command {
     Account(AccountArgs),
     /// Measure throughput, latency, CPU and memory against the raw JetStream floor.
     Bench(BenchCommand),
+    /// NATS credentials and permissions for every identity of the system.
+    Nats(NatsArgs),
 }
 
 impl Cli {
@@ -104,6 +107,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,
+        Command::Nats(args) => nats::run(args),
         Command::Bench(args) => {
             let mut bench = args.bench;
             bench.json_only = args.output == Output::Json;

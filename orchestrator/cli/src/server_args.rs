@@ -85,12 +85,36 @@ impl TelemetryArgs {
     }
 }
 
+/// How a process authenticates to NATS (see `saga nats credentials`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NatsAuth {
+    /// NKey seed file this process authenticates to NATS with (written by
+    /// `saga nats credentials`).
+    #[arg(long = "nats-nkey", env = "SAGA_NATS_NKEY", global = true)]
+    pub nkey: Option<std::path::PathBuf>,
+    /// Connect to NATS without authentication, to a server that asks for none. Anyone who can
+    /// reach such a server can publish commands and forge replies.
+    #[arg(long = "nats-no-auth", env = "SAGA_NATS_NO_AUTH", global = true)]
+    pub no_auth: bool,
+}
+
+impl NatsAuth {
+    /// The credentials these settings name.
+    pub fn credentials(
+        &self,
+    ) -> Result<saga_protocol::auth::Credentials, saga_protocol::auth::Error> {
+        saga_protocol::auth::Credentials::from_settings(self.nkey.as_deref(), self.no_auth)
+    }
+}
+
 /// Settings every server shares.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// NATS server URL.
     #[arg(long, env = "SAGA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
+    #[command(flatten)]
+    pub nats_auth: NatsAuth,
     /// Database URL: sqlite:<path> or postgres://user@host/db.
     #[arg(long, env = "SAGA_DATABASE_URL")]
     pub database: String,

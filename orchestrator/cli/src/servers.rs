@@ -40,6 +40,8 @@ pub fn shutdown_on_signal() -> CancellationToken {
 pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
     let options = Options {
         nats_url: args.connection.nats,
+        nats_nkey: args.connection.nats_auth.nkey,
+        nats_no_auth: args.connection.nats_auth.no_auth,
         database_url: args.connection.database,
         sagas_dir: args.sagas,
         stream_replicas: args.connection.stream_replicas,
@@ -90,6 +92,8 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
     check_catalogue(kind, &args.catalogue)?;
     let options = saga_participants::Options {
         nats_url: args.connection.nats,
+        nats_nkey: args.connection.nats_auth.nkey,
+        nats_no_auth: args.connection.nats_auth.no_auth,
         database_url: args.connection.database,
         review_limit: args.review_limit,
         concurrency: args.concurrency,

@@ -15,6 +15,8 @@
 //! assert_eq!(subjects::command("account", "ReserveCredit"), "saga.cmd.account.ReserveCredit");
 //! ```
 
+#[cfg(feature = "jetstream")]
+pub mod auth;
 mod envelope;
 mod message_id;
 pub mod subjects;

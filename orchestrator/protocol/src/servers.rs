@@ -9,6 +9,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
+use crate::auth::{Credentials, Role};
 use async_nats::ServerAddr;
 
 /// Why a process could not connect to NATS.
@@ -24,14 +25,55 @@ pub enum ConnectError {
     },
 }
 
-/// Connects to `urls` (see [`parse`]) as client `name`. NATS not being up yet is waited
-/// out: the client keeps connecting in the background, and what needs the connection waits
-/// for it. Only a bad URL or bad settings fail here.
-pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
-    let servers = parse(urls).map_err(ConnectError::Url)?;
-    async_nats::ConnectOptions::new()
+/// Connects to `urls` (see [`parse`]) as client `name` in `role`, authenticated by
+/// `credentials` (see [`crate::auth`]), with its request inboxes under the role's prefix.
+/// NATS not being up yet is waited out: the client keeps connecting in the background, and
+/// what needs the connection waits for it. Only a bad URL or bad settings fail here; refused
+/// credentials are logged as the client retries (the server may be given them later).
+pub async fn connect(
+    urls: &str,
+    name: &str,
+    role: &Role,
+    credentials: &Credentials,
+) -> Result<async_nats::Client, ConnectError> {
+    let options = options(name, role, credentials).retry_on_initial_connect();
+    open(urls, options).await
+}
+
+/// [`connect`] for a command that should fail at once when NATS is not there (the command
+/// line's clients): one attempt at the first connection.
+pub async fn connect_once(
+    urls: &str,
+    name: &str,
+    role: &Role,
+    credentials: &Credentials,
+) -> Result<async_nats::Client, ConnectError> {
+    open(urls, options(name, role, credentials)).await
+}
+
+fn options(name: &str, role: &Role, credentials: &Credentials) -> async_nats::ConnectOptions {
+    let options = async_nats::ConnectOptions::new()
         .name(name)
-        .retry_on_initial_connect()
+        .custom_inbox_prefix(role.inbox_prefix());
+    match credentials {
+        Credentials::NKey { seed, .. } => options.nkey(seed.clone()),
+        Credentials::None => {
+            tracing::warn!(
+                role = role.name(),
+                "connecting to NATS without authentication (--nats-no-auth): anyone who \
+                 reaches the server can publish commands and forge replies"
+            );
+            options
+        }
+    }
+}
+
+async fn open(
+    urls: &str,
+    options: async_nats::ConnectOptions,
+) -> Result<async_nats::Client, ConnectError> {
+    let servers = parse(urls).map_err(ConnectError::Url)?;
+    options
         .connect(servers)
         .await
         .map_err(|source| ConnectError::Connect {

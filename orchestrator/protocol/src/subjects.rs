@@ -38,3 +38,20 @@ pub fn reply(participant: &str) -> String {
 pub fn dead_letter(consumer: &str) -> String {
     format!("saga.dlq.{consumer}")
 }
+
+/// Prefix of the participants' admin subjects (core NATS request/reply, not a stream).
+pub const ADMIN_PREFIX: &str = "saga.admin";
+
+/// The admin subject participant `participant` serves: `saga.admin.{participant}`.
+pub fn admin(participant: &str) -> String {
+    format!("{ADMIN_PREFIX}.{participant}")
+}
+
+/// The KV bucket of the orchestrator replicas' partition leases (stream `KV_saga_partitions`).
+pub const LEASES_BUCKET: &str = "saga_partitions";
+
+/// The durable consumer of `participant`'s commands on [`COMMANDS_STREAM`], shared by its
+/// instances: `participant-{participant}`.
+pub fn participant_consumer(participant: &str) -> String {
+    format!("participant-{participant}")
+}

@@ -138,9 +138,15 @@ impl Orchestrator<SqlStore, JetStream> {
         )
         .await
         .map_err(|e| OpenError::Store(e.into()))?;
-        let transport = JetStream::connect(&options.nats_url, options.stream_replicas)
-            .await
-            .map_err(|e| OpenError::Store(e.into()))?;
+        let credentials = saga_protocol::auth::Credentials::from_settings(
+            options.nats_nkey.as_deref(),
+            options.nats_no_auth,
+        )
+        .map_err(|e| OpenError::Store(crate::transport::Error::from(e).into()))?;
+        let transport =
+            JetStream::connect(&options.nats_url, options.stream_replicas, &credentials)
+                .await
+                .map_err(|e| OpenError::Store(e.into()))?;
         let orchestrator = Orchestrator::new(store, transport, registry, options.clone());
         // Before anything runs: a file that changes a stored version stops the start here;
         // the database going away meanwhile is waited out like at its opening.

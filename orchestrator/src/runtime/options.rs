@@ -10,6 +10,11 @@ use std::time::Duration;
 pub struct Options {
     /// NATS server URL.
     pub nats_url: String,
+    /// The NKey seed file this process authenticates to NATS with, as the orchestrator user
+    /// (see [`saga_protocol::auth`]).
+    pub nats_nkey: Option<PathBuf>,
+    /// Connect to NATS without credentials; without it, a missing `nats_nkey` is an error.
+    pub nats_no_auth: bool,
     /// `sqlite:<path>` or `postgres://…`.
     pub database_url: String,
     /// Directory of `*.toml` saga definitions.
@@ -40,6 +45,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_nkey: None,
+            nats_no_auth: false,
             database_url: "sqlite:saga.db".into(),
             sagas_dir: PathBuf::from("sagas"),
             stream_replicas: 1,

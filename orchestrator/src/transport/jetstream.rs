@@ -10,7 +10,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), saga_orchestrator::transport::Error> {
 //! use saga_orchestrator::transport::{JetStream, Replies, Subscription, Transport};
-//! let transport = JetStream::connect("nats://127.0.0.1:4222", 1).await?;
+//! let credentials = saga_protocol::auth::Credentials::read("orchestrator.nk".as_ref())?;
+//! let transport = JetStream::connect("nats://127.0.0.1:4222", 1, &credentials).await?;
 //! let mut replies = transport.replies(Subscription::default()).await?;
 //! let reply = replies.next().await;
 //! # Ok(()) }
@@ -21,6 +22,7 @@ use crate::partitions::LeaseOptions;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer, message::PublishMessage};
 use bytes::Bytes;
+use saga_protocol::auth::{Credentials, Role};
 use saga_protocol::inbound::Inbound;
 use saga_protocol::{CommandEnvelope, Timestamp, subjects};
 use saga_telemetry::saga::SagaTrace;
@@ -35,12 +37,18 @@ pub struct JetStream {
 }
 
 impl JetStream {
-    /// Connects to `url` (one NATS URL, or the comma-separated nodes of a cluster) and
-    /// creates the streams if they do not exist (`replicas` copies each). NATS not being up
-    /// yet is waited out: the client keeps connecting in the background and the streams are
-    /// created once it is there.
-    pub async fn connect(url: &str, replicas: usize) -> Result<Self> {
-        let client = saga_protocol::servers::connect(url, "saga-orchestrator").await?;
+    /// Connects to `url` (one NATS URL, or the comma-separated nodes of a cluster) as the
+    /// orchestrator user of `credentials` and creates the streams if they do not exist
+    /// (`replicas` copies each). NATS not being up yet is waited out: the client keeps
+    /// connecting in the background and the streams are created once it is there.
+    pub async fn connect(url: &str, replicas: usize, credentials: &Credentials) -> Result<Self> {
+        let client = saga_protocol::servers::connect(
+            url,
+            "saga-orchestrator",
+            &Role::Orchestrator,
+            credentials,
+        )
+        .await?;
         let js = jetstream::new(client.clone());
         saga_protocol::streams::ensure(&js, replicas).await?;
         Ok(JetStream { client, js })

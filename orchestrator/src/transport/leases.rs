@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 /// The KV bucket of the leases.
-pub const BUCKET: &str = "saga_partitions";
+pub const BUCKET: &str = saga_protocol::subjects::LEASES_BUCKET;
 
 fn partition_key(partition: u16) -> String {
     format!("partitions.{partition}")

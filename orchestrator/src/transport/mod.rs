@@ -62,6 +62,8 @@ pub enum Error {
     },
     #[error("the transport is unavailable: {0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Credentials(#[from] saga_protocol::auth::Error),
 }
 
 impl Error {
@@ -71,7 +73,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         !matches!(
             self,
-            Error::Connect(_) | Error::Streams(_) | Error::Consumer(_)
+            Error::Connect(_) | Error::Streams(_) | Error::Consumer(_) | Error::Credentials(_)
         )
     }
 }

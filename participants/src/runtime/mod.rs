@@ -72,6 +72,8 @@ pub enum Error {
     Subscribe(#[from] async_nats::SubscribeError),
     #[error(transparent)]
     Listen(#[from] health::ListenError),
+    #[error(transparent)]
+    Credentials(#[from] saga_protocol::auth::Error),
 }
 
 /// Runs the participant `build` makes of its opened store until `shutdown` resolves (see the
@@ -142,7 +144,14 @@ async fn serve<P: Participant>(
     // NATS not up yet is waited out: the client keeps connecting in the background, and the
     // streams and the consumer are set up once it is there.
     let client_name = format!("saga-participant-{name}");
-    let client = saga_protocol::servers::connect(&options.nats_url, &client_name).await?;
+    let credentials = saga_protocol::auth::Credentials::from_settings(
+        options.nats_nkey.as_deref(),
+        options.nats_no_auth,
+    )?;
+    let role = saga_protocol::auth::Role::participant(name)?;
+    let client =
+        saga_protocol::servers::connect(&options.nats_url, &client_name, &role, &credentials)
+            .await?;
     let js = jetstream::new(client.clone());
     let failover_after = options.failover_after.max(consumers::MIN_FAILOVER_AFTER);
     let concurrency = options.concurrency.max(1);

@@ -115,6 +115,7 @@ impl Participant {
         let db = Database::new(backend);
         let options = Options {
             nats_url: nats.url(),
+            nats_nkey: nats.identities().nkey(kind.as_str()),
             database_url: db.url.clone(),
             ..options
         };
@@ -130,7 +131,7 @@ impl Participant {
             .await
             .expect("participant ready in time")
             .expect("participant started");
-        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let client = nats.client().await.expect("connect");
         let js = jetstream::new(client.clone());
         let replies = Arc::new(Mutex::new(Vec::new()));
         let reader = read_replies(&js, kind, replies.clone()).await;

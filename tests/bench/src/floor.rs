@@ -252,7 +252,7 @@ async fn drive(shared: Arc<Shared>) -> Result<(), Error> {
 
 /// Runs `sagas` floor sagas with `in_flight` at once.
 pub async fn run(
-    nats_url: &str,
+    client: async_nats::Client,
     storage: stream::StorageType,
     sagas: u64,
     in_flight: usize,
@@ -260,7 +260,7 @@ pub async fn run(
     participant_concurrency: usize,
     progress: ProgressBar,
 ) -> Result<Floor, Error> {
-    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    let js = jetstream::new(client);
     create_streams(&js, storage).await?;
     let (command_size, reply_size) = sample_sizes();
     let shared = Arc::new(Shared {

@@ -145,7 +145,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         .pool_max_idle_per_host(args.connections() + 16)
         .connect_timeout(Duration::from_secs(5))
         .build()?;
-    let nats = async_nats::connect(&system.nats_url).await?;
+    let nats = system.nats_client("admin").await?;
     let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     for c in 0..CUSTOMERS {
         saga_participants::admin::open_account(&nats, &format!("{prefix}-{c}"), DEPOSIT).await?;
@@ -167,7 +167,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         let before = snapshot(&system.measured, system.in_process);
         let bar = progress(text, n, "transport floor");
         let floor = floor::run(
-            &system.nats_url,
+            system.nats_client(saga_testkit::HARNESS).await?,
             system::storage_type(args.js_storage),
             n,
             args.in_flight,

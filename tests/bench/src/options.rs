@@ -68,6 +68,14 @@ pub struct BenchArgs {
     /// NATS of the running system (with --server).
     #[arg(long)]
     pub nats: Option<String>,
+    /// With --server: the NKey seed to use its NATS with. The bench opens accounts (admin
+    /// subjects) and, unless --no-floor, creates and uses streams of its own for the floor,
+    /// so it needs an identity allowed both.
+    #[arg(long = "nats-nkey", env = "SAGA_NATS_NKEY")]
+    pub nats_nkey: Option<std::path::PathBuf>,
+    /// With --server: use its NATS without authentication.
+    #[arg(long = "nats-no-auth")]
+    pub nats_no_auth: bool,
     /// Directory of saga definitions for the orchestrator started by the bench.
     #[arg(long, default_value = "sagas")]
     pub sagas_dir: PathBuf,

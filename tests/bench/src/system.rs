@@ -12,7 +12,7 @@ use crate::Error;
 use async_nats::jetstream;
 use saga_orchestrator::runtime::{Options as OrchestratorOptions, Orchestrator};
 use saga_protocol::streams;
-use saga_testkit::{NatsOptions, NatsServer, Postgres, free_port};
+use saga_testkit::{HARNESS, NatsOptions, NatsServer, Postgres, free_port};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -44,9 +44,27 @@ pub struct System {
     stop: CancellationToken,
     nats: Option<NatsServer>,
     postgres: Option<Postgres>,
+    /// With --server, how to use its NATS.
+    credentials: saga_protocol::auth::Credentials,
 }
 
 impl System {
+    /// A client of the system's NATS as identity `name` (`admin`, or the [`HARNESS`] the floor
+    /// runs as) of the nats-server this bench started; with --server, as `--nats-nkey` says.
+    pub async fn nats_client(&self, name: &str) -> Result<async_nats::Client, Error> {
+        if let Some(nats) = &self.nats {
+            return Ok(nats.identities().connect(&self.nats_url, name).await?);
+        }
+        let role = saga_protocol::auth::Role::Admin;
+        Ok(saga_protocol::servers::connect_once(
+            &self.nats_url,
+            "saga-bench",
+            &role,
+            &self.credentials,
+        )
+        .await?)
+    }
+
     /// Starts everything `args` asks for and waits until the API and both participants answer.
     pub async fn start(args: &BenchArgs) -> Result<Self, Error> {
         if !args.server.is_empty() {
@@ -61,6 +79,10 @@ impl System {
                 stop: CancellationToken::new(),
                 nats: None,
                 postgres: None,
+                credentials: saga_protocol::auth::Credentials::from_settings(
+                    args.nats_nkey.as_deref(),
+                    args.nats_no_auth,
+                )?,
             });
         }
         let dir = tempfile::Builder::new().prefix("saga-bench-").tempdir()?;
@@ -76,6 +98,7 @@ impl System {
             stop: CancellationToken::new(),
             nats: None,
             postgres: None,
+            credentials: saga_protocol::auth::Credentials::None,
         };
         let nats = start_nats(&root, args)?;
         system.nats_url = nats.url();
@@ -84,7 +107,7 @@ impl System {
             pid: nats.pid().unwrap_or(0),
         });
         system.nats = Some(nats);
-        create_streams(&system.nats_url, args.js_storage).await?;
+        create_streams(&system.nats_client(HARNESS).await?, args.js_storage).await?;
 
         let databases = match args.db {
             Db::Sqlite => ["orchestrator", "account", "order"]
@@ -165,9 +188,19 @@ impl System {
     ) -> Result<(), Error> {
         let exe = std::env::current_exe()?;
         let log = std::fs::File::create(root.join(format!("{name}.log")))?;
+        let identity = match command {
+            ["participant", kind, ..] => kind,
+            _ => "orchestrator",
+        };
         let mut cmd = Command::new(exe);
         cmd.args(command)
             .args(["--nats", &self.nats_url, "--database", database])
+            .args(
+                self.nats
+                    .as_ref()
+                    .map(|n| n.auth_args(identity))
+                    .unwrap_or_default(),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -210,6 +243,10 @@ impl System {
         ] {
             let options = saga_participants::Options {
                 nats_url: self.nats_url.clone(),
+                nats_nkey: self
+                    .nats
+                    .as_ref()
+                    .and_then(|n| n.identities().nkey(kind.as_str())),
                 database_url: db.to_string(),
                 review_limit: REVIEW_LIMIT,
                 concurrency: args.participant_concurrency,
@@ -227,6 +264,10 @@ impl System {
         for port in ports {
             let options = OrchestratorOptions {
                 nats_url: self.nats_url.clone(),
+                nats_nkey: self
+                    .nats
+                    .as_ref()
+                    .and_then(|n| n.identities().nkey("orchestrator")),
                 database_url: orchestrator_db.to_string(),
                 sagas_dir: args.sagas_dir.clone(),
                 ..OrchestratorOptions::default()
@@ -252,7 +293,7 @@ impl System {
 
     async fn wait_ready(&mut self) -> Result<(), Error> {
         let http = reqwest::Client::new();
-        let client = async_nats::connect(&self.nats_url).await?;
+        let client = self.nats_client("admin").await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         for server in self.servers.clone() {
             let url = format!("{server}/readyz");
@@ -351,8 +392,8 @@ fn start_nats(root: &Path, args: &BenchArgs) -> Result<NatsServer, Error> {
 
 /// Creates the protocol streams with the chosen storage before any process does: processes
 /// leave existing streams as they are.
-async fn create_streams(nats_url: &str, storage: Storage) -> Result<(), Error> {
-    let js = jetstream::new(async_nats::connect(nats_url).await?);
+async fn create_streams(client: &async_nats::Client, storage: Storage) -> Result<(), Error> {
+    let js = jetstream::new(client.clone());
     for mut config in streams::configs(1) {
         config.storage = storage_type(storage);
         js.get_or_create_stream(config).await?;

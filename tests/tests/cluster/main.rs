@@ -73,8 +73,7 @@ impl Cluster {
         for name in ["orchestrator", "account", "order"] {
             databases.insert(name, pg.create_database(name).expect("createdb"));
         }
-        let servers = saga_protocol::servers::parse(&nats.urls()).expect("server list");
-        let client = async_nats::connect(servers).await.expect("nats client");
+        let client = nats.client().await.expect("nats client");
         let mut cluster = Cluster {
             nats,
             _pg: pg,
@@ -141,6 +140,7 @@ impl Cluster {
             }
         }
         cmd.args(["--nats", &self.nats.urls(), "--stream-replicas", "3"])
+            .args(self.nats.auth_args(service))
             .args(["--database", &self.databases[service]]);
         let log =
             std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");

@@ -60,8 +60,14 @@ async fn the_local_cluster_script_runs_the_system_and_stops_it() {
     assert_eq!(nats.split(',').count(), 3, "three NATS nodes: {nats}");
 
     // When a customer has an account and a saga starts on the last replica.
-    let servers = saga_protocol::servers::parse(&nats).expect("server list");
-    let client = async_nats::connect(servers).await.expect("nats client");
+    // As the admin identity the script made.
+    let admin_nkey = value("SAGA_NATS_NKEY");
+    let credentials =
+        saga_protocol::auth::Credentials::read(admin_nkey.as_ref()).expect("admin seed");
+    let role = saga_protocol::auth::Role::Admin;
+    let client = saga_protocol::servers::connect_once(&nats, "test", &role, &credentials)
+        .await
+        .expect("nats client");
     wait_for("an account to open", Duration::from_secs(60), || {
         let client = client.clone();
         async move { admin::open_account(&client, "c-1", 1_000).await.ok() }

@@ -250,6 +250,61 @@ fn check_nats(connection: &Connection, objects: &[Value], problems: &mut Vec<Str
     }
 }
 
+/// The process authenticates to NATS as `identity`: its seed file is that identity's key,
+/// projected from a mounted Secret, and nothing turns authentication off.
+fn check_nats_auth(
+    container: &Container<'_>,
+    connection: &Connection,
+    identity: &str,
+    problems: &mut Vec<String>,
+) {
+    if connection.nats_auth.no_auth {
+        problems.push("connects to NATS without authentication (--nats-no-auth)".into());
+    }
+    let Some(seed) = connection.nats_auth.nkey.as_ref() else {
+        problems.push("has no SAGA_NATS_NKEY: the binary refuses to connect to NATS".into());
+        return;
+    };
+    let (Some(dir), Some(file)) = (seed.parent(), seed.file_name()) else {
+        problems.push(format!(
+            "SAGA_NATS_NKEY {} is not a file path",
+            seed.display()
+        ));
+        return;
+    };
+    if file.to_string_lossy() != format!("{identity}.nk") {
+        problems.push(format!(
+            "authenticates with {}, not the {identity} identity's seed",
+            seed.display()
+        ));
+    }
+    let mounted = container.spec["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["mountPath"].as_str().map(std::path::Path::new) == Some(dir))
+        .filter_map(|m| {
+            container.pod["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == m["name"])
+        })
+        .any(|v| {
+            v["secret"]["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|item| item["path"].as_str() == file.to_str())
+        });
+    if !mounted {
+        problems.push(format!(
+            "SAGA_NATS_NKEY {} is not a key of a Secret mounted there",
+            seed.display()
+        ));
+    }
+}
+
 /// An API on every interface needs its bearer token (the binary refuses to start without
 /// one), and a token is a credential: it comes from a Secret.
 fn check_token(parsed: &Parsed, args: &OrchestratorArgs, problems: &mut Vec<String>) {
@@ -339,6 +394,7 @@ fn problems_of(container: &Container<'_>, objects: &[Value]) -> Vec<String> {
         Command::Orchestrator(args) if workload == "Deployment/orchestrator" => {
             check_listen(container, Some(args.listen), &mut problems);
             check_nats(&args.connection, objects, &mut problems);
+            check_nats_auth(container, &args.connection, "orchestrator", &mut problems);
             check_database(&parsed, &args.connection, &mut problems);
             check_token(&parsed, args, &mut problems);
             // The replies in hand drain first, then the HTTP requests still open.
@@ -360,6 +416,11 @@ fn problems_of(container: &Container<'_>, objects: &[Value]) -> Vec<String> {
         {
             check_listen(container, args.listen, &mut problems);
             check_nats(&args.connection, objects, &mut problems);
+            let identity = match args.kind {
+                ParticipantKind::Account => "account",
+                ParticipantKind::Order => "order",
+            };
+            check_nats_auth(container, &args.connection, identity, &mut problems);
             check_database(&parsed, &args.connection, &mut problems);
             check_grace(
                 container,
@@ -488,6 +549,28 @@ fn drift_check_refuses_manifests_that_disagree_with_the_binary() {
             .iter()
             .any(|p| p.contains("must come from a Secret")),
         "{literal:?}"
+    );
+
+    let unauthenticated = mutate(&|c| {
+        let i = env_named(c, "SAGA_NATS_NKEY");
+        c["env"].as_array_mut().unwrap().remove(i);
+    });
+    assert!(
+        unauthenticated
+            .iter()
+            .any(|p| p.contains("has no SAGA_NATS_NKEY")),
+        "{unauthenticated:?}"
+    );
+
+    let borrowed = mutate(&|c| {
+        let i = env_named(c, "SAGA_NATS_NKEY");
+        c["env"][i]["value"] = "/etc/saga/nats/account.nk".into();
+    });
+    assert!(
+        borrowed
+            .iter()
+            .any(|p| p.contains("not the orchestrator identity's seed")),
+        "{borrowed:?}"
     );
 }
 

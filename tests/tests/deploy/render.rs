@@ -71,6 +71,45 @@ fn nats_configuration_is_accepted_by_nats_server() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("nats.conf");
         std::fs::write(&file, text).unwrap();
+        // auth.conf is projected beside it from the ConfigMap nats-auth: the dev overlay's
+        // own, or (prod) the one the operator creates from `saga nats credentials`.
+        let auth = match find_generated(&objects, "ConfigMap", "nats-auth") {
+            Some(map) => map["data"]["auth.conf"]
+                .as_str()
+                .expect("auth.conf")
+                .to_string(),
+            None => {
+                let users: Vec<_> = [
+                    saga_protocol::auth::Role::Orchestrator,
+                    saga_protocol::auth::Role::Admin,
+                ]
+                .into_iter()
+                .map(|role| {
+                    saga_protocol::auth::Identity::generate(role)
+                        .unwrap()
+                        .user()
+                })
+                .collect();
+                saga_protocol::auth::authorization(&users)
+            }
+        };
+        std::fs::write(dir.path().join("auth.conf"), auth).unwrap();
+        let projected: Vec<&str> = objects
+            .iter()
+            .filter(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "nats")
+            .flat_map(|o| {
+                o["spec"]["template"]["spec"]["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+            })
+            .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
+            .filter_map(|source| source["configMap"]["name"].as_str())
+            .collect();
+        assert!(
+            projected.iter().any(|name| name.starts_with("nats-auth")),
+            "{overlay}: nats.conf's auth.conf is not projected beside it: {projected:?}"
+        );
         let mut check = Command::new(&nats_server);
         check.arg("-t").arg("-c").arg(&file).env_clear();
         for var in nats.spec["env"].as_array().into_iter().flatten() {

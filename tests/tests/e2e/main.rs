@@ -12,6 +12,7 @@ mod dev;
 mod failures;
 mod health;
 mod place_order;
+mod security;
 mod shutdown;
 mod system;
 mod telemetry;

@@ -149,7 +149,7 @@ impl System {
             (Service::Account, free_port().expect("port")),
             (Service::Order, free_port().expect("port")),
         ]);
-        let client = async_nats::connect(nats.url()).await.expect("nats client");
+        let client = nats.client().await.expect("nats client");
         let mut system = System {
             nats,
             pg,
@@ -216,6 +216,7 @@ impl System {
             "--database",
             &self.databases[&service],
         ]);
+        cmd.args(self.nats.auth_args(service.name()));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -649,6 +650,12 @@ impl System {
             .args(args)
             .env("SAGA_SERVER", &self.api)
             .env("SAGA_NATS_URL", self.nats.url())
+            .envs(
+                self.nats
+                    .identities()
+                    .nkey("admin")
+                    .map(|file| ("SAGA_NATS_NKEY", file)),
+            )
             .output()
             .expect("run saga");
         assert!(

@@ -1,0 +1,45 @@
+//! `saga nats credentials`: an NKey per identity of the system and the nats-server
+//! `authorization` block that grants each identity only what its role needs (see
+//! [`saga_protocol::auth`]).
+//!
+//! The seeds (`orchestrator.nk`, `admin.nk`, `{participant}.nk`) are secrets: each goes to the
+//! one process of that identity (under Kubernetes, a Secret each). `auth.conf` holds only
+//! public keys and is included by the server's configuration.
+
+use super::{Error, NatsAction, NatsArgs};
+use saga_protocol::auth::{self, Identity, Role};
+use std::process::ExitCode;
+
+pub fn run(args: NatsArgs) -> Result<ExitCode, Error> {
+    match args.action {
+        NatsAction::Credentials { out, participants } => {
+            let mut roles = vec![Role::Orchestrator, Role::Admin];
+            for name in &participants {
+                roles.push(Role::participant(name)?);
+            }
+            std::fs::create_dir_all(&out)
+                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+            let mut users = Vec::new();
+            for role in roles {
+                let identity = Identity::generate(role)?;
+                let file = out.join(format!("{}.nk", identity.role().name()));
+                identity.write_seed(&file)?;
+                println!(
+                    "{:<14} {}  {}",
+                    identity.role().name(),
+                    identity.public_key(),
+                    file.display()
+                );
+                users.push(identity.user());
+            }
+            let conf = out.join("auth.conf");
+            std::fs::write(&conf, auth::authorization(&users))
+                .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+            println!(
+                "{:<14} include it from the nats-server configuration",
+                conf.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
