@@ -390,7 +390,8 @@ mod tests {
         }
         assert!(
             p.publish.contains(
-                &"$JS.API.CONSUMER.CREATE.SAGA_COMMANDS.account.saga.cmd.account.>".into()
+                &"$JS.API.CONSUMER.CREATE.SAGA_COMMANDS.participant-account.saga.cmd.account.>"
+                    .into()
             ),
             "its consumer, on its own commands only"
         );
