@@ -12,7 +12,8 @@ pub struct OperatorArgs {
     /// Why: recorded in the saga's history.
     #[arg(long)]
     pub reason: String,
-    /// Who: recorded in the saga's history.
+    /// Who: recorded in the saga's history when the API authenticates no one (with API
+    /// tokens, the token's caller is recorded instead).
     #[arg(long, env = "USER", default_value = "operator")]
     pub by: String,
     #[command(flatten)]
@@ -209,6 +210,35 @@ pub struct AccountArgs {
 pub struct NatsArgs {
     #[command(subcommand)]
     pub action: NatsAction,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    #[command(subcommand)]
+    pub action: ApiAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiAction {
+    /// Make a bearer token for a named caller of the API with a role, print it (once, on
+    /// standard output) and write its SHA-256 into the tokens file; send SIGHUP to a running
+    /// orchestrator to take it.
+    Token {
+        /// The caller's name: recorded as who performed its operator actions.
+        #[arg(long)]
+        name: String,
+        /// read (status, history, search), operate (and start, retry, skip, abort) or admin
+        /// (and reload and retire definitions).
+        #[arg(long)]
+        role: saga_orchestrator::api::Role,
+        /// The tokens file (the orchestrator's --api-tokens); created if missing.
+        #[arg(long, env = "SAGA_API_TOKENS")]
+        tokens: std::path::PathBuf,
+        /// Replace the caller's token if it has one: a rotation (the old token stops working
+        /// when the orchestrator reloads the file).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,8 +27,11 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     let data = std::fs::canonicalize(&args.data_dir)?;
     let shutdown = super::servers::shutdown_on_signal();
     // A missing token or a port in use stops `saga dev` here, before anything starts.
-    let api =
-        saga_orchestrator::api::Server::bind(args.listen, args.token.clone(), &shutdown).await?;
+    let tokens = saga_orchestrator::api::Tokens::from_settings(
+        args.token.as_deref(),
+        args.api_tokens.as_deref(),
+    )?;
+    let api = saga_orchestrator::api::Server::bind(args.listen, tokens, &shutdown).await?;
 
     let port = args.nats_port.unwrap_or_else(|| pick_port(4222));
     let nats = tokio::task::block_in_place(|| {

@@ -6,6 +6,7 @@
 //! also take the telemetry settings ([`TelemetryArgs`]), whose variables are the standard
 //! OpenTelemetry ones (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, …).
 
+mod api_token;
 mod client;
 mod client_args;
 mod dev;
@@ -66,6 +67,8 @@ pub enum Command {
     Bench(BenchCommand),
     /// NATS credentials and permissions for every identity of the system.
     Nats(NatsArgs),
+    /// Callers of the HTTP API: named tokens with roles.
+    Api(ApiArgs),
 }
 
 impl Cli {
@@ -108,6 +111,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,
         Command::Nats(args) => nats::run(args),
+        Command::Api(args) => api_token::run(args),
         Command::Bench(args) => {
             let mut bench = args.bench;
             bench.json_only = args.output == Output::Json;

@@ -14,9 +14,14 @@ pub struct DevArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    /// An admin bearer token of the API, named `admin` (a token or --api-tokens is required
+    /// with a non-loopback --listen).
     #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File of named API callers, each with a role (read, operate, admin) and its token's
+    /// SHA-256; written by `saga api token`, read again on SIGHUP.
+    #[arg(long, env = "SAGA_API_TOKENS")]
+    pub api_tokens: Option<PathBuf>,
     /// Port of the nats-server started for you (default: 4222 if free, else any free port).
     #[arg(long, env = "SAGA_NATS_PORT")]
     pub nats_port: Option<u16>,
@@ -145,9 +150,17 @@ pub struct OrchestratorArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Bearer token the API requires on /v1 (required with a non-loopback --listen).
+    /// An admin bearer token of the API, named `admin` (a token or --api-tokens is required
+    /// with a non-loopback --listen).
     #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File of named API callers, each with a role (read, operate, admin) and its token's
+    /// SHA-256; written by `saga api token`, read again on SIGHUP.
+    #[arg(long, env = "SAGA_API_TOKENS")]
+    pub api_tokens: Option<PathBuf>,
+    /// Serve /metrics on this address, without authentication, instead of on the API.
+    #[arg(long, env = "SAGA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory of saga definitions.
     #[arg(long, env = "SAGA_SAGAS_DIR", default_value = "sagas")]
     pub sagas: PathBuf,

@@ -57,7 +57,14 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
     let shutdown = shutdown_on_signal();
     // What can fail about serving (a missing token, a port in use) fails before anything
     // else starts; the probes answer from here on.
-    let api = Server::bind(args.listen, args.token, &shutdown).await?;
+    let tokens = saga_orchestrator::api::Tokens::from_settings(
+        args.token.as_deref(),
+        args.api_tokens.as_deref(),
+    )?;
+    let mut api = Server::bind(args.listen, tokens, &shutdown).await?;
+    if let Some(metrics) = args.metrics_listen {
+        api = api.with_metrics_listener(metrics, &shutdown).await?;
+    }
     // Opening waits for the database and NATS for as long as they are away; a signal
     // meanwhile stops the process cleanly.
     let orchestrator = tokio::select! {

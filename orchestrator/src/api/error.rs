@@ -18,6 +18,8 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
     /// The process is up but still opening what it needs (see `api::starting`).
@@ -46,6 +48,7 @@ impl IntoResponse for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unavailable | Error::Starting(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -15,7 +15,7 @@
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
 //! | DELETE | `/v1/definitions/{name}/{version}` | retire a version with no saga in flight  |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
-//! | GET    | `/metrics`                | Prometheus text (sagas, steps, latency, lag, DLQ) |
+//! | GET    | `/metrics`                | Prometheus text (sagas, steps, latency, lag, DLQ); on its own listener with `--metrics-listen` |
 //! | GET    | `/openapi.json`           | this API as an OpenAPI document (generated)       |
 //! | GET    | `/`                       | the web UI (embedded HTML, script and stylesheet) |
 //!
@@ -44,13 +44,17 @@ mod sagas;
 mod search;
 mod server;
 pub mod starting;
+mod tokens;
 mod ui;
 mod views;
 
-pub use auth::require_token;
+pub use auth::{authenticate, required_role};
 pub use error::{Error, Problem};
 pub use openapi::openapi;
 pub use server::{ServeError, Server, serve};
+pub use tokens::{
+    Caller, Role, Tokens, TokensError, hex as hex_digits, write_entry as write_token_entry,
+};
 pub use views::{EventView, ListView, OverviewView, SagaView, StartedView, SummaryView};
 
 use crate::runtime::Orchestrator;
@@ -63,9 +67,17 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use std::time::Duration;
 
-/// The API's routes over `orchestrator`.
+/// The API's routes over `orchestrator`, `/metrics` among them.
 pub fn router<S: EventStore, T: Transport>(orchestrator: Orchestrator<S, T>) -> Router {
-    Router::new()
+    routes(orchestrator, true)
+}
+
+/// The API's routes, with `/metrics` or without (when it has a listener of its own).
+pub(crate) fn routes<S: EventStore, T: Transport>(
+    orchestrator: Orchestrator<S, T>,
+    with_metrics: bool,
+) -> Router {
+    let router = Router::new()
         .route("/v1/sagas", get(search::list::<S, T>))
         .route("/v1/overview", get(search::overview::<S, T>))
         .route(
@@ -86,8 +98,13 @@ pub fn router<S: EventStore, T: Transport>(orchestrator: Orchestrator<S, T>) -> 
         )
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(health::ready::<S, T>))
-        .route("/metrics", get(metrics::<S, T>))
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/openapi.json", get(|| async { Json(openapi()) }));
+    let router = if with_metrics {
+        router.route("/metrics", get(metrics::<S, T>))
+    } else {
+        router
+    };
+    router
         .merge(ui::routes())
         .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
         .with_state(orchestrator)
@@ -97,10 +114,20 @@ pub fn router<S: EventStore, T: Transport>(orchestrator: Orchestrator<S, T>) -> 
 async fn metrics<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
 ) -> impl IntoResponse {
-    // A slow database or NATS must not hang the scrape: the gauges keep their last values.
-    let _ = tokio::time::timeout(Duration::from_secs(2), o.sample_gauges()).await;
+    render_metrics(Some(&o)).await
+}
+
+/// Every metric of this process, sampling the gauges of `orchestrator` when there is one.
+pub(crate) async fn render_metrics<S: EventStore, T: Transport>(
+    orchestrator: Option<&Orchestrator<S, T>>,
+) -> axum::response::Response {
+    if let Some(o) = orchestrator {
+        // A slow database or NATS must not hang the scrape: the gauges keep their last values.
+        let _ = tokio::time::timeout(Duration::from_secs(2), o.sample_gauges()).await;
+    }
     (
         [(CONTENT_TYPE, saga_telemetry::metrics::CONTENT_TYPE)],
         saga_telemetry::metrics::render(),
     )
+        .into_response()
 }

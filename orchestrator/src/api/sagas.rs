@@ -3,14 +3,14 @@
 
 use super::search::parse_time;
 use super::views::{EventView, SagaView, StartedView};
-use super::{Error, Problem};
+use super::{Caller, Error, Problem};
 use crate::runtime::{Handled, Loaded, Orchestrator, Refusal};
 use crate::store::EventStore;
 use crate::transport::Transport;
-use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use saga_core::{OperatorAction, OperatorCommand};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -26,7 +26,7 @@ pub(super) struct StartQuery {
            ("version" = Option<u32>, Query, description = "Definition version (default: newest)"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key and input: the same saga")),
     request_body(content = Object, description = "The saga input", content_type = "application/json"),
-    responses((status = 201, body = StartedView), (status = 200, description = "Started before under this Idempotency-Key", body = StartedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = StartedView), (status = 200, description = "Started before under this Idempotency-Key", body = StartedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn start<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     Path(name): Path<String>,
@@ -183,20 +183,24 @@ pub(super) async fn history<S: EventStore, T: Transport>(
     Ok(Json(loaded.events.into_iter().map(Into::into).collect()))
 }
 
-/// Body of an operator action: who does it and why (both recorded in the saga's history).
+/// Body of an operator action: why, and who does it (both recorded in the saga's history).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OperatorBody {
-    by: String,
+    /// Who acts, when the API authenticates no one. With API tokens the caller's name is
+    /// recorded instead, and this is ignored.
+    #[serde(default)]
+    by: Option<String>,
     reason: String,
 }
 
 #[utoipa::path(post, path = "/v1/sagas/{id}/{action}", tag = "operator",
     params(("id" = Uuid, Path), ("action" = String, Path, description = "retry, skip or abort")),
     request_body = OperatorBody,
-    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn operate<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
+    caller: Option<Extension<Caller>>,
     Path((id, action)): Path<(String, String)>,
     body: Result<Json<OperatorBody>, JsonRejection>,
 ) -> Result<Json<SagaView>, Error> {
@@ -213,18 +217,23 @@ pub(super) async fn operate<S: EventStore, T: Transport>(
     };
     let Json(body) = body.map_err(|e| {
         Error::BadRequest(format!(
-            "the body must be JSON {{\"by\": \"who\", \"reason\": \"why\"}} ({})",
+            "the body must be JSON {{\"reason\": \"why\", \"by\": \"who\"}} ({})",
             e.body_text()
         ))
     })?;
-    if body.by.trim().is_empty() || body.reason.trim().is_empty() {
+    // The authenticated caller is who acts; only an API without tokens takes the body's word.
+    let by = match caller {
+        Some(Extension(caller)) => caller.name,
+        None => body.by.unwrap_or_default(),
+    };
+    if by.trim().is_empty() || body.reason.trim().is_empty() {
         return Err(Error::BadRequest(
             "`by` and `reason` must not be empty: they are recorded in the saga's history".into(),
         ));
     }
     let action = OperatorAction {
         command,
-        by: body.by,
+        by,
         reason: body.reason,
     };
     match o.operate(saga_id, action).await? {

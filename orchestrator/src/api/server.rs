@@ -5,17 +5,20 @@
 //! ```no_run
 //! # async fn demo(options: saga_orchestrator::runtime::Options) -> Result<(), Box<dyn std::error::Error>> {
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let api = saga_orchestrator::api::Server::bind("127.0.0.1:8080".parse().unwrap(), None, &shutdown).await?;
+//! let tokens = saga_orchestrator::api::Tokens::none();
+//! let api = saga_orchestrator::api::Server::bind("127.0.0.1:8080".parse().unwrap(), tokens, &shutdown).await?;
 //! let orchestrator = saga_orchestrator::runtime::Orchestrator::open(&options).await?;
 //! saga_orchestrator::api::serve(orchestrator, api, shutdown).await?;
 //! # Ok(()) }
 //! ```
 
+use super::Tokens;
 use super::starting::Deferred;
 use crate::runtime::{Orchestrator, SHUTDOWN_GRACE};
 use crate::store::EventStore;
 use crate::transport::Transport;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 /// Why the API could not be served.
@@ -23,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 pub enum ServeError {
     #[error(
         "--listen {0} is reachable from other machines, so the API needs a token: set --token \
-         or SAGA_API_TOKEN (clients send it as `Authorization: Bearer …`), or listen on 127.0.0.1"
+         or SAGA_API_TOKEN, or name callers in --api-tokens (clients send a token as \
+         `Authorization: Bearer …`), or listen on 127.0.0.1"
     )]
     TokenRequired(SocketAddr),
     #[error("cannot listen on {listen}: {source}")]
@@ -41,18 +45,28 @@ pub struct Server {
     deferred: Deferred,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     listen: SocketAddr,
-    token: Option<String>,
+    tokens: Tokens,
+    metrics: Option<Metrics>,
+}
+
+/// `/metrics` on a listener of its own, open (for a scrape port that only the monitoring
+/// can reach), sampling the orchestrator's gauges once it is open.
+struct Metrics {
+    orchestrator: Arc<OnceLock<Orchestrator>>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
     /// Binds `listen` and serves the start-up probes on it until `shutdown`; an address
-    /// reachable from other machines needs a `token`.
+    /// reachable from other machines needs `tokens`.
     pub async fn bind(
         listen: SocketAddr,
-        token: Option<String>,
+        tokens: Tokens,
         shutdown: &CancellationToken,
     ) -> Result<Self, ServeError> {
-        let token = api_token(listen, token)?;
+        if !tokens.enabled() && !listen.ip().is_loopback() {
+            return Err(ServeError::TokenRequired(listen));
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Listen { listen, source })?;
@@ -69,8 +83,39 @@ impl Server {
             deferred,
             http,
             listen,
-            token,
+            tokens,
+            metrics: None,
         })
+    }
+
+    /// Serves `/metrics` on `listen` instead of on the API, without authentication, until
+    /// `shutdown`.
+    pub async fn with_metrics_listener(
+        mut self,
+        listen: SocketAddr,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, ServeError> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Listen { listen, source })?;
+        tracing::info!(%listen, "metrics listening");
+        let orchestrator: Arc<OnceLock<Orchestrator>> = Arc::default();
+        let cell = orchestrator.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let cell = cell.clone();
+                async move { super::render_metrics(cell.get()).await }
+            }),
+        );
+        let stop = shutdown.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        self.metrics = Some(Metrics { orchestrator, http });
+        Ok(self)
     }
 }
 
@@ -84,17 +129,18 @@ pub async fn serve(
         deferred,
         http,
         listen,
-        token,
+        tokens,
+        metrics,
     } = server;
+    if let Some(metrics) = &metrics {
+        let _ = metrics.orchestrator.set(orchestrator.clone());
+    }
     // The store announces terminal statuses on the feed served at /v1/feed/terminal.
     let (orchestrator, feed) = crate::watch::wrap(orchestrator);
-    let app = super::router(orchestrator.clone()).merge(crate::watch::router(feed));
-    reload_on_hangup(orchestrator.clone(), shutdown.clone());
-    let app = match token {
-        Some(token) => super::require_token(app, token),
-        None => app,
-    };
-    deferred.install(app);
+    let app =
+        super::routes(orchestrator.clone(), metrics.is_none()).merge(crate::watch::router(feed));
+    reload_on_hangup(orchestrator.clone(), tokens.clone(), shutdown.clone());
+    deferred.install(super::authenticate(app, tokens));
     tracing::info!(%listen, "orchestrator API serving");
     let stopped = shutdown.clone();
     let result = orchestrator.run(stopped.cancelled_owned()).await;
@@ -105,23 +151,17 @@ pub async fn serve(
     if tokio::time::timeout(SHUTDOWN_GRACE, http).await.is_err() {
         tracing::warn!("HTTP requests still open after the shutdown grace; closing them");
     }
+    if let Some(metrics) = metrics {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, metrics.http).await;
+    }
     result?;
     Ok(())
 }
 
-/// The API's token: none is fine on loopback, but an API reachable from other machines must
-/// have one. A blank token is none.
-fn api_token(listen: SocketAddr, token: Option<String>) -> Result<Option<String>, ServeError> {
-    let token = token.filter(|t| !t.trim().is_empty());
-    if token.is_none() && !listen.ip().is_loopback() {
-        return Err(ServeError::TokenRequired(listen));
-    }
-    Ok(token)
-}
-
-/// Reloads the saga definitions on SIGHUP, until `shutdown`.
+/// Reloads the saga definitions and the API tokens file on SIGHUP, until `shutdown`.
 fn reload_on_hangup<S: EventStore, T: Transport>(
     orchestrator: Orchestrator<S, T>,
+    tokens: Tokens,
     shutdown: CancellationToken,
 ) {
     #[cfg(unix)]
@@ -133,35 +173,46 @@ fn reload_on_hangup<S: EventStore, T: Transport>(
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = hangup.recv() => match orchestrator.reload().await {
-                    Ok(registry) => tracing::info!(definitions = registry.definitions().count(), "saga definitions reloaded"),
-                    Err(e) => tracing::error!("saga definitions not reloaded:\n{e}"),
-                },
+                _ = hangup.recv() => {
+                    match orchestrator.reload().await {
+                        Ok(registry) => tracing::info!(definitions = registry.definitions().count(), "saga definitions reloaded"),
+                        Err(e) => tracing::error!("saga definitions not reloaded:\n{e}"),
+                    }
+                    match tokens.reload() {
+                        Ok(callers) => tracing::info!(callers, "API tokens reloaded"),
+                        Err(e) => tracing::error!("API tokens not reloaded, the previous ones stay: {e}"),
+                    }
+                }
             }
         }
     });
     #[cfg(not(unix))]
-    let _ = (orchestrator, shutdown);
+    let _ = (orchestrator, tokens, shutdown);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_non_loopback_listen_needs_a_token() {
-        let local: SocketAddr = ([127, 0, 0, 1], 8080).into();
-        let any: SocketAddr = ([0, 0, 0, 0], 8080).into();
-        assert!(matches!(api_token(local, None), Ok(None)));
-        let refused = api_token(any, None).map_err(|e| e.to_string());
+    #[tokio::test]
+    async fn a_non_loopback_listen_needs_a_token() {
+        let shutdown = CancellationToken::new();
+        let any: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let refused = Server::bind(any, Tokens::none(), &shutdown)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("SAGA_API_TOKEN"), "{refused}");
+        let blank = Tokens::from_settings(Some(" "), None).map_err(|e| e.to_string());
         assert!(
-            matches!(&refused, Err(e) if e.contains("SAGA_API_TOKEN")),
-            "{refused:?}"
-        );
-        assert!(
-            api_token(any, Some(" ".into())).is_err(),
+            matches!(&blank, Ok(t) if !t.enabled()),
             "a blank token is none"
         );
-        assert!(matches!(api_token(any, Some("t".into())), Ok(Some(t)) if t == "t"));
+        let local: SocketAddr = ([127, 0, 0, 1], 0).into();
+        assert!(Server::bind(local, Tokens::none(), &shutdown).await.is_ok());
+        let one = Tokens::from_settings(Some("t"), None).map_err(|e| e.to_string());
+        assert!(matches!(&one, Ok(t) if t.enabled()));
+        shutdown.cancel();
     }
 }

@@ -125,6 +125,8 @@ pub fn install(settings: &Settings) -> Result<Telemetry, Error> {
     let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match settings.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            // Colours for a person at a terminal; plain text for a file or a log collector.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_filter(log_filter)
             .boxed(),
         LogFormat::Json => json_subscriber::fmt::layer()

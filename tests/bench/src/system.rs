@@ -276,7 +276,12 @@ impl System {
             let listen = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             runtime.spawn(async move {
                 let result = async {
-                    let api = saga_orchestrator::api::Server::bind(listen, None, &stop).await?;
+                    let api = saga_orchestrator::api::Server::bind(
+                        listen,
+                        saga_orchestrator::api::Tokens::none(),
+                        &stop,
+                    )
+                    .await?;
                     let o = Orchestrator::open(&options).await?;
                     saga_orchestrator::api::serve(o, api, stop).await?;
                     Ok::<(), Error>(())

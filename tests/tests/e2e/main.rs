@@ -2,6 +2,7 @@
 //! real databases (SQLite files, a throwaway PostgreSQL cluster).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_callers;
 mod bench;
 mod browser;
 mod chaos;

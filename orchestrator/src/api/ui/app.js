@@ -24,7 +24,7 @@ async function api(path, options = {}) {
   const resp = await fetch(path, Object.assign({}, options, { headers }));
   const body = await resp.json().catch(() => null);
   if (resp.status === 401) {
-    const t = prompt("This orchestrator needs its API token (SAGA_API_TOKEN):");
+    const t = prompt("This orchestrator needs an API token (SAGA_API_TOKEN, or one made by saga api token):");
     if (t) { localStorage.setItem("sagaToken", t); return api(path, options); }
   }
   if (!resp.ok) throw new Error((body && body.detail) || resp.statusText);
