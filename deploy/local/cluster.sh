@@ -9,9 +9,10 @@
 # Settings (environment): CLUSTER_DIR (default: a new temp dir; logs, NATS stores and the
 # database live there), ORCHESTRATORS (3), INSTANCES (2 per participant), FAILOVER_AFTER (5s).
 # Every process authenticates to NATS with its own NKey and gets only its role's permissions:
-# `saga nats credentials` writes the seeds and the servers' authorization to $CLUSTER_DIR/credentials.
+# `saga nats credentials` writes the seeds and the servers' authorization to $CLUSTER_DIR/credentials,
+# with a CA and certificate: clients speak TLS to the nodes (--nats-ca), the routes mutual TLS.
 # When everything is ready it prints the API URLs and writes them to $CLUSTER_DIR/cluster.env
-# (SAGA_NATS_URL, SAGA_API_URLS, and SAGA_NATS_NKEY: the admin identity, for `saga account`
+# (SAGA_NATS_URL, SAGA_API_URLS, SAGA_NATS_CA, and SAGA_NATS_NKEY: the admin identity, for `saga account`
 # and `saga dlq`); kill -9 any process to watch the others take over.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -95,8 +96,8 @@ done
 routes=$(printf 'nats://127.0.0.1:%s,' "${cluster_ports[@]}"); routes=${routes%,}
 for i in 0 1 2; do
   mkdir -p "$dir/nats-$i"
-  cp "$creds/auth.conf" "$dir/nats-$i/auth.conf"
-  echo 'include "auth.conf"' >"$dir/nats-$i/node.conf"
+  cp "$creds/auth.conf" "$creds/tls.conf" "$creds/cluster-tls.conf" "$dir/nats-$i/"
+  printf 'include "auth.conf"\ninclude "tls.conf"\ncluster {\n  include "cluster-tls.conf"\n}\n' >"$dir/nats-$i/node.conf"
   "$nats_server" -c "$dir/nats-$i/node.conf" -a 127.0.0.1 -p "${nats_ports[$i]}" -m "${monitor_ports[$i]}" -n "node-$i" \
     -js -sd "$dir/nats-$i" --cluster_name saga-local \
     --cluster "nats://127.0.0.1:${cluster_ports[$i]}" --routes "$routes" \
@@ -125,7 +126,7 @@ done
 db_url() { echo "postgres://postgres@127.0.0.1:$pg_port/$1"; }
 echo "postgres      $(db_url orchestrator) (and /account, /order)"
 
-common=(--nats "$nats_url" --stream-replicas 3 --failover-after "$failover")
+common=(--nats "$nats_url" --nats-ca "$creds/ca.pem" --stream-replicas 3 --failover-after "$failover")
 
 # --- Participants: each instance shares its participant's consumer and database.
 health=()
@@ -153,6 +154,7 @@ for url in "${health[@]}"; do wait_http "$url" 120; done
   echo "SAGA_NATS_URL=$nats_url"
   echo "SAGA_API_URLS=$(IFS=,; echo "${apis[*]}")"
   echo "SAGA_NATS_NKEY=$creds/admin.nk"
+  echo "SAGA_NATS_CA=$creds/ca.pem"
 } >"$dir/cluster.env"
 echo "participants  $instances each of account and order"
 echo "orchestrators ${apis[*]}"

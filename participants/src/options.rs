@@ -77,6 +77,8 @@ pub struct Options {
     pub nats_nkey: Option<std::path::PathBuf>,
     /// Connect to NATS without credentials; without it, a missing `nats_nkey` is an error.
     pub nats_no_auth: bool,
+    /// The CA the NATS server\'s certificate must be signed by; with it, TLS only.
+    pub nats_ca: Option<std::path::PathBuf>,
     /// The participant's own database: `sqlite:<path>` (created when missing) or
     /// `postgres://…`. Give each participant its own.
     pub database_url: String,
@@ -101,6 +103,7 @@ impl Default for Options {
             nats_url: "nats://127.0.0.1:4222".to_string(),
             nats_nkey: None,
             nats_no_auth: false,
+            nats_ca: None,
             database_url: "sqlite:participant.db".to_string(),
             review_limit: 1_000_000,
             concurrency: 64,

@@ -17,7 +17,8 @@ struct Node {
 }
 
 /// `size` nodes of one JetStream cluster (`saga-test`), each killed on drop. Every node
-/// authenticates clients with the same identities ([`Identities`]).
+/// authenticates clients with the same identities ([`Identities`]), speaks TLS to clients and
+/// mutual TLS on its routes.
 pub struct NatsCluster {
     nodes: Vec<Node>,
     identities: Identities,
@@ -43,11 +44,21 @@ impl NatsCluster {
         let credentials = tempfile::Builder::new()
             .prefix("saga-nats-credentials-")
             .tempdir()?;
-        let identities = Identities::make(credentials.path(), &[])?;
+        // One CA for all: clients trust it, and each node proves itself to the others with
+        // a certificate of it on the routes.
+        let tls = crate::nats::tls_files(&credentials.path().join("tls"))?;
+        let identities = Identities::make(credentials.path(), &[])?.with_ca(tls.ca.clone());
         for node in &nodes {
             let dir = node.dir.path();
             std::fs::write(dir.join("auth.conf"), identities.authorization())?;
-            std::fs::write(dir.join("node.conf"), "include \"auth.conf\"\n")?;
+            std::fs::write(
+                dir.join("node.conf"),
+                format!(
+                    "include \"auth.conf\"\n{}cluster {{\n{}}}\n",
+                    tls.client_block(),
+                    tls.route_block()
+                ),
+            )?;
         }
         let mut cluster = NatsCluster {
             nodes,

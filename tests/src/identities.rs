@@ -18,6 +18,8 @@ pub struct Identities {
     dir: Option<PathBuf>,
     /// The server's `authorization` block.
     authorization: String,
+    /// The CA every client trusts the server by, when the server speaks TLS.
+    ca: Option<PathBuf>,
 }
 
 impl Identities {
@@ -26,7 +28,21 @@ impl Identities {
         Identities {
             dir: None,
             authorization: String::new(),
+            ca: None,
         }
+    }
+
+    /// These identities, trusting a server that speaks TLS by the CA certificate `ca`.
+    pub fn with_ca(self, ca: PathBuf) -> Self {
+        Identities {
+            ca: Some(ca),
+            ..self
+        }
+    }
+
+    /// The CA certificate of the server, when it speaks TLS.
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.ca.clone()
     }
 
     /// Makes the identities of the orchestrator, the admin, `participants` (default: `account`
@@ -67,6 +83,7 @@ impl Identities {
         Ok(Identities {
             dir: Some(dir.to_path_buf()),
             authorization: auth::authorization_of(&entries),
+            ca: None,
         })
     }
 
@@ -83,21 +100,26 @@ impl Identities {
 
     /// The credentials of identity `name`.
     pub fn credentials(&self, name: &str) -> Result<Credentials> {
-        let Some(file) = self.nkey(name) else {
-            return Ok(Credentials::None);
+        let credentials = match self.nkey(name) {
+            None => Credentials::none(),
+            Some(file) => Credentials::read(&file).map_err(|e| Error::Command {
+                command: format!("read the seed of {name}"),
+                output: e.to_string(),
+            })?,
         };
-        Credentials::read(&file).map_err(|e| Error::Command {
-            command: format!("read the seed of {name}"),
-            output: e.to_string(),
-        })
+        Ok(credentials.with_ca(self.ca.clone()))
     }
 
     /// The command-line flags of a `saga` process running as identity `name`.
     pub fn auth_args(&self, name: &str) -> Vec<String> {
-        match self.nkey(name) {
+        let mut args = match self.nkey(name) {
             Some(file) => vec!["--nats-nkey".into(), file.display().to_string()],
             None => vec!["--nats-no-auth".into()],
+        };
+        if let Some(ca) = &self.ca {
+            args.extend(["--nats-ca".into(), ca.display().to_string()]);
         }
+        args
     }
 
     /// A client of `urls` connected as identity `name`, with that identity's request inboxes
@@ -114,8 +136,11 @@ impl Identities {
         if let Some(role) = role {
             options = options.custom_inbox_prefix(role.inbox_prefix());
         }
-        if let Credentials::NKey { seed, .. } = credentials {
-            options = options.nkey(seed);
+        if let Some(seed) = credentials.seed() {
+            options = options.nkey(seed.to_string());
+        }
+        if let Some(ca) = &credentials.ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         let servers = saga_protocol::servers::parse(urls).map_err(|e| Error::Command {
             command: format!("parse {urls}"),

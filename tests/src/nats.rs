@@ -53,6 +53,9 @@ pub struct NatsOptions {
     pub no_auth: bool,
     /// The participants to make identities for (default: `account` and `order`).
     pub participants: Vec<String>,
+    /// Accept plain TCP (default: TLS only, with a CA and certificate made under `tls/`,
+    /// which every identity's credentials trust).
+    pub no_tls: bool,
 }
 
 enum Dir {
@@ -74,7 +77,8 @@ impl Dir {
 ///
 /// Unless told otherwise it authenticates every client: it makes an NKey for the orchestrator,
 /// the admin, each participant and the harness ([`HARNESS`]), writes their seeds under
-/// `credentials/` and grants each its role's permissions ([`saga_protocol::auth`]).
+/// `credentials/` and grants each its role's permissions ([`saga_protocol::auth`]); and it
+/// speaks TLS only, with a CA and certificate made under `tls/` ([`saga_protocol::tls`]).
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
@@ -111,6 +115,13 @@ impl NatsServer {
             std::fs::write(dir.path().join("auth.conf"), identities.authorization())?;
             config.push_str("include \"auth.conf\"\n");
             identities
+        };
+        let identities = if options.no_tls {
+            identities
+        } else {
+            let files = tls_files(&dir.path().join("tls"))?;
+            config.push_str(&files.client_block());
+            identities.with_ca(files.ca)
         };
         if let Some(max) = &options.max_payload {
             config.push_str(&format!("max_payload: {max}\n"));
@@ -235,6 +246,16 @@ impl NatsServer {
         }
         Ok(())
     }
+}
+
+/// A CA and a server certificate for loopback, written into `dir`.
+pub(crate) fn tls_files(dir: &Path) -> Result<saga_protocol::tls::Files> {
+    saga_protocol::tls::write(dir, &["localhost".into(), "127.0.0.1".into()]).map_err(|e| {
+        Error::Command {
+            command: "make the TLS certificates".into(),
+            output: e.to_string(),
+        }
+    })
 }
 
 /// Whether a NATS server answers on `port`: it greets every new connection with `INFO`. A bare

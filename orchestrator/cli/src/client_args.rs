@@ -252,6 +252,10 @@ pub enum NatsAction {
         /// Participants to make identities for.
         #[arg(long = "participant", default_values_t = ["account".to_string(), "order".to_string()])]
         participants: Vec<String>,
+        /// Host names and addresses the server certificate is valid for (the names clients
+        /// and route peers reach the servers by).
+        #[arg(long = "tls-host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        tls_hosts: Vec<String>,
     },
 }
 

@@ -64,6 +64,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         let options = saga_participants::Options {
             nats_url: nats_url.clone(),
             nats_nkey: identities.nkey(kind.as_str()),
+            nats_ca: identities.ca(),
             database_url: sqlite_url(&data, file),
             ..saga_participants::Options::default()
         };
@@ -82,6 +83,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     let options = Options {
         nats_url: nats_url.clone(),
         nats_nkey: identities.nkey("orchestrator"),
+        nats_ca: identities.ca(),
         database_url: sqlite_url(&data, "orchestrator.db"),
         sagas_dir: args.sagas.clone(),
         republish_after: Duration::from_secs(5),

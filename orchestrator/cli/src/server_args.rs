@@ -101,6 +101,10 @@ pub struct NatsAuth {
     /// reach such a server can publish commands and forge replies.
     #[arg(long = "nats-no-auth", env = "SAGA_NATS_NO_AUTH", global = true)]
     pub no_auth: bool,
+    /// CA certificate (PEM) the NATS server's certificate must be signed by; with it the
+    /// process speaks TLS to NATS only (written by `saga nats credentials` as ca.pem).
+    #[arg(long = "nats-ca", env = "SAGA_NATS_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl NatsAuth {
@@ -108,7 +112,10 @@ impl NatsAuth {
     pub fn credentials(
         &self,
     ) -> Result<saga_protocol::auth::Credentials, saga_protocol::auth::Error> {
-        saga_protocol::auth::Credentials::from_settings(self.nkey.as_deref(), self.no_auth)
+        Ok(
+            saga_protocol::auth::Credentials::from_settings(self.nkey.as_deref(), self.no_auth)?
+                .with_ca(self.ca.clone()),
+        )
     }
 }
 

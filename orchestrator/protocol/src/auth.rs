@@ -265,20 +265,23 @@ impl Identity {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
-        std::fs::write(path, format!("{}\n", self.seed()?)).map_err(failed)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(failed)?;
-        }
-        Ok(())
+        write_secret(path, format!("{}\n", self.seed()?).as_bytes()).map_err(failed)
     }
 }
 
-/// How a process authenticates to NATS.
+/// How a process authenticates to NATS, and how it knows the server is the real one.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Credentials {
+pub struct Credentials {
+    /// Who the process is.
+    pub key: Key,
+    /// The CA whose certificate the server must show (see [`crate::tls`]): with one, the
+    /// client speaks TLS only; without, plain TCP.
+    pub ca: Option<PathBuf>,
+}
+
+/// The key a process authenticates with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Key {
     /// As the user whose NKey seed this is.
     NKey { seed: String, file: PathBuf },
     /// Not at all: only for a server that asks for nothing, chosen explicitly.
@@ -288,21 +291,47 @@ pub enum Credentials {
 impl std::fmt::Debug for Credentials {
     /// Names the seed's file, never the seed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::NKey { file, .. } => write!(f, "NKey({})", file.display()),
-            Credentials::None => f.write_str("None"),
+        match &self.key {
+            Key::NKey { file, .. } => write!(f, "NKey({})", file.display())?,
+            Key::None => f.write_str("None")?,
+        }
+        match &self.ca {
+            Some(ca) => write!(f, " over TLS (CA {})", ca.display()),
+            None => Ok(()),
         }
     }
 }
 
 impl Credentials {
+    /// No key, no TLS: for a server that asks for neither.
+    pub fn none() -> Self {
+        Credentials {
+            key: Key::None,
+            ca: None,
+        }
+    }
+
     /// The credentials the settings name: the seed in `nkey_file`, or none when `no_auth`
     /// says so (with a warning in the log, where the caller connects). Neither is refused.
     pub fn from_settings(nkey_file: Option<&Path>, no_auth: bool) -> Result<Self, Error> {
         match (nkey_file, no_auth) {
             (Some(file), _) => Credentials::read(file),
-            (None, true) => Ok(Credentials::None),
+            (None, true) => Ok(Credentials::none()),
             (None, false) => Err(Error::Missing),
+        }
+    }
+
+    /// These credentials, trusting the server by the CA certificate in `ca` (TLS only), or
+    /// over plain TCP when `None`.
+    pub fn with_ca(self, ca: Option<PathBuf>) -> Self {
+        Credentials { ca, ..self }
+    }
+
+    /// The NKey seed, if the process has one.
+    pub fn seed(&self) -> Option<&str> {
+        match &self.key {
+            Key::NKey { seed, .. } => Some(seed),
+            Key::None => None,
         }
     }
 
@@ -315,9 +344,12 @@ impl Credentials {
         })?;
         let seed = text.trim().to_string();
         match nkeys::KeyPair::from_seed(&seed) {
-            Ok(keys) if keys.public_key().starts_with('U') => Ok(Credentials::NKey {
-                seed,
-                file: file.to_path_buf(),
+            Ok(keys) if keys.public_key().starts_with('U') => Ok(Credentials {
+                key: Key::NKey {
+                    seed,
+                    file: file.to_path_buf(),
+                },
+                ca: None,
             }),
             Ok(_) => Err(Error::Invalid {
                 path,
@@ -330,6 +362,24 @@ impl Credentials {
             }),
         }
     }
+}
+
+/// Writes `bytes` to `path`, created readable and writable by its owner only (a secret is
+/// never world-readable, not even for a moment).
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    // A file that existed keeps its mode on open: narrow it too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)
 }
 
 /// The server's `authorization` block granting each of `users` its role's permissions.

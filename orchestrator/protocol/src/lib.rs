@@ -59,3 +59,5 @@ pub mod retry;
 pub mod servers;
 #[cfg(feature = "jetstream")]
 pub mod streams;
+#[cfg(feature = "jetstream")]
+pub mod tls;

@@ -9,7 +9,7 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use crate::auth::{Credentials, Role};
+use crate::auth::{Credentials, Key, Role};
 use async_nats::ServerAddr;
 
 /// Why a process could not connect to NATS.
@@ -55,13 +55,24 @@ fn options(name: &str, role: &Role, credentials: &Credentials) -> async_nats::Co
     let options = async_nats::ConnectOptions::new()
         .name(name)
         .custom_inbox_prefix(role.inbox_prefix());
-    match credentials {
-        Credentials::NKey { seed, .. } => options.nkey(seed.clone()),
-        Credentials::None => {
+    let options = match &credentials.key {
+        Key::NKey { seed, .. } => options.nkey(seed.clone()),
+        Key::None => {
             tracing::warn!(
                 role = role.name(),
                 "connecting to NATS without authentication (--nats-no-auth): anyone who \
                  reaches the server can publish commands and forge replies"
+            );
+            options
+        }
+    };
+    match &credentials.ca {
+        Some(ca) => options.add_root_certificates(ca.clone()).require_tls(true),
+        None => {
+            tracing::warn!(
+                role = role.name(),
+                "connecting to NATS without TLS (no --nats-ca): the NKey is never sent, but \
+                 commands and replies cross the network in clear text"
             );
             options
         }

@@ -142,7 +142,8 @@ impl Orchestrator<SqlStore, JetStream> {
             options.nats_nkey.as_deref(),
             options.nats_no_auth,
         )
-        .map_err(|e| OpenError::Store(crate::transport::Error::from(e).into()))?;
+        .map_err(|e| OpenError::Store(crate::transport::Error::from(e).into()))?
+        .with_ca(options.nats_ca.clone());
         let transport =
             JetStream::connect(&options.nats_url, options.stream_replicas, &credentials)
                 .await

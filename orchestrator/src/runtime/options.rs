@@ -15,6 +15,8 @@ pub struct Options {
     pub nats_nkey: Option<PathBuf>,
     /// Connect to NATS without credentials; without it, a missing `nats_nkey` is an error.
     pub nats_no_auth: bool,
+    /// The CA the NATS server\'s certificate must be signed by; with it, TLS only.
+    pub nats_ca: Option<PathBuf>,
     /// `sqlite:<path>` or `postgres://…`.
     pub database_url: String,
     /// Directory of `*.toml` saga definitions.
@@ -47,6 +49,7 @@ impl Default for Options {
             nats_url: "nats://127.0.0.1:4222".into(),
             nats_nkey: None,
             nats_no_auth: false,
+            nats_ca: None,
             database_url: "sqlite:saga.db".into(),
             sagas_dir: PathBuf::from("sagas"),
             stream_replicas: 1,

@@ -147,7 +147,8 @@ async fn serve<P: Participant>(
     let credentials = saga_protocol::auth::Credentials::from_settings(
         options.nats_nkey.as_deref(),
         options.nats_no_auth,
-    )?;
+    )?
+    .with_ca(options.nats_ca.clone());
     let role = saga_protocol::auth::Role::participant(name)?;
     let client =
         saga_protocol::servers::connect(&options.nats_url, &client_name, &role, &credentials)

@@ -116,6 +116,7 @@ impl Participant {
         let options = Options {
             nats_url: nats.url(),
             nats_nkey: nats.identities().nkey(kind.as_str()),
+            nats_ca: nats.identities().ca(),
             database_url: db.url.clone(),
             ..options
         };

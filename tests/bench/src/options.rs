@@ -76,6 +76,9 @@ pub struct BenchArgs {
     /// With --server: use its NATS without authentication.
     #[arg(long = "nats-no-auth")]
     pub nats_no_auth: bool,
+    /// With --server: the CA its NATS server's certificate is signed by (TLS only).
+    #[arg(long = "nats-ca", env = "SAGA_NATS_CA")]
+    pub nats_ca: Option<std::path::PathBuf>,
     /// Directory of saga definitions for the orchestrator started by the bench.
     #[arg(long, default_value = "sagas")]
     pub sagas_dir: PathBuf,

@@ -82,7 +82,8 @@ impl System {
                 credentials: saga_protocol::auth::Credentials::from_settings(
                     args.nats_nkey.as_deref(),
                     args.nats_no_auth,
-                )?,
+                )?
+                .with_ca(args.nats_ca.clone()),
             });
         }
         let dir = tempfile::Builder::new().prefix("saga-bench-").tempdir()?;
@@ -98,7 +99,7 @@ impl System {
             stop: CancellationToken::new(),
             nats: None,
             postgres: None,
-            credentials: saga_protocol::auth::Credentials::None,
+            credentials: saga_protocol::auth::Credentials::none(),
         };
         let nats = start_nats(&root, args)?;
         system.nats_url = nats.url();
@@ -247,6 +248,7 @@ impl System {
                     .nats
                     .as_ref()
                     .and_then(|n| n.identities().nkey(kind.as_str())),
+                nats_ca: self.nats.as_ref().and_then(|n| n.identities().ca()),
                 database_url: db.to_string(),
                 review_limit: REVIEW_LIMIT,
                 concurrency: args.participant_concurrency,
@@ -268,6 +270,7 @@ impl System {
                     .nats
                     .as_ref()
                     .and_then(|n| n.identities().nkey("orchestrator")),
+                nats_ca: self.nats.as_ref().and_then(|n| n.identities().ca()),
                 database_url: orchestrator_db.to_string(),
                 sagas_dir: args.sagas_dir.clone(),
                 ..OrchestratorOptions::default()

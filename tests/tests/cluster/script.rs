@@ -60,10 +60,11 @@ async fn the_local_cluster_script_runs_the_system_and_stops_it() {
     assert_eq!(nats.split(',').count(), 3, "three NATS nodes: {nats}");
 
     // When a customer has an account and a saga starts on the last replica.
-    // As the admin identity the script made.
+    // As the admin identity the script made, over TLS to its nodes.
     let admin_nkey = value("SAGA_NATS_NKEY");
-    let credentials =
-        saga_protocol::auth::Credentials::read(admin_nkey.as_ref()).expect("admin seed");
+    let credentials = saga_protocol::auth::Credentials::read(admin_nkey.as_ref())
+        .expect("admin seed")
+        .with_ca(Some(value("SAGA_NATS_CA").into()));
     let role = saga_protocol::auth::Role::Admin;
     let client = saga_protocol::servers::connect_once(&nats, "test", &role, &credentials)
         .await

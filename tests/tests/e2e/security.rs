@@ -1,12 +1,13 @@
 //! The bus trusts identities, not the network: every process of the system runs as its own
-//! NATS user with its role's permissions, a client without credentials is turned away, and a
+//! NATS user with its role's permissions over TLS, a client without credentials or without
+//! TLS is turned away, and a
 //! participant's key cannot forge another's reply, publish a command, read another's commands
 //! or call the admin subjects. Real processes and nats-server.
 
 use crate::system::{Backend, Service, System};
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
-use saga_protocol::auth::{Credentials, Role};
+use saga_protocol::auth::Role;
 use saga_protocol::{CommandEnvelope, Outcome, ReplyEnvelope, Timestamp, subjects};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -20,12 +21,21 @@ async fn client_as(
     name: &str,
     role: Role,
 ) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
-    let Credentials::NKey { seed, .. } = system.nats.identities().credentials(name).unwrap() else {
-        panic!("the test system runs with authentication");
-    };
+    let credentials = system.nats.identities().credentials(name).unwrap();
+    let seed = credentials
+        .seed()
+        .expect("the test system runs with authentication")
+        .to_string();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = errors.clone();
     let client = async_nats::ConnectOptions::with_nkey(seed)
+        .add_root_certificates(
+            credentials
+                .ca
+                .clone()
+                .expect("the test system runs with TLS"),
+        )
+        .require_tls(true)
         .custom_inbox_prefix(role.inbox_prefix())
         .event_callback(move |event| {
             let seen = seen.clone();
@@ -39,6 +49,23 @@ async fn client_as(
         .await
         .expect("connect with a valid seed");
     (client, errors)
+}
+
+/// Talks plain TCP to the server on `port`: its greeting, and what it answers a CONNECT and
+/// a PING until it closes the connection.
+fn plain_connect(port: u16) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut info = String::new();
+    reader.read_line(&mut info).unwrap();
+    (&stream)
+        .write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = reader.read_to_string(&mut answer);
+    (info, answer)
 }
 
 /// Waits until the server has refused `subject` to this client.
@@ -89,8 +116,17 @@ async fn a_participant_key_cannot_forge_replies_or_commands_and_no_credentials_g
     assert_eq!(reserve.command, "ReserveCredit");
     let before = system.event_types(id).await;
 
-    // No credentials: the server turns the client away.
-    let anonymous = async_nats::connect(system.nats.url()).await;
+    // No credentials, over TLS with the right CA: the server turns the client away.
+    let ca = system
+        .nats
+        .identities()
+        .ca()
+        .expect("the test system runs with TLS");
+    let anonymous = async_nats::ConnectOptions::new()
+        .add_root_certificates(ca.clone())
+        .require_tls(true)
+        .connect(system.nats.url())
+        .await;
     let error = anonymous
         .expect_err("connected without credentials")
         .to_string();
@@ -98,6 +134,19 @@ async fn a_participant_key_cannot_forge_replies_or_commands_and_no_credentials_g
         error.to_lowercase().contains("authorization"),
         "refused for another reason: {error}"
     );
+    // Plain TCP: the server asks for TLS in its greeting and hangs up on a plain CONNECT.
+    let (info, answer) = plain_connect(system.nats.port());
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    assert!(
+        !answer.contains("PONG"),
+        "a plain client was served: {answer}"
+    );
+    // A client that does not trust the CA (a stranger's server, to it) does not connect.
+    let seed = system.nats.identities().credentials("order").unwrap();
+    let untrusting = async_nats::ConnectOptions::with_nkey(seed.seed().unwrap().to_string())
+        .connect(system.nats.url())
+        .await;
+    assert!(untrusting.is_err(), "connected without trusting the CA");
 
     // The order participant's key, in an attacker's hands.
     let (order, errors) = client_as(&system, "order", Role::participant("order").unwrap()).await;

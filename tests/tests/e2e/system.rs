@@ -656,6 +656,12 @@ impl System {
                     .nkey("admin")
                     .map(|file| ("SAGA_NATS_NKEY", file)),
             )
+            .envs(
+                self.nats
+                    .identities()
+                    .ca()
+                    .map(|file| ("SAGA_NATS_CA", file)),
+            )
             .output()
             .expect("run saga");
         assert!(
