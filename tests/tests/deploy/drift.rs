@@ -278,7 +278,37 @@ fn check_nats_auth(
             seed.display()
         ));
     }
-    let mounted = container.spec["volumeMounts"]
+    if !secret_item_mounted(container, dir, file) {
+        problems.push(format!(
+            "SAGA_NATS_NKEY {} is not a key of a Secret mounted there",
+            seed.display()
+        ));
+    }
+    // TLS: the server is trusted by the system's CA, from a mounted Secret.
+    match connection.nats_auth.ca.as_ref() {
+        None => problems.push("has no SAGA_NATS_CA: it talks to NATS over plain TCP".into()),
+        Some(ca) => {
+            let mounted = match (ca.parent(), ca.file_name()) {
+                (Some(dir), Some(file)) => secret_item_mounted(container, dir, file),
+                _ => false,
+            };
+            if !mounted {
+                problems.push(format!(
+                    "SAGA_NATS_CA {} is not a key of a Secret mounted there",
+                    ca.display()
+                ));
+            }
+        }
+    }
+}
+
+/// Whether `file` is an item of a Secret volume mounted at `dir` in `container`.
+fn secret_item_mounted(
+    container: &Container<'_>,
+    dir: &std::path::Path,
+    file: &std::ffi::OsStr,
+) -> bool {
+    container.spec["volumeMounts"]
         .as_array()
         .into_iter()
         .flatten()
@@ -296,13 +326,7 @@ fn check_nats_auth(
                 .into_iter()
                 .flatten()
                 .any(|item| item["path"].as_str() == file.to_str())
-        });
-    if !mounted {
-        problems.push(format!(
-            "SAGA_NATS_NKEY {} is not a key of a Secret mounted there",
-            seed.display()
-        ));
-    }
+        })
 }
 
 /// An API on every interface needs its bearer token (the binary refuses to start without
@@ -571,6 +595,25 @@ fn drift_check_refuses_manifests_that_disagree_with_the_binary() {
             .iter()
             .any(|p| p.contains("not the orchestrator identity's seed")),
         "{borrowed:?}"
+    );
+
+    let plain = mutate(&|c| {
+        let i = env_named(c, "SAGA_NATS_CA");
+        c["env"].as_array_mut().unwrap().remove(i);
+    });
+    assert!(
+        plain.iter().any(|p| p.contains("has no SAGA_NATS_CA")),
+        "{plain:?}"
+    );
+    let unmounted = mutate(&|c| {
+        let i = env_named(c, "SAGA_NATS_CA");
+        c["env"][i]["value"] = "/etc/ssl/ca.pem".into();
+    });
+    assert!(
+        unmounted
+            .iter()
+            .any(|p| p.contains("SAGA_NATS_CA /etc/ssl/ca.pem is not a key of a Secret")),
+        "{unmounted:?}"
     );
 }
 

@@ -70,7 +70,11 @@ fn nats_configuration_is_accepted_by_nats_server() {
             .unwrap_or_else(|| panic!("{overlay}: no nats container"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("nats.conf");
-        std::fs::write(&file, text).unwrap();
+        // The pod mounts its configuration, auth.conf and the TLS files at /etc/nats; here
+        // they are in the temporary directory, with a certificate made for the check.
+        let etc = format!("{}/", dir.path().display());
+        std::fs::write(&file, text.replace("/etc/nats/", &etc)).unwrap();
+        saga_protocol::tls::write(dir.path(), &["nats".into()]).unwrap();
         // auth.conf is projected beside it from the ConfigMap nats-auth: the dev overlay's
         // own, or (prod) the one the operator creates from `saga nats credentials`.
         let auth = match find_generated(&objects, "ConfigMap", "nats-auth") {
@@ -109,6 +113,23 @@ fn nats_configuration_is_accepted_by_nats_server() {
         assert!(
             projected.iter().any(|name| name.starts_with("nats-auth")),
             "{overlay}: nats.conf's auth.conf is not projected beside it: {projected:?}"
+        );
+        let secrets: Vec<&str> = objects
+            .iter()
+            .filter(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "nats")
+            .flat_map(|o| {
+                o["spec"]["template"]["spec"]["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+            })
+            .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
+            .filter_map(|source| source["secret"]["name"].as_str())
+            .collect();
+        assert!(
+            secrets.iter().any(|name| name.starts_with("saga-nats-tls"))
+                && text.contains("cert_file: /etc/nats/server.pem"),
+            "{overlay}: the TLS certificate nats.conf names is not projected beside it: {secrets:?}"
         );
         let mut check = Command::new(&nats_server);
         check.arg("-t").arg("-c").arg(&file).env_clear();
