@@ -54,6 +54,22 @@ fn every_overlay_passes_strict_schema_validation() {
     }
 }
 
+/// The names of the `kind` sources (`configMap`, `secret`) projected into the NATS pods.
+fn nats_projected<'a>(objects: &'a [serde_json::Value], kind: &str) -> Vec<&'a str> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "nats")
+        .flat_map(|o| {
+            o["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
+        .filter_map(|source| source[kind]["name"].as_str())
+        .collect()
+}
+
 /// The NATS configuration each overlay mounts is one nats-server accepts (`-t` checks it
 /// without starting), with the environment the StatefulSet gives the pod.
 #[test]
@@ -98,34 +114,12 @@ fn nats_configuration_is_accepted_by_nats_server() {
             }
         };
         std::fs::write(dir.path().join("auth.conf"), auth).unwrap();
-        let projected: Vec<&str> = objects
-            .iter()
-            .filter(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "nats")
-            .flat_map(|o| {
-                o["spec"]["template"]["spec"]["volumes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-            })
-            .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
-            .filter_map(|source| source["configMap"]["name"].as_str())
-            .collect();
+        let projected = nats_projected(&objects, "configMap");
         assert!(
             projected.iter().any(|name| name.starts_with("nats-auth")),
             "{overlay}: nats.conf's auth.conf is not projected beside it: {projected:?}"
         );
-        let secrets: Vec<&str> = objects
-            .iter()
-            .filter(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "nats")
-            .flat_map(|o| {
-                o["spec"]["template"]["spec"]["volumes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-            })
-            .flat_map(|v| v["projected"]["sources"].as_array().into_iter().flatten())
-            .filter_map(|source| source["secret"]["name"].as_str())
-            .collect();
+        let secrets = nats_projected(&objects, "secret");
         assert!(
             secrets.iter().any(|name| name.starts_with("saga-nats-tls"))
                 && text.contains("cert_file: /etc/nats/server.pem"),
