@@ -128,7 +128,7 @@ pub struct Connection {
     #[command(flatten)]
     pub nats_auth: NatsAuth,
     /// Database URL: sqlite:<path> or postgres://user@host/db.
-    #[arg(long, env = "SAGA_DATABASE_URL")]
+    #[arg(long, env = "SAGA_DATABASE_URL", hide_env_values = true)]
     pub database: String,
     /// Copies of each JetStream stream (3 in a cluster).
     #[arg(long, env = "SAGA_STREAM_REPLICAS", default_value_t = 1)]

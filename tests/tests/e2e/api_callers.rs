@@ -179,4 +179,31 @@ async fn callers_have_roles_their_names_are_recorded_and_tokens_rotate() {
         "the old token is revoked"
     );
     assert_eq!(get(&list, Some(&operator)).await, 200, "oscar is untouched");
+
+    // No token is in a log, in /readyz, or in a refusal's body.
+    let (_, ready) = system
+        .probe(Service::Orchestrator, "/readyz")
+        .await
+        .unwrap();
+    let refusal = reqwest::Client::new()
+        .get(&list)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for token in [&operator, &reader, &rotated] {
+        for service in [Service::Orchestrator, Service::Account, Service::Order] {
+            let log = system.log(service);
+            assert!(
+                !log.contains(token.as_str()),
+                "a token in the {} log",
+                service.name()
+            );
+        }
+        assert!(!ready.to_string().contains(token.as_str()), "{ready}");
+        assert!(!refusal.contains(token.as_str()), "{refusal}");
+    }
 }

@@ -228,6 +228,18 @@ async fn a_participant_key_cannot_forge_replies_or_commands_and_no_credentials_g
         "a reply was recorded: {after:?}"
     );
 
+    // No process logs a seed, its own or another's.
+    for name in ["orchestrator", "account", "order", "admin"] {
+        let credentials = system.nats.identities().credentials(name).unwrap();
+        let seed = credentials.seed().unwrap();
+        for service in [Service::Orchestrator, Service::Order] {
+            assert!(
+                !system.log(service).contains(seed),
+                "the {name} seed in a log"
+            );
+        }
+    }
+
     // And the real account participant, with its own key, moves it on.
     system.spawn(Service::Account);
     let status = system.wait_terminal(&[id], LONG).await;
