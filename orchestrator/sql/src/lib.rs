@@ -46,7 +46,8 @@ impl Backend {
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unsupported database URL `{0}`: use sqlite:<path> or postgres://user@host/db")]
+    /// Holds the URL's scheme only: the rest may carry a password.
+    #[error("unsupported database URL scheme `{0}:`: use sqlite:<path> or postgres://user@host/db")]
     UnsupportedUrl(String),
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
@@ -105,6 +106,12 @@ fn transient_code(code: &str) -> bool {
         )
 }
 
+/// The error for `url` of no supported backend, naming only its scheme.
+fn unsupported(url: &str) -> Error {
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+    Error::UnsupportedUrl(scheme.to_string())
+}
+
 /// Connects to `url` with at most `max_connections`, and applies `sqlite` or `postgres`
 /// migrations depending on the backend.
 ///
@@ -117,7 +124,7 @@ pub async fn connect(
     postgres: &Migrator,
 ) -> Result<(AnyPool, Backend), Error> {
     install_default_drivers();
-    let backend = Backend::of(url).ok_or_else(|| Error::UnsupportedUrl(url.to_string()))?;
+    let backend = Backend::of(url).ok_or_else(|| unsupported(url))?;
     let (url, migrator) = match backend {
         Backend::Sqlite if url.contains('?') || url.contains(":memory:") => {
             (url.to_string(), sqlite)
@@ -164,7 +171,14 @@ mod tests {
     fn an_unreachable_database_is_transient_and_a_bad_url_is_not() {
         let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(Error::Connect(refused).is_transient());
-        assert!(!Error::UnsupportedUrl("mysql://x".into()).is_transient());
+        assert!(!Error::UnsupportedUrl("mysql".into()).is_transient());
         assert!(!is_transient(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn a_bad_url_is_named_by_its_scheme_never_its_password() {
+        let refused = unsupported("mysql://app:hunter2@db/x").to_string();
+        assert!(refused.contains("`mysql:`"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
     }
 }
