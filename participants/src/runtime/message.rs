@@ -107,9 +107,10 @@ where
     match handled {
         Ok(reply) => match publish_reply(ctx, &reply).await {
             Ok(()) => {
-                if let Err(e) = message.double_ack().await {
+                match message.double_ack().await {
+                    Ok(()) => debug!(%message_id, "replied and acked"),
                     // The reply is out; a redelivery gets the recorded reply again.
-                    warn!(%message_id, error = %e, "ack failed");
+                    Err(e) => warn!(%message_id, error = %e, "ack failed"),
                 }
             }
             Err(e) => {

@@ -480,7 +480,12 @@ impl System {
 
     /// The last lines of every process log, replicas included, for failure messages.
     pub fn logs(&self) -> String {
-        log_tails(self.dir.path(), 15)
+        self.log_tails(15)
+    }
+
+    /// The last `lines` lines of each process's log.
+    pub fn log_tails(&self, lines: usize) -> String {
+        log_tails(self.dir.path(), lines)
     }
 
     /// Waits until the orchestrator and both participants answer /readyz with 200.

@@ -65,10 +65,36 @@ async fn whole_trace(
     .await;
     found.unwrap_or_else(|e| {
         let trace = trace_of(receiver, id)
-            .map(|t| tree(&receiver.trace(&t)))
+            .map(|t| receiver.trace(&t))
             .unwrap_or_default();
-        panic!("{e}: saga {id}\n{trace}\n{}", system.logs())
+        panic!(
+            "{e}: saga {id}\n{}\n{}\n{}",
+            tree(&trace),
+            missing_parents(receiver, &trace),
+            system.log_tails(60)
+        )
     })
+}
+
+/// For a failure message: each parent `trace` names but does not hold, and whether the
+/// receiver has a span with that id in any trace at all (so a span exported into the wrong
+/// trace is told apart from one never exported).
+fn missing_parents(receiver: &OtlpReceiver, trace: &[Span]) -> String {
+    let all = receiver.spans();
+    let mut out = format!("{} spans received in all\n", all.len());
+    for parent in trace.iter().filter_map(|s| s.parent_span_id.as_deref()) {
+        if trace.iter().any(|s| s.span_id == parent) {
+            continue;
+        }
+        match all.iter().find(|s| s.span_id == parent) {
+            Some(s) => out.push_str(&format!(
+                "parent {parent}: received in trace {} as {} [{}]\n",
+                s.trace_id, s.name, s.service
+            )),
+            None => out.push_str(&format!("parent {parent}: never received\n")),
+        }
+    }
+    out
 }
 
 /// Every span that names saga `id` is in one trace, and that trace holds no other saga.
