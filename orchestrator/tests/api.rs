@@ -308,6 +308,76 @@ async fn bad_requests_get_4xx_with_an_actionable_message() {
     }
 }
 
+/// What axum would answer by itself (a query, path or body its extractors refuse, an unknown
+/// route, a method a route lacks, a body over the limit) is a problem like every other error.
+#[tokio::test]
+async fn every_refusal_is_problem_json_and_bodies_are_bounded() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let limits = saga_orchestrator::api::Limits { max_body: 4096 };
+    let big = format!(r#"{{"customer_id":"{}","amount":5}}"#, "c".repeat(8192));
+    let toml = |body: Vec<u8>| {
+        Request::post("/v1/definitions/validate")
+            .header("content-type", "application/toml")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let cases = [
+        (
+            post("/v1/sagas/place_order?version=true", "{}", None),
+            StatusCode::BAD_REQUEST,
+            "version",
+        ),
+        (
+            get("/v1/sagas/%FF%FE"),
+            StatusCode::BAD_REQUEST,
+            "/v1/sagas/%FF%FE",
+        ),
+        (
+            get("/v1/nope"),
+            StatusCode::NOT_FOUND,
+            "GET /openapi.json lists",
+        ),
+        (
+            Request::delete("/v1/sagas").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "does not take DELETE",
+        ),
+        (
+            toml(vec![0xff, 0xfe, b'\n']),
+            StatusCode::BAD_REQUEST,
+            "UTF-8",
+        ),
+        (
+            toml(vec![b'#'; 10_000]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "4096 bytes; the orchestrator's --api-max-body or SAGA_API_MAX_BODY",
+        ),
+        (
+            post("/v1/sagas/place_order", &big, None),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SAGA_API_MAX_BODY",
+        ),
+    ];
+    for (req, want_status, want_detail) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let resp = saga_orchestrator::api::router_with(o.clone(), limits)
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want_status, "{what}");
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert_eq!(kind, "application/problem+json", "{what}");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let problem: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(problem["status"], want_status.as_u16(), "{what}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(want_detail), "{what}: {detail}");
+    }
+}
+
 #[tokio::test]
 async fn readyz_names_each_check_and_needs_a_definition() {
     let nats = NatsServer::start().unwrap();

@@ -27,11 +27,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     let data = std::fs::canonicalize(&args.data_dir)?;
     let shutdown = super::servers::shutdown_on_signal();
     // A missing token or a port in use stops `saga dev` here, before anything starts.
-    let tokens = saga_orchestrator::api::Tokens::from_settings(
-        args.token.as_deref(),
-        args.api_tokens.as_deref(),
-    )?;
-    let api = saga_orchestrator::api::Server::bind(args.listen, tokens, &shutdown).await?;
+    let api = args.api.bind(&shutdown).await?;
 
     let port = args.nats_port.unwrap_or_else(|| pick_port(4222));
     let nats = tokio::task::block_in_place(|| {
@@ -95,7 +91,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     };
     println!(
         "orchestrator  http://{}  sagas: {}",
-        args.listen,
+        args.api.listen,
         orchestrator
             .registry()
             .names()
@@ -122,14 +118,14 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
         if !args.exit_after_demo {
             println!(
                 "\nServing until Ctrl-C. Open the web UI at http://{}/ or try:",
-                args.listen
+                args.api.listen
             );
             println!(
                 "  cargo run -q --bin saga -- start place_order --input '{{\"customer_id\":\"alice\",\"amount\":500}}' --wait"
             );
             println!("  cargo run -q --bin saga -- history <saga id>");
-            println!("  curl -s http://{}/v1/sagas/<saga id>", args.listen);
-            println!("  curl -s http://{}/metrics", args.listen);
+            println!("  curl -s http://{}/v1/sagas/<saga id>", args.api.listen);
+            println!("  curl -s http://{}/metrics", args.api.listen);
             shutdown.cancelled().await;
         }
         Ok::<(), Error>(())

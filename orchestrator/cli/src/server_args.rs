@@ -11,17 +11,8 @@ pub struct DevArgs {
     /// Directory for the SQLite files and the NATS store.
     #[arg(long, env = "SAGA_DATA_DIR", default_value = ".saga")]
     pub data_dir: PathBuf,
-    /// Address of the HTTP API.
-    #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// An admin bearer token of the API, named `admin` (a token or --api-tokens is required
-    /// with a non-loopback --listen).
-    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// File of named API callers, each with a role (read, operate, admin) and its token's
-    /// SHA-256; written by `saga api token`, read again on SIGHUP.
-    #[arg(long, env = "SAGA_API_TOKENS")]
-    pub api_tokens: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: ServeApiArgs,
     /// Port of the nats-server started for you (default: 4222 if free, else any free port).
     #[arg(long, env = "SAGA_NATS_PORT")]
     pub nats_port: Option<u16>,
@@ -36,6 +27,44 @@ pub struct DevArgs {
     pub exit_after_demo: bool,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// The HTTP API of a server process: where it listens, who may call it, what it accepts.
+#[derive(Debug, Clone, Args)]
+pub struct ServeApiArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// An admin bearer token of the API, named `admin` (a token or --api-tokens is required
+    /// with a non-loopback --listen).
+    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File of named API callers, each with a role (read, operate, admin) and its token's
+    /// SHA-256; written by `saga api token`, read again on SIGHUP.
+    #[arg(long, env = "SAGA_API_TOKENS")]
+    pub api_tokens: Option<PathBuf>,
+    /// Largest request body the API accepts, in bytes; a larger one is refused with 413.
+    #[arg(long, env = "SAGA_API_MAX_BODY", default_value_t = saga_orchestrator::api::DEFAULT_MAX_BODY)]
+    pub api_max_body: usize,
+}
+
+impl ServeApiArgs {
+    /// Binds the API's socket (see [`saga_orchestrator::api::Server::bind`]) with these
+    /// callers and limits.
+    pub async fn bind(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<saga_orchestrator::api::Server, super::Error> {
+        let tokens = saga_orchestrator::api::Tokens::from_settings(
+            self.token.as_deref(),
+            self.api_tokens.as_deref(),
+        )?;
+        let limits = saga_orchestrator::api::Limits {
+            max_body: self.api_max_body,
+        };
+        let server = saga_orchestrator::api::Server::bind(self.listen, tokens, shutdown).await?;
+        Ok(server.with_limits(limits))
+    }
 }
 
 /// Traces, metrics and logs of a server process.
@@ -154,17 +183,8 @@ fn failover_after(value: &str) -> Result<std::time::Duration, String> {
 pub struct OrchestratorArgs {
     #[command(flatten)]
     pub connection: Connection,
-    /// Address of the HTTP API.
-    #[arg(long, env = "SAGA_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// An admin bearer token of the API, named `admin` (a token or --api-tokens is required
-    /// with a non-loopback --listen).
-    #[arg(long, env = "SAGA_API_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// File of named API callers, each with a role (read, operate, admin) and its token's
-    /// SHA-256; written by `saga api token`, read again on SIGHUP.
-    #[arg(long, env = "SAGA_API_TOKENS")]
-    pub api_tokens: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: ServeApiArgs,
     /// Serve /metrics on this address, without authentication, instead of on the API.
     #[arg(long, env = "SAGA_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -2,7 +2,7 @@
 //! Ctrl-C, finishing the messages in hand within a deadline.
 
 use super::{Error, OrchestratorArgs, ParticipantArgs, ParticipantKind};
-use saga_orchestrator::api::{Server, serve};
+use saga_orchestrator::api::serve;
 use saga_orchestrator::runtime::{Options, Orchestrator};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -51,18 +51,14 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         overdue_after: args.overdue_after,
         hot_sagas: args.hot_sagas,
         replica_id: Some(args.replica_id.unwrap_or_else(|| {
-            saga_orchestrator::partitions::stable_replica_id(args.listen.port())
+            saga_orchestrator::partitions::stable_replica_id(args.api.listen.port())
         })),
         ..Options::default()
     };
     let shutdown = shutdown_on_signal();
     // What can fail about serving (a missing token, a port in use) fails before anything
     // else starts; the probes answer from here on.
-    let tokens = saga_orchestrator::api::Tokens::from_settings(
-        args.token.as_deref(),
-        args.api_tokens.as_deref(),
-    )?;
-    let mut api = Server::bind(args.listen, tokens, &shutdown).await?;
+    let mut api = args.api.bind(&shutdown).await?;
     if let Some(metrics) = args.metrics_listen {
         api = api.with_metrics_listener(metrics, &shutdown).await?;
     }

@@ -116,7 +116,7 @@ pub(super) async fn reload<S: EventStore, T: Transport>(
 /// Validates a posted definition (TOML body) against the loaded catalogue.
 #[utoipa::path(post, path = "/v1/definitions/validate", tag = "definitions", operation_id = "validate_definition",
     request_body(content = String, description = "A saga definition (TOML)", content_type = "application/toml"),
-    responses((status = 200, body = ValidatedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ValidatedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn validate<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     body: String,

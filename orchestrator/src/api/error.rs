@@ -20,6 +20,12 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// 413: the body is over the API's limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Any other refusal, with its status (what axum answers by itself, made a problem).
+    #[error("{1}")]
+    Status(StatusCode, String),
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
     /// The process is up but still opening what it needs (see `api::starting`).
@@ -49,6 +55,8 @@ impl IntoResponse for Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Status(status, _) => *status,
             Error::Unavailable | Error::Starting(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -70,6 +78,20 @@ impl IntoResponse for Error {
             );
         }
         response
+    }
+}
+
+impl Error {
+    /// A JSON body that could not be taken: too large (413, the limit's problem, see
+    /// `api::limits`), or not what the route expects (400 naming `expected`).
+    pub(super) fn from_body(
+        rejection: &axum::extract::rejection::JsonRejection,
+        expected: &str,
+    ) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Error::TooLarge(rejection.body_text());
+        }
+        Error::BadRequest(format!("{expected} ({})", rejection.body_text()))
     }
 }
 

@@ -39,17 +39,21 @@ mod auth;
 mod definitions;
 mod error;
 mod health;
+mod limits;
 mod openapi;
 mod sagas;
 mod search;
 mod server;
 pub mod starting;
+#[cfg(test)]
+mod test_support;
 mod tokens;
 mod ui;
 mod views;
 
 pub use auth::{authenticate, required_role};
 pub use error::{Error, Problem};
+pub use limits::{DEFAULT_MAX_BODY, Limits, bounded};
 pub use openapi::openapi;
 pub use server::{ServeError, Server, serve};
 pub use tokens::{
@@ -67,12 +71,21 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use std::time::Duration;
 
-/// The API's routes over `orchestrator`, `/metrics` among them.
+/// The API's routes over `orchestrator`, `/metrics` among them, with the default [`Limits`].
 pub fn router<S: EventStore, T: Transport>(orchestrator: Orchestrator<S, T>) -> Router {
-    routes(orchestrator, true)
+    router_with(orchestrator, Limits::default())
 }
 
-/// The API's routes, with `/metrics` or without (when it has a listener of its own).
+/// The API's routes over `orchestrator`, `/metrics` among them, within `limits`.
+pub fn router_with<S: EventStore, T: Transport>(
+    orchestrator: Orchestrator<S, T>,
+    limits: Limits,
+) -> Router {
+    limits::bounded(routes(orchestrator, true), limits)
+}
+
+/// The API's routes, with `/metrics` or without (when it has a listener of its own), before
+/// [`limits::bounded`].
 pub(crate) fn routes<S: EventStore, T: Transport>(
     orchestrator: Orchestrator<S, T>,
     with_metrics: bool,

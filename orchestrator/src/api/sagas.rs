@@ -26,7 +26,7 @@ pub(super) struct StartQuery {
            ("version" = Option<u32>, Query, description = "Definition version (default: newest)"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key and input: the same saga")),
     request_body(content = Object, description = "The saga input", content_type = "application/json"),
-    responses((status = 201, body = StartedView), (status = 200, description = "Started before under this Idempotency-Key", body = StartedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = StartedView), (status = 200, description = "Started before under this Idempotency-Key", body = StartedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn start<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     Path(name): Path<String>,
@@ -35,10 +35,10 @@ pub(super) async fn start<S: EventStore, T: Transport>(
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<StartedView>), Error> {
     let Json(input) = body.map_err(|e| {
-        Error::BadRequest(format!(
-            "the body must be the saga input as a JSON object with Content-Type: application/json ({})",
-            e.body_text()
-        ))
+        Error::from_body(
+            &e,
+            "the body must be the saga input as a JSON object with Content-Type: application/json",
+        )
     })?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -197,7 +197,7 @@ pub(super) struct OperatorBody {
 #[utoipa::path(post, path = "/v1/sagas/{id}/{action}", tag = "operator",
     params(("id" = Uuid, Path), ("action" = String, Path, description = "retry, skip or abort")),
     request_body = OperatorBody,
-    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn operate<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     caller: Option<Extension<Caller>>,
@@ -216,10 +216,10 @@ pub(super) async fn operate<S: EventStore, T: Transport>(
         }
     };
     let Json(body) = body.map_err(|e| {
-        Error::BadRequest(format!(
-            "the body must be JSON {{\"reason\": \"why\", \"by\": \"who\"}} ({})",
-            e.body_text()
-        ))
+        Error::from_body(
+            &e,
+            r#"the body must be JSON {"reason": "why", "by": "who"}"#,
+        )
     })?;
     // The authenticated caller is who acts; only an API without tokens takes the body's word.
     let by = match caller {

@@ -12,8 +12,8 @@
 //! # Ok(()) }
 //! ```
 
-use super::Tokens;
 use super::starting::Deferred;
+use super::{Limits, Tokens};
 use crate::runtime::{Orchestrator, SHUTDOWN_GRACE};
 use crate::store::EventStore;
 use crate::transport::Transport;
@@ -47,6 +47,7 @@ pub struct Server {
     listen: SocketAddr,
     tokens: Tokens,
     metrics: Option<Metrics>,
+    limits: Limits,
 }
 
 /// `/metrics` on a listener of its own, open (for a scrape port that only the monitoring
@@ -85,7 +86,14 @@ impl Server {
             listen,
             tokens,
             metrics: None,
+            limits: Limits::default(),
         })
+    }
+
+    /// Bounds every request by `limits` instead of the default ones.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves `/metrics` on `listen` instead of on the API, without authentication, until
@@ -131,6 +139,7 @@ pub async fn serve(
         listen,
         tokens,
         metrics,
+        limits,
     } = server;
     if let Some(metrics) = &metrics {
         let _ = metrics.orchestrator.set(orchestrator.clone());
@@ -139,6 +148,7 @@ pub async fn serve(
     let (orchestrator, feed) = crate::watch::wrap(orchestrator);
     let app =
         super::routes(orchestrator.clone(), metrics.is_none()).merge(crate::watch::router(feed));
+    let app = super::bounded(app, limits);
     reload_on_hangup(orchestrator.clone(), tokens.clone(), shutdown.clone());
     deferred.install(super::authenticate(app, tokens));
     tracing::info!(%listen, "orchestrator API serving");

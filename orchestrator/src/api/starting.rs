@@ -93,18 +93,7 @@ mod tests {
 
     async fn call(app: &Router, path: &str) -> (StatusCode, String, String) {
         let request = Request::builder().uri(path).body(Body::empty()).unwrap();
-        let response = app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let kind = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
-        (status, kind, String::from_utf8_lossy(&body).into_owned())
+        crate::api::test_support::answer(app, request).await
     }
 
     #[tokio::test]
