@@ -332,13 +332,13 @@ fn secret_item_mounted(
 /// An API on every interface needs its bearer token (the binary refuses to start without
 /// one), and a token is a credential: it comes from a Secret.
 fn check_token(parsed: &Parsed, args: &OrchestratorArgs, problems: &mut Vec<String>) {
-    if args.listen.ip().is_loopback() {
+    if args.api.listen.ip().is_loopback() {
         return;
     }
-    match (&args.token, parsed.env.get("SAGA_API_TOKEN")) {
+    match (&args.api.token, parsed.env.get("SAGA_API_TOKEN")) {
         (None, _) => problems.push(format!(
             "listens on {} without SAGA_API_TOKEN: the binary refuses to start",
-            args.listen
+            args.api.listen
         )),
         (Some(_), Some(EnvSource::Secret { .. })) => {}
         (Some(_), _) => {
@@ -416,7 +416,7 @@ fn problems_of(container: &Container<'_>, objects: &[Value]) -> Vec<String> {
     let workload = container.workload.as_str();
     match &parsed.cli.command {
         Command::Orchestrator(args) if workload == "Deployment/orchestrator" => {
-            check_listen(container, Some(args.listen), &mut problems);
+            check_listen(container, Some(args.api.listen), &mut problems);
             check_nats(&args.connection, objects, &mut problems);
             check_nats_auth(container, &args.connection, "orchestrator", &mut problems);
             check_database(&parsed, &args.connection, &mut problems);
@@ -619,6 +619,98 @@ fn drift_check_refuses_manifests_that_disagree_with_the_binary() {
 
 /// The `saga` containers get their binary from the image's entrypoint; it must be the binary,
 /// run by a non-root user, as the manifests assume.
+/// nginx's `proxy-body-size` (`1m`, `512k`, bytes) in bytes.
+fn nginx_size(text: &str) -> Option<usize> {
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, 'k' | 'K') => (&text[..i], 1024),
+        (i, 'm' | 'M') => (&text[..i], 1024 * 1024),
+        (i, 'g' | 'G') => (&text[..i], 1024 * 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits.parse::<usize>().ok().map(|n| n * unit)
+}
+
+/// Where an overlay puts the API behind an Ingress (prod), TLS ends there: the Ingress
+/// names its certificate's Secret, redirects plain HTTP, forwards to the orchestrator
+/// Service's API port, and refuses bodies over the orchestrator's own --api-max-body; and
+/// the API's port takes connections from the ingress controller only, so nothing bypasses it.
+#[test]
+fn an_ingress_in_front_of_the_api_ends_tls_and_is_the_only_way_in() {
+    let mut checked = 0;
+    for overlay in overlays() {
+        let objects = objects(&overlay);
+        let Some(ingress) = objects.iter().find(|o| o["kind"] == "Ingress") else {
+            continue;
+        };
+        checked += 1;
+        let what = format!("{overlay} {}", id(ingress));
+        let tls = ingress["spec"]["tls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !tls.is_empty() && tls.iter().all(|t| t["secretName"].is_string()),
+            "{what}: no TLS certificate Secret"
+        );
+        let annotations = &ingress["metadata"]["annotations"];
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"], "true",
+            "{what}: plain HTTP is not redirected"
+        );
+        let backends: Vec<&Value> = ingress["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r["http"]["paths"].as_array().into_iter().flatten())
+            .map(|p| &p["backend"]["service"])
+            .collect();
+        let service = find(&objects, "Service", "orchestrator").expect("Service orchestrator");
+        let ports = strings(&Value::Array(
+            service["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p["name"].clone())
+                .collect(),
+        ));
+        assert!(
+            !backends.is_empty()
+                && backends.iter().all(|b| b["name"] == "orchestrator"
+                    && ports.iter().any(|p| b["port"]["name"] == p.as_str())),
+            "{what}: its backends are not the orchestrator Service's ports {ports:?}: {backends:?}"
+        );
+        let orchestrator = containers(&objects)
+            .into_iter()
+            .find(|c| c.workload == "Deployment/orchestrator")
+            .expect("the orchestrator container");
+        let parsed = parse(&orchestrator, &objects).unwrap();
+        let Command::Orchestrator(args) = &parsed.cli.command else {
+            panic!("{what}: the orchestrator does not run `saga orchestrator`");
+        };
+        let edge = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+            .as_str()
+            .and_then(nginx_size);
+        assert_eq!(
+            edge,
+            Some(args.api.api_max_body),
+            "{what}: the edge's body limit is not the orchestrator's --api-max-body"
+        );
+        let policy = find(&objects, "NetworkPolicy", "orchestrator-api").expect("orchestrator-api");
+        let rules = policy["spec"]["ingress"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !rules.is_empty()
+                && rules
+                    .iter()
+                    .all(|r| r["from"].as_array().is_some_and(|f| !f.is_empty())),
+            "{overlay}: the API port takes connections from anywhere, bypassing the ingress: {rules:?}"
+        );
+    }
+    assert!(checked > 0, "no overlay puts the API behind an ingress");
+}
+
 #[test]
 fn image_entrypoint_is_the_saga_binary_run_as_non_root() {
     let path = workspace_root().join("deploy/container/Dockerfile");
