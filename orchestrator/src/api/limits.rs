@@ -28,8 +28,10 @@ pub struct Limits {
     pub max_body: usize,
 }
 
-/// The default [`Limits::max_body`]: 1 MiB, the size of NATS's default largest message.
-pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// The default [`Limits::max_body`]: 256 KiB. A saga's input travels on in its commands, so
+/// the body must stay well below the largest NATS message (`max_payload`, 1 MiB by default):
+/// an input the API took but the bus refused would leave its saga unable to go on.
+pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {

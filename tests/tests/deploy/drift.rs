@@ -619,6 +619,18 @@ fn drift_check_refuses_manifests_that_disagree_with_the_binary() {
 
 /// The `saga` containers get their binary from the image's entrypoint; it must be the binary,
 /// run by a non-root user, as the manifests assume.
+/// The `--api-max-body` the overlay's orchestrator runs with.
+fn api_max_body(overlay: &str, objects: &[Value]) -> usize {
+    let orchestrator = containers(objects)
+        .into_iter()
+        .find(|c| c.workload == "Deployment/orchestrator")
+        .unwrap_or_else(|| panic!("{overlay}: no orchestrator container"));
+    match parse(&orchestrator, objects).map(|p| p.cli.command) {
+        Ok(Command::Orchestrator(args)) => args.api.api_max_body,
+        _ => panic!("{overlay}: the orchestrator does not run `saga orchestrator`"),
+    }
+}
+
 /// nginx's `proxy-body-size` (`1m`, `512k`, bytes) in bytes.
 fn nginx_size(text: &str) -> Option<usize> {
     let (digits, unit) = match text.char_indices().last()? {
@@ -679,20 +691,12 @@ fn an_ingress_in_front_of_the_api_ends_tls_and_is_the_only_way_in() {
                     && ports.iter().any(|p| b["port"]["name"] == p.as_str())),
             "{what}: its backends are not the orchestrator Service's ports {ports:?}: {backends:?}"
         );
-        let orchestrator = containers(&objects)
-            .into_iter()
-            .find(|c| c.workload == "Deployment/orchestrator")
-            .expect("the orchestrator container");
-        let parsed = parse(&orchestrator, &objects).unwrap();
-        let Command::Orchestrator(args) = &parsed.cli.command else {
-            panic!("{what}: the orchestrator does not run `saga orchestrator`");
-        };
         let edge = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
             .as_str()
             .and_then(nginx_size);
         assert_eq!(
             edge,
-            Some(args.api.api_max_body),
+            Some(api_max_body(&overlay, &objects)),
             "{what}: the edge's body limit is not the orchestrator's --api-max-body"
         );
         let policy = find(&objects, "NetworkPolicy", "orchestrator-api").expect("orchestrator-api");
@@ -709,6 +713,46 @@ fn an_ingress_in_front_of_the_api_ends_tls_and_is_the_only_way_in() {
         );
     }
     assert!(checked > 0, "no overlay puts the API behind an ingress");
+}
+
+/// nats-server's `max_payload` in `nats_conf` in bytes (1 MiB when it is not set).
+fn nats_max_payload(nats_conf: &str) -> Option<usize> {
+    let Some(value) = nats_conf.lines().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix("max_payload")
+            .map(|rest| rest.trim_start_matches([':', '=', ' ']).trim())
+    }) else {
+        return Some(1024 * 1024);
+    };
+    let upper = value.to_ascii_uppercase();
+    let digits: String = upper.chars().take_while(char::is_ascii_digit).collect();
+    let unit = match upper[digits.len()..].trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1024,
+        "M" | "MB" => 1024 * 1024,
+        "G" | "GB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok().map(|n| n * unit)
+}
+
+/// A saga's input travels on in its commands: the largest body the orchestrator's API takes
+/// is at most half of the largest message NATS lets it publish, so an accepted saga can
+/// always send its commands.
+#[test]
+fn an_input_the_api_takes_fits_in_a_nats_message() {
+    for overlay in overlays() {
+        let objects = objects(&overlay);
+        let config = find_generated(&objects, "ConfigMap", "nats-config").expect("nats-config");
+        let conf = config["data"]["nats.conf"].as_str().expect("nats.conf");
+        let max_payload = nats_max_payload(conf)
+            .unwrap_or_else(|| panic!("{overlay}: max_payload of nats.conf is not a size"));
+        let api_max_body = api_max_body(&overlay, &objects);
+        assert!(
+            api_max_body * 2 <= max_payload,
+            "{overlay}: --api-max-body {api_max_body} is more than half of NATS's max_payload {max_payload}"
+        );
+    }
 }
 
 #[test]
