@@ -82,8 +82,8 @@ impl IntoResponse for Error {
 }
 
 impl Error {
-    /// A JSON body that could not be taken: too large (413, the limit's problem, see
-    /// `api::limits`), or not what the route expects (400 naming `expected`).
+    /// A JSON body that could not be taken: too large (413; `api::limits` gives every 413 the
+    /// limit's detail), or not what the route expects (400 naming `expected`).
     pub(super) fn from_body(
         rejection: &axum::extract::rejection::JsonRejection,
         expected: &str,

@@ -3,9 +3,10 @@
 //! A body larger than [`Limits::max_body`] (`--api-max-body`, `SAGA_API_MAX_BODY`) is refused
 //! with 413 before it is read when it declares its length, and when its extractor reaches the
 //! limit otherwise. Every error answer is `application/problem+json`: the handlers' own
-//! problems (and the `/readyz` report) pass through; what axum answers by itself (an unknown route, a method a route does
-//! not have, a path or query its extractor cannot parse, a body too large) is rewritten into a
-//! problem with a detail that says what to do.
+//! problems (and the `/readyz` report) pass through; what axum answers by itself (an unknown
+//! route, a method a route does not have, a path or query its extractor cannot parse, a body
+//! too large) is rewritten into a problem with a detail that says what to do. Any 413 gets the
+//! limit's detail, whoever gave it.
 //!
 //! ```no_run
 //! # fn demo(orchestrator: saga_orchestrator::runtime::Orchestrator) {
@@ -133,20 +134,19 @@ fn clip(text: &str) -> &str {
     }
 }
 
-/// An empty body, for tests of the rewriting.
-#[cfg(test)]
-fn empty(status: StatusCode) -> Response {
-    let mut response = Response::new(axum::body::Body::empty());
-    *response.status_mut() = status;
-    response
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use axum::body::Body;
     use axum::routing::post;
+
+    /// An empty body, as axum gives for some refusals.
+    fn empty(status: StatusCode) -> Response {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = status;
+        response
+    }
 
     async fn ask(app: &Router, method: Method, path: &str, body: Body) -> (u16, String, String) {
         let request = Request::builder()
