@@ -70,13 +70,26 @@ fn orchestrator(
     Orchestrator<MemoryStore, MemoryTransport>,
     tempfile::TempDir,
 ) {
+    orchestrator_with(store, transport, clock, Options::default())
+}
+
+/// An orchestrator with `options`, its definitions directory and failover bound filled in.
+fn orchestrator_with(
+    store: MemoryStore,
+    transport: MemoryTransport,
+    clock: TokioClock,
+    options: Options,
+) -> (
+    Orchestrator<MemoryStore, MemoryTransport>,
+    tempfile::TempDir,
+) {
     let sagas = tempfile::tempdir().unwrap();
     std::fs::write(sagas.path().join("transfer.toml"), TRANSFER).unwrap();
     let registry = Registry::load_dir(sagas.path()).unwrap();
     let options = Options {
         sagas_dir: sagas.path().to_path_buf(),
         failover_after: Duration::from_secs(4),
-        ..Options::default()
+        ..options
     };
     let o = Orchestrator::new(store, transport, registry, options).with_clock(clock);
     (o, sagas)
@@ -84,8 +97,12 @@ fn orchestrator(
 
 /// An orchestrator running (its definitions recorded) over `store` and a new transport.
 async fn run(store: MemoryStore, clock: TokioClock) -> Running {
+    run_with(store, clock, Options::default()).await
+}
+
+async fn run_with(store: MemoryStore, clock: TokioClock, options: Options) -> Running {
     let transport = MemoryTransport::new(clock);
-    let (orchestrator, sagas) = orchestrator(store, transport.clone(), clock);
+    let (orchestrator, sagas) = orchestrator_with(store, transport.clone(), clock, options);
     orchestrator.record_definitions().await.unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(orchestrator.clone().run(stop.clone().cancelled_owned()));
@@ -277,6 +294,49 @@ async fn a_reply_that_cannot_be_decoded_is_dead_lettered_and_the_next_is_handled
     let (credit, _) = running.command(2).await;
     assert_eq!(credit.command, "Credit");
     assert_eq!(running.status(saga_id).await, "running");
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_over_the_size_limit_is_dead_lettered_unread_and_the_saga_waits() {
+    let options = Options {
+        max_message: 400,
+        ..Options::default()
+    };
+    let running = run_with(MemoryStore::new(), clock(), options).await;
+    let saga_id = running.start(100).await;
+    let (debit, _) = running.command(1).await;
+    let events = running.event_types(saga_id).await;
+
+    // A true reply to the debit, with an output too large for this orchestrator.
+    let large = ReplyEnvelope::answering(
+        &debit,
+        Outcome::Succeeded {
+            output: json!({ "note": "n".repeat(400) }),
+        },
+        running.clock.now(),
+    );
+    running.transport.reply(&large);
+    tokio::time::timeout(DEADLINE, running.transport.wait_for_acked(1))
+        .await
+        .expect("the large reply is settled");
+
+    let dead = running.transport.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, large.encode());
+    assert_eq!(
+        dead[0].reason,
+        format!(
+            "the message is {} bytes, over this process's limit of 400 bytes \
+             (--max-message / SAGA_MAX_MESSAGE)",
+            large.encode().len()
+        )
+    );
+    assert_eq!(running.event_types(saga_id).await, events, "not applied");
+    // The step is still waiting for its answer; a reply that fits is applied.
+    running.answer(&debit, succeeded(), 2).await;
+    let (credit, _) = running.command(2).await;
+    assert_eq!(credit.command, "Credit");
     running.stop().await;
 }
 

@@ -95,6 +95,9 @@ pub struct Options {
     /// it: the consumer's ack wait and the pull requests' expiry
     /// (see [`saga_protocol::consumers`]).
     pub failover_after: Duration,
+    /// The largest command this process decodes, in bytes; a larger one is dead-lettered
+    /// with the reason (see [`saga_protocol::limits`]).
+    pub max_message: usize,
 }
 
 impl Default for Options {
@@ -110,6 +113,7 @@ impl Default for Options {
             stream_replicas: 1,
             listen: None,
             failover_after: saga_protocol::consumers::DEFAULT_FAILOVER_AFTER,
+            max_message: saga_protocol::limits::DEFAULT_MAX_MESSAGE,
         }
     }
 }

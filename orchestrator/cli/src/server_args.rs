@@ -166,6 +166,10 @@ pub struct Connection {
     /// (ack wait and pull expiry of the consumers; at least 1s).
     #[arg(long, env = "SAGA_FAILOVER_AFTER", default_value = "5s", value_parser = failover_after)]
     pub failover_after: std::time::Duration,
+    /// Largest message (command or reply) this process decodes, in bytes; a larger one is
+    /// dead-lettered with the reason. At most NATS's max_payload.
+    #[arg(long, env = "SAGA_MAX_MESSAGE", default_value_t = saga_protocol::limits::DEFAULT_MAX_MESSAGE)]
+    pub max_message: usize,
 }
 
 /// A failover bound: a duration of at least a second.

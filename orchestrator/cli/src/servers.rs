@@ -49,6 +49,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         failover_after: args.connection.failover_after,
         republish_after: args.republish_after,
         overdue_after: args.overdue_after,
+        max_message: args.connection.max_message,
         hot_sagas: args.hot_sagas,
         replica_id: Some(args.replica_id.unwrap_or_else(|| {
             saga_orchestrator::partitions::stable_replica_id(args.api.listen.port())
@@ -105,6 +106,7 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
         stream_replicas: args.connection.stream_replicas,
         listen: args.listen,
         failover_after: args.connection.failover_after,
+        max_message: args.connection.max_message,
     };
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;

@@ -55,7 +55,9 @@ pub fn actions(state: &SagaState, events: &[Occurred]) -> Vec<Action> {
             _ => {}
         }
     }
-    // Commands first, then the timers that watch them.
-    out.extend(timers);
+    // Commands first, then the timers that watch them; a saga that is done waits for nothing.
+    if Status::ACTIVE.contains(&state.status) {
+        out.extend(timers);
+    }
     out
 }

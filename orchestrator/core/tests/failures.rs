@@ -350,3 +350,32 @@ fn only_a_saga_in_flight_can_be_stalled() {
         Rejection::Finished("completed")
     );
 }
+
+#[test]
+fn a_command_too_large_for_the_bus_fails_its_step_instead_of_being_sent() {
+    let mut saga = Saga::given(strict_place_order(), vec![]);
+    let customer_id = "c".repeat(saga_protocol::limits::MAX_COMMAND_PAYLOAD);
+    let actions = saga.when(
+        "start with a customer id as long as a whole command may be",
+        Input::Start {
+            input: json!({"customer_id": customer_id, "amount": 5}),
+            trace_context: None,
+        },
+    );
+    // Nothing is published: the first step cannot be sent, and nothing needs undoing.
+    assert_eq!(
+        actions,
+        vec![Action::Finish {
+            status: Status::Compensated
+        }]
+    );
+    // The story, with the long input written short.
+    for turn in &mut saga.story {
+        for occurred in &mut turn.then {
+            if let saga_core::Event::SagaStarted { input, .. } = &mut occurred.event {
+                *input = json!({"customer_id": "c × 524288", "amount": 5});
+            }
+        }
+    }
+    insta::assert_yaml_snapshot!(saga.story);
+}

@@ -18,6 +18,7 @@
 #[cfg(feature = "jetstream")]
 pub mod auth;
 mod envelope;
+pub mod limits;
 mod message_id;
 pub mod subjects;
 mod time;

@@ -41,6 +41,9 @@ pub struct Options {
     /// A saga still running or compensating this long past its deadline (or past its start,
     /// without one) is flagged overdue (see [`overdue_before`]).
     pub overdue_after: Duration,
+    /// The largest reply this process decodes, in bytes; a larger one is dead-lettered with
+    /// the reason (see [`saga_protocol::limits`]).
+    pub max_message: usize,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             hot_sagas: 1_000,
             replica_id: None,
             overdue_after: Duration::from_secs(300),
+            max_message: saga_protocol::limits::DEFAULT_MAX_MESSAGE,
         }
     }
 }

@@ -118,7 +118,11 @@ pub(super) async fn consume<S: EventStore, T: Transport>(
                     watermark.read(published, pending);
                 }
                 let span = msg.span();
-                match ReplyEnvelope::decode(msg.payload()) {
+                let max = orchestrator.options().max_message;
+                let decoded = saga_protocol::limits::check(msg.payload(), max)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| ReplyEnvelope::decode(msg.payload()).map_err(|e| e.to_string()));
+                match decoded {
                     Ok(reply) => {
                         span.record("saga.id", tracing::field::display(reply.saga_id));
                         span.record("saga.step", reply.step.as_str());
@@ -129,7 +133,7 @@ pub(super) async fn consume<S: EventStore, T: Transport>(
                         }
                     }
                     Err(e) => {
-                        dead_letter(&orchestrator, &msg, &e.to_string())
+                        dead_letter(&orchestrator, &msg, &e)
                             .instrument(span)
                             .await;
                     }

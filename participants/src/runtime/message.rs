@@ -41,11 +41,14 @@ pub(super) struct Context {
     pub metrics: crate::metrics::Metrics,
     /// The consumer's ack wait; a command in hand is marked in progress well within it.
     pub ack_wait: Duration,
+    /// The largest command decoded; a larger one is dead-lettered.
+    pub max_message: usize,
 }
 
 impl Context {
     /// The envelope in `payload`, or why it cannot be handled here.
     fn check(&self, payload: &[u8]) -> Result<CommandEnvelope, String> {
+        saga_protocol::limits::check(payload, self.max_message).map_err(|e| e.to_string())?;
         let envelope = CommandEnvelope::decode(payload).map_err(|e| e.to_string())?;
         if envelope.participant != self.participant {
             return Err(format!(

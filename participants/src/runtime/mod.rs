@@ -195,6 +195,7 @@ async fn serve<P: Participant>(
         commands: P::COMMANDS,
         metrics: crate::metrics::Metrics::new(name),
         ack_wait: failover_after,
+        max_message: options.max_message,
     });
     let service = service::stack(participant.clone(), HANDLER_TIMEOUT);
     info!(participant = name, consumer = %ctx.consumer, concurrency, "participant ready");

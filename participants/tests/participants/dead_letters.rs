@@ -106,3 +106,65 @@ async fn malformed_messages_are_dead_lettered(backend: Backend) {
     assert_eq!(dlq.clone().info().await.expect("info").state.messages, 3);
     p.stop().await;
 }
+
+/// Refused before it is decoded, so before any database work: one backend is enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_over_the_size_limit_is_dead_lettered_unread() {
+    let backend = Backend::Sqlite;
+    let options = saga_participants::Options {
+        max_message: 512,
+        ..saga_participants::Options::default()
+    };
+    let p = Participant::start_with(Kind::Account, backend, options).await;
+    admin::open_account(&p.client, "alice", 100)
+        .await
+        .expect("open");
+    let saga = Uuid::new_v4();
+    let reserve = |step: &str, note: String| {
+        command(
+            saga,
+            step,
+            1,
+            Kind::Account,
+            RESERVE_CREDIT,
+            CommandKind::Forward,
+            json!({ "customer_id": "alice", "amount": 5, "note": note }),
+        )
+    };
+    // A well-formed command, only too large for this participant.
+    let large = reserve("large", "n".repeat(600));
+    assert!(large.encode().len() > 512);
+    p.publish(&large, large.message_id.as_str()).await;
+    let small = reserve("small", String::new());
+    p.publish(&small, small.message_id.as_str()).await;
+    assert_eq!(output(&p.reply(&small).await)["reserved"], 5);
+
+    let dlq =
+        p.js.get_stream(subjects::DLQ_STREAM)
+            .await
+            .expect("dlq stream");
+    let letter = wait_for("the dead letter", DEADLINE, || {
+        let dlq = dlq.clone();
+        async move { dlq.get_raw_message(1).await.ok() }
+    })
+    .await
+    .expect("dead letter");
+    let reason = letter
+        .headers
+        .get(headers::DLQ_REASON)
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        reason,
+        format!(
+            "the message is {} bytes, over this process's limit of 512 bytes \
+             (--max-message / SAGA_MAX_MESSAGE)",
+            large.encode().len()
+        )
+    );
+    assert_eq!(&letter.payload[..], &large.encode()[..]);
+    // It was not handled: no reply to it was published.
+    assert!(p.stored_replies(&large.message_id).is_empty());
+    assert_eq!(dlq.clone().info().await.expect("info").state.messages, 1);
+    p.stop().await;
+}

@@ -736,6 +736,14 @@ fn nats_max_payload(nats_conf: &str) -> Option<usize> {
     digits.parse::<usize>().ok().map(|n| n * unit)
 }
 
+/// The `max_payload` of an overlay's nats.conf, in bytes.
+fn overlay_max_payload(overlay: &str, objects: &[Value]) -> usize {
+    let config = find_generated(objects, "ConfigMap", "nats-config").expect("nats-config");
+    let conf = config["data"]["nats.conf"].as_str().expect("nats.conf");
+    nats_max_payload(conf)
+        .unwrap_or_else(|| panic!("{overlay}: max_payload of nats.conf is not a size"))
+}
+
 /// A saga's input travels on in its commands: the largest body the orchestrator's API takes
 /// is at most half of the largest message NATS lets it publish, so an accepted saga can
 /// always send its commands.
@@ -743,15 +751,37 @@ fn nats_max_payload(nats_conf: &str) -> Option<usize> {
 fn an_input_the_api_takes_fits_in_a_nats_message() {
     for overlay in overlays() {
         let objects = objects(&overlay);
-        let config = find_generated(&objects, "ConfigMap", "nats-config").expect("nats-config");
-        let conf = config["data"]["nats.conf"].as_str().expect("nats.conf");
-        let max_payload = nats_max_payload(conf)
-            .unwrap_or_else(|| panic!("{overlay}: max_payload of nats.conf is not a size"));
+        let max_payload = overlay_max_payload(&overlay, &objects);
         let api_max_body = api_max_body(&overlay, &objects);
         assert!(
             api_max_body * 2 <= max_payload,
             "{overlay}: --api-max-body {api_max_body} is more than half of NATS's max_payload {max_payload}"
         );
+    }
+}
+
+/// A process that refused to decode what NATS let through would dead-letter good messages:
+/// every saga server decodes at least NATS's max_payload (`--max-message`).
+#[test]
+fn every_process_decodes_whatever_nats_carries() {
+    for overlay in overlays() {
+        let objects = objects(&overlay);
+        let max_payload = overlay_max_payload(&overlay, &objects);
+        let mut servers = 0;
+        for container in containers(&objects).iter().filter(|c| runs_saga(c)) {
+            let max_message = match parse(container, &objects).map(|p| p.cli.command) {
+                Ok(Command::Orchestrator(args)) => args.connection.max_message,
+                Ok(Command::Participant(args)) => args.connection.max_message,
+                _ => continue,
+            };
+            servers += 1;
+            assert!(
+                max_message >= max_payload,
+                "{overlay}: {} decodes messages up to {max_message} bytes, NATS carries {max_payload}",
+                container.workload
+            );
+        }
+        assert!(servers >= 3, "{overlay}: {servers} saga servers");
     }
 }
 

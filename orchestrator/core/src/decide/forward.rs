@@ -41,6 +41,14 @@ impl Decision<'_> {
                 Err(e) => return self.unbuildable(name, kind, e),
             },
         };
+        // A command the bus would refuse on every retry is not sent at all.
+        let size = saga_protocol::limits::json_size(&payload);
+        if size > saga_protocol::limits::MAX_COMMAND_PAYLOAD {
+            let max = saga_protocol::limits::MAX_COMMAND_PAYLOAD;
+            let why =
+                format!("its payload is {size} bytes, over the {max} bytes a command may carry");
+            return self.unbuildable(name, kind, why);
+        }
         let event = match kind {
             CommandKind::Forward => Event::StepStarted {
                 step: step_name,
