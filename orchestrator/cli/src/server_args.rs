@@ -167,7 +167,8 @@ pub struct Connection {
     #[arg(long, env = "SAGA_FAILOVER_AFTER", default_value = "5s", value_parser = failover_after)]
     pub failover_after: std::time::Duration,
     /// Largest message (command or reply) this process decodes, in bytes; a larger one is
-    /// dead-lettered with the reason. At most NATS's max_payload.
+    /// dead-lettered with the reason. Keep it at least NATS's max_payload, or messages NATS
+    /// carried are dead-lettered.
     #[arg(long, env = "SAGA_MAX_MESSAGE", default_value_t = saga_protocol::limits::DEFAULT_MAX_MESSAGE)]
     pub max_message: usize,
 }
