@@ -656,7 +656,11 @@ async fn each_role_may_do_what_it_is_for_and_no_more() {
         .iter()
         .find(|e| e["type"] == "SagaAborted")
         .unwrap_or_else(|| panic!("no SagaAborted in {events}"));
-    assert_eq!(aborted["data"]["by"], "oscar", "{aborted}");
+    assert_eq!(
+        aborted["data"]["by"],
+        serde_json::json!({"name": "oscar", "role": "operate"}),
+        "the caller and its role are recorded: {aborted}"
+    );
     assert_eq!(aborted["data"]["reason"], "stop it");
 }
 

@@ -185,7 +185,7 @@ async fn a_saga_whose_version_is_neither_loaded_nor_stored_is_refused() {
     };
     let event = NewEvent {
         event_type: started.type_name().into(),
-        schema_version: saga_core::EVENT_SCHEMA_VERSION,
+        schema_version: started.schema_version(),
         payload: started.to_payload(),
         occurred_at: Timestamp(1),
     };

@@ -6,11 +6,14 @@
 
 #[path = "store_contract/definitions.rs"]
 mod definitions;
+#[path = "store_contract/old_logs.rs"]
+mod old_logs;
 
 use definitions::{
     a_definition_is_stored_once_and_read_back, a_version_is_retired_only_without_sagas_in_flight,
     definitions_count_their_sagas_in_flight,
 };
+use old_logs::a_version_1_log_is_replayed_and_shown_in_the_newest_shape;
 use saga_orchestrator::store::{
     Created, Cursor, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaQuery, SagaRecord,
     SqlStore, Summary,
@@ -877,4 +880,5 @@ contract!(
     a_definition_is_stored_once_and_read_back,
     definitions_count_their_sagas_in_flight,
     a_version_is_retired_only_without_sagas_in_flight,
+    a_version_1_log_is_replayed_and_shown_in_the_newest_shape,
 );

@@ -45,6 +45,7 @@ pub mod participant;
 pub mod runtime;
 pub mod service;
 pub mod store;
+pub mod stored;
 
 pub use builtin::{run, run_with_ready};
 pub use options::{Kind, Options};

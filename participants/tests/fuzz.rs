@@ -9,6 +9,13 @@
 use proptest::prelude::*;
 use saga_participants::account::events::{self as account, AccountEvent};
 use saga_participants::order::events::{self as order, OrderEvent};
+use saga_protocol::Timestamp;
+use saga_protocol::upcast::Stored;
+
+/// What the row says besides the payload: when it was booked.
+const BOOKED: Stored = Stored {
+    recorded_at: Timestamp(1_700_000_000_000),
+};
 
 /// Random byte replacements, insertions and a cut, applied to `text` (kept only if still
 /// UTF-8, as stored payloads are text).
@@ -37,8 +44,13 @@ fn account_event() -> impl Strategy<Value = AccountEvent> {
                 operation_id,
             }
         }),
-        (any::<i64>(), ".{0,8}")
-            .prop_map(|(amount, effect_key)| AccountEvent::CreditReserved { amount, effect_key }),
+        (any::<i64>(), ".{0,8}", any::<i64>()).prop_map(|(amount, effect_key, at)| {
+            AccountEvent::CreditReserved {
+                amount,
+                effect_key,
+                requested_at: Timestamp(at),
+            }
+        }),
     ]
 }
 
@@ -65,19 +77,19 @@ fn edits() -> impl Strategy<Value = Vec<(usize, u8, bool)>> {
 proptest! {
     #[test]
     fn random_text_never_panics_a_decoder(text in "(?s).{0,200}") {
-        let _ = account::decode(&text);
-        let _ = order::decode(&text);
+        let _ = account::decode(&text, &BOOKED);
+        let _ = order::decode(&text, &BOOKED);
     }
 
     #[test]
     fn an_edited_account_event_decodes_to_what_it_encodes(
         event in account_event(), edits in edits(), cut in prop::option::of(any::<usize>()),
     ) {
-        prop_assert_eq!(account::decode(&account::encode(&event)).unwrap(), event.clone());
+        prop_assert_eq!(account::decode(&account::encode(&event), &BOOKED).unwrap(), event.clone());
         if let Some(text) = edited(account::encode(&event), &edits, cut)
-            && let Ok(decoded) = account::decode(&text)
+            && let Ok(decoded) = account::decode(&text, &BOOKED)
         {
-            prop_assert_eq!(account::decode(&account::encode(&decoded)).unwrap(), decoded);
+            prop_assert_eq!(account::decode(&account::encode(&decoded), &BOOKED).unwrap(), decoded);
         }
     }
 
@@ -85,11 +97,11 @@ proptest! {
     fn an_edited_order_event_decodes_to_what_it_encodes(
         event in order_event(), edits in edits(), cut in prop::option::of(any::<usize>()),
     ) {
-        prop_assert_eq!(order::decode(&order::encode(&event)).unwrap(), event.clone());
+        prop_assert_eq!(order::decode(&order::encode(&event), &BOOKED).unwrap(), event.clone());
         if let Some(text) = edited(order::encode(&event), &edits, cut)
-            && let Ok(decoded) = order::decode(&text)
+            && let Ok(decoded) = order::decode(&text, &BOOKED)
         {
-            prop_assert_eq!(order::decode(&order::encode(&decoded)).unwrap(), decoded);
+            prop_assert_eq!(order::decode(&order::encode(&decoded), &BOOKED).unwrap(), decoded);
         }
     }
 }

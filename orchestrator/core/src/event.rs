@@ -1,13 +1,107 @@
 //! Saga events: the only source of truth. Immutable, past tense, explicitly tagged.
 //!
-//! The tag (`type`) and the fields are stored forever: renaming one needs a new
-//! [`EVENT_SCHEMA_VERSION`] and an upcaster in [`Event::decode`], never an UPDATE.
+//! The tag (`type`) and the fields are stored forever: a change of shape is a new schema
+//! version of that type and an upcaster in [`SCHEMA`], never an UPDATE of stored rows.
+//! [`Event::decode`] reads every version this build knows; writing uses the newest
+//! ([`Event::schema_version`]).
+//!
+//! | type | version | change |
+//! |---|---|---|
+//! | `OperatorRetried`, `StepSkipped`, `SagaAborted` | 2 | `by` is the operator `{name, role}` (was the name alone) |
 
+use saga_protocol::upcast::{Schema, Stored, Upcaster};
 use saga_protocol::{CommandKind, MessageId, Outcome, Timestamp};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-/// Schema version written with every event by this build.
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
+/// The saga log's schema: each event type's newest version and the upcasters up to it.
+pub static SCHEMA: Schema = Schema {
+    log: "saga",
+    newest: &[
+        ("OperatorRetried", 2),
+        ("StepSkipped", 2),
+        ("SagaAborted", 2),
+    ],
+    upcasters: &[
+        Upcaster {
+            event_type: "OperatorRetried",
+            from: 1,
+            change: OPERATOR_V2,
+            apply: operator_v2,
+        },
+        Upcaster {
+            event_type: "StepSkipped",
+            from: 1,
+            change: OPERATOR_V2,
+            apply: operator_v2,
+        },
+        Upcaster {
+            event_type: "SagaAborted",
+            from: 1,
+            change: OPERATOR_V2,
+            apply: operator_v2,
+        },
+    ],
+};
+
+const OPERATOR_V2: &str = "`by` is the operator {name, role}";
+
+/// Version 1 recorded the operator's name alone, before the API knew callers' roles: it is
+/// read as an operator of no known role.
+fn operator_v2(mut payload: Map<String, Value>, _: &Stored) -> Result<Map<String, Value>, String> {
+    match payload.remove("by") {
+        Some(Value::String(name)) => {
+            payload.insert("by".into(), serde_json::json!({ "name": name }));
+            Ok(payload)
+        }
+        Some(other) => Err(format!("`by` should be a name, not {other}")),
+        None => Err("`by` is missing".into()),
+    }
+}
+
+/// Who acted on a saga by hand: the authenticated caller with its role, or the name an
+/// operator gave when the API authenticates no one (then no role).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+impl Operator {
+    /// An operator with a role (`read`, `operate`, `admin`).
+    pub fn with_role(name: impl Into<String>, role: impl Into<String>) -> Self {
+        Operator {
+            name: name.into(),
+            role: Some(role.into()),
+        }
+    }
+}
+
+impl From<&str> for Operator {
+    fn from(name: &str) -> Self {
+        Operator {
+            name: name.into(),
+            role: None,
+        }
+    }
+}
+
+impl From<String> for Operator {
+    fn from(name: String) -> Self {
+        Operator { name, role: None }
+    }
+}
+
+impl std::fmt::Display for Operator {
+    /// `oscar`, or `oscar (operate)` with a role.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.role {
+            Some(role) => write!(f, "{} ({role})", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
 
 /// Something that happened to a saga.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,16 +197,16 @@ pub enum Event {
         outcome: Outcome,
     },
     /// An operator asked to try the stuck command again.
-    OperatorRetried { by: String, reason: String },
+    OperatorRetried { by: Operator, reason: String },
     /// An operator resolved a step's command by hand; the saga goes on without it.
     StepSkipped {
         step: String,
         kind: CommandKind,
-        by: String,
+        by: Operator,
         reason: String,
     },
     /// An operator stopped the saga; nothing more happens to it.
-    SagaAborted { by: String, reason: String },
+    SagaAborted { by: Operator, reason: String },
     /// Every step succeeded.
     SagaCompleted,
     /// Every completed step was compensated.
@@ -161,19 +255,20 @@ impl Event {
         value
     }
 
-    /// Reads a stored event of `type_name` written with `schema_version`.
+    /// The schema version this build writes the event with: the newest of its type.
+    pub fn schema_version(&self) -> u32 {
+        SCHEMA.version_of(self.type_name())
+    }
+
+    /// Reads a stored event of `type_name` written with `schema_version`, through the
+    /// upcasters of every later version ([`upcast`]).
     pub fn decode(
         type_name: &str,
         schema_version: u32,
         payload: &serde_json::Value,
+        stored: &Stored,
     ) -> Result<Self, DecodeError> {
-        if schema_version != EVENT_SCHEMA_VERSION {
-            return Err(DecodeError::UnknownVersion {
-                type_name: type_name.to_string(),
-                schema_version,
-            });
-        }
-        let mut tagged = payload.clone();
+        let mut tagged = upcast(type_name, schema_version, payload.clone(), stored)?;
         match tagged.as_object_mut() {
             Some(obj) => {
                 obj.insert("type".into(), type_name.into());
@@ -185,6 +280,19 @@ impl Event {
             reason: e.to_string(),
         })
     }
+}
+
+/// A stored payload of `type_name` at `schema_version`, in the shape of the newest version
+/// (how history is shown).
+pub fn upcast(
+    type_name: &str,
+    schema_version: u32,
+    payload: serde_json::Value,
+    stored: &Stored,
+) -> Result<serde_json::Value, DecodeError> {
+    SCHEMA
+        .upcast(type_name, schema_version, payload, stored)
+        .map_err(DecodeError::Upcast)
 }
 
 /// An event with the time it happened: the participant's clock for replies, the
@@ -199,11 +307,8 @@ pub struct Occurred {
 /// A stored event this build cannot read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("event {type_name} has schema version {schema_version}, which this build cannot read")]
-    UnknownVersion {
-        type_name: String,
-        schema_version: u32,
-    },
+    #[error(transparent)]
+    Upcast(#[from] saga_protocol::upcast::UpcastError),
     #[error("event {type_name} is not valid: {reason}")]
     Invalid { type_name: String, reason: String },
 }

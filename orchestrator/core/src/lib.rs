@@ -37,6 +37,6 @@ mod state;
 pub use action::{Action, actions};
 pub use decide::{Input, OperatorAction, OperatorCommand, Rejection, decide, stall};
 pub use definition::{Catalogue, Definition, DefinitionError, Errors, Step, StepKind};
-pub use event::{DecodeError, EVENT_SCHEMA_VERSION, Event, Occurred};
+pub use event::{DecodeError, Event, Occurred, Operator, SCHEMA as EVENT_SCHEMA, upcast};
 pub use evolve::evolve;
 pub use state::{SagaState, Status, StepState, StepStatus};

@@ -175,8 +175,12 @@ proptest! {
         version in prop_oneof![Just(1u32), any::<u32>()],
         payload in json(),
     ) {
-        if let Ok(event) = Event::decode(type_name, version, &payload) {
-            let again = Event::decode(event.type_name(), version, &event.to_payload()).unwrap();
+        let stored = saga_protocol::upcast::Stored { recorded_at: saga_protocol::Timestamp(0) };
+        if let Ok(event) = Event::decode(type_name, version, &payload, &stored) {
+            // Written again, it is written at its newest version.
+            let again =
+                Event::decode(event.type_name(), event.schema_version(), &event.to_payload(), &stored)
+                    .unwrap();
             prop_assert_eq!(again, event);
         }
     }

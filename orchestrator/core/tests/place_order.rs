@@ -7,7 +7,13 @@ mod common;
 use common::{Saga, command, ok, place_order, rejected};
 use saga_core::{Action, Event, Input, SagaState, Status, decide};
 use saga_protocol::Timestamp;
+use saga_protocol::upcast::Stored;
 use serde_json::json;
+
+/// What the store knows of a row, for decoding in tests.
+const STORED: Stored = Stored {
+    recorded_at: Timestamp(0),
+};
 
 #[test]
 fn all_steps_succeed() {
@@ -133,11 +139,12 @@ fn stored_events_read_back_as_written() {
     saga.reply(&a[0], rejected("no"));
     for occurred in &saga.history {
         let e = &occurred.event;
-        let back = Event::decode(e.type_name(), 1, &e.to_payload()).unwrap();
+        let back =
+            Event::decode(e.type_name(), e.schema_version(), &e.to_payload(), &STORED).unwrap();
         assert_eq!(&back, e);
     }
-    let err = Event::decode("SagaStarted", 9, &json!({})).unwrap_err();
-    insta::assert_snapshot!(err.to_string(), @"event SagaStarted has schema version 9, which this build cannot read");
+    let err = Event::decode("SagaStarted", 9, &json!({}), &STORED).unwrap_err();
+    insta::assert_snapshot!(err.to_string(), @"saga event SagaStarted has schema version 9, newer than this build reads (up to 1): it was written by a newer build");
 }
 
 #[test]
@@ -158,7 +165,7 @@ fn the_trace_context_given_at_start_is_recorded_and_survives_replay() {
         .iter()
         .map(|o| saga_core::Occurred {
             at: o.at,
-            event: Event::decode(o.event.type_name(), 1, &o.event.to_payload()).unwrap(),
+            event: Event::decode(o.event.type_name(), 1, &o.event.to_payload(), &STORED).unwrap(),
         })
         .collect();
     let replayed = SagaState::replay(uuid::Uuid::nil(), &stored);
@@ -199,7 +206,7 @@ fn saga_started_records_the_definition_hash_and_old_logs_without_it_still_read()
     assert_eq!(definition_hash.as_deref(), Some(def.hash.as_str()));
     // A SagaStarted stored before definitions were hashed has no such field.
     let old = json!({"name": "place_order", "definition_version": 1, "input": {}});
-    let decoded = Event::decode("SagaStarted", 1, &old).unwrap();
+    let decoded = Event::decode("SagaStarted", 1, &old, &STORED).unwrap();
     let state = SagaState::replay(
         uuid::Uuid::nil(),
         &[saga_core::Occurred {

@@ -22,6 +22,7 @@ pub mod limits;
 mod message_id;
 pub mod subjects;
 mod time;
+pub mod upcast;
 
 pub use envelope::{
     CommandEnvelope, CommandKind, DecodeError, Outcome, ReplyEnvelope, SCHEMA_VERSION,

@@ -120,6 +120,12 @@ impl From<runtime::Error> for Error {
     fn from(e: runtime::Error) -> Self {
         match e {
             runtime::Error::Declined(declined) => declined.into(),
+            // The reason names the saga and what of its log cannot be read (an event of a
+            // newer build, say), never SQL or NATS text.
+            e @ runtime::Error::Corrupt { .. } => {
+                tracing::error!(error = %e, "a saga's log cannot be read");
+                Error::Status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "transient failure behind an API call");
                 Error::Unavailable

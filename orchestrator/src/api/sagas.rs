@@ -179,8 +179,16 @@ pub(super) async fn history<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<EventView>>, Error> {
-    let loaded = o.load(parse_id(&id)?).await?;
-    Ok(Json(loaded.events.into_iter().map(Into::into).collect()))
+    let saga_id = parse_id(&id)?;
+    // The log as stored, each event read through the upcasters on its own: an event this
+    // build cannot read (a newer build's) is shown as stored, so the history stays viewable.
+    let (_, events) = o
+        .store()
+        .load(saga_id)
+        .await
+        .map_err(crate::runtime::Error::from)?
+        .ok_or(crate::runtime::Declined::NotFound(saga_id))?;
+    Ok(Json(events.into_iter().map(Into::into).collect()))
 }
 
 /// Body of an operator action: why, and who does it (both recorded in the saga's history).
@@ -223,10 +231,12 @@ pub(super) async fn operate<S: EventStore, T: Transport>(
     })?;
     // The authenticated caller is who acts; only an API without tokens takes the body's word.
     let by = match caller {
-        Some(Extension(caller)) => caller.name,
-        None => body.by.unwrap_or_default(),
+        Some(Extension(caller)) => {
+            saga_core::Operator::with_role(caller.name, caller.role.to_string())
+        }
+        None => saga_core::Operator::from(body.by.unwrap_or_default()),
     };
-    if by.trim().is_empty() || body.reason.trim().is_empty() {
+    if by.name.trim().is_empty() || body.reason.trim().is_empty() {
         return Err(Error::BadRequest(
             "`by` and `reason` must not be empty: they are recorded in the saga's history".into(),
         ));

@@ -147,6 +147,8 @@ pub struct EventView {
     pub global_position: i64,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The version of its type it was written with; `data` is shown in the newest version's
+    /// shape (read through the upcasters), as the saga's state reads it.
     pub schema_version: u32,
     /// When it happened (the participant's clock for replies).
     pub occurred_at: String,
@@ -158,6 +160,10 @@ pub struct EventView {
 
 impl From<StoredEvent> for EventView {
     fn from(e: StoredEvent) -> Self {
+        let stored = e.stored();
+        // An event no upcaster reads is shown as it is stored: history stays viewable.
+        let data = saga_core::upcast(&e.event_type, e.schema_version, e.payload.clone(), &stored)
+            .unwrap_or(e.payload);
         EventView {
             sequence: e.sequence,
             global_position: e.global_position,
@@ -165,7 +171,7 @@ impl From<StoredEvent> for EventView {
             schema_version: e.schema_version,
             occurred_at: ts(e.occurred_at),
             recorded_at: ts(e.recorded_at),
-            data: e.payload,
+            data,
         }
     }
 }

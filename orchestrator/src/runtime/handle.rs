@@ -5,9 +5,7 @@
 use super::{Declined, Error, Handled, Loaded, Orchestrator, Refusal, Result, hot, observe};
 use crate::store::{EventStore, NewEvent, StoredEvent, Summary};
 use crate::transport::Transport;
-use saga_core::{
-    Action, EVENT_SCHEMA_VERSION, Event, Input, Occurred, OperatorAction, SagaState, Status,
-};
+use saga_core::{Action, Event, Input, Occurred, OperatorAction, SagaState, Status};
 use saga_protocol::{ReplyEnvelope, Timestamp};
 use saga_telemetry::saga::SagaTrace;
 use uuid::Uuid;
@@ -208,7 +206,7 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
 pub(super) fn to_new_event(occurred: &Occurred) -> NewEvent {
     NewEvent {
         event_type: occurred.event.type_name().to_string(),
-        schema_version: EVENT_SCHEMA_VERSION,
+        schema_version: occurred.event.schema_version(),
         payload: occurred.event.to_payload(),
         occurred_at: occurred.at,
     }
@@ -219,7 +217,7 @@ pub fn decode_all(saga_id: Uuid, events: &[StoredEvent]) -> Result<Vec<Occurred>
     events
         .iter()
         .map(|e| {
-            Event::decode(&e.event_type, e.schema_version, &e.payload)
+            Event::decode(&e.event_type, e.schema_version, &e.payload, &e.stored())
                 .map(|event| Occurred {
                     at: e.occurred_at,
                     event,

@@ -106,6 +106,15 @@ pub struct StoredEvent {
     pub recorded_at: Timestamp,
 }
 
+impl StoredEvent {
+    /// What the store knows of the row besides its payload, for the upcasters.
+    pub fn stored(&self) -> saga_protocol::upcast::Stored {
+        saga_protocol::upcast::Stored {
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
 /// Read model row, updated in the same transaction as each append.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SagaRecord {

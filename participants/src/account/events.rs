@@ -1,20 +1,59 @@
 //! The account's events: the append-only log (`account_events`) its balances are a fold of.
 //!
-//! The `type` tags are stored forever; a change of meaning needs a new schema version and an
-//! upcaster in [`decode`], never an UPDATE of old rows.
+//! The `type` tags are stored forever; a change of shape is a new schema version of that
+//! type and an upcaster in [`SCHEMA`], never an UPDATE of old rows. [`decode`] reads every
+//! version this build knows; [`encode`] writes the newest.
+//!
+//! | type | version | change |
+//! |---|---|---|
+//! | `CreditReserved`, `CreditReleased` | 2 | `requested_at`: when the command was sent (version 1 rows read it as their booking time) |
 //!
 //! ```
 //! use saga_participants::account::events::{AccountEvent, Balances, decode, encode};
+//! use saga_protocol::{upcast::Stored, Timestamp};
 //!
 //! let event = AccountEvent::FundsDeposited { amount: 10, operation_id: "op-1".into() };
-//! assert_eq!(decode(&encode(&event)).unwrap(), event);
+//! let booked = Stored { recorded_at: Timestamp(5) };
+//! assert_eq!(decode(&encode(&event), &booked).unwrap(), event);
 //! assert_eq!(Balances::default().apply(&event).available, 10);
 //! ```
 
+use saga_protocol::Timestamp;
+use saga_protocol::upcast::{Schema, Stored, Upcaster};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-/// Schema version written into every stored event.
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
+/// The account log's schema: each event type's newest version and the upcasters up to it.
+pub static SCHEMA: Schema = Schema {
+    log: "account",
+    newest: &[("CreditReserved", 2), ("CreditReleased", 2)],
+    upcasters: &[
+        Upcaster {
+            event_type: "CreditReserved",
+            from: 1,
+            change: REQUESTED_AT,
+            apply: requested_at_v2,
+        },
+        Upcaster {
+            event_type: "CreditReleased",
+            from: 1,
+            change: REQUESTED_AT,
+            apply: requested_at_v2,
+        },
+    ],
+};
+
+const REQUESTED_AT: &str = "`requested_at` is when the command was sent";
+
+/// Version 1 did not record when the command was sent: the best bound known is the time the
+/// entry was booked, which is what it is read as.
+fn requested_at_v2(
+    mut payload: Map<String, Value>,
+    stored: &Stored,
+) -> Result<Map<String, Value>, String> {
+    payload.insert("requested_at".into(), Value::from(stored.recorded_at.0));
+    Ok(payload)
+}
 
 /// Something that happened to an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,10 +64,19 @@ pub enum AccountEvent {
     /// `operation_id` is the admin deposit's idempotency key (`open` for the initial deposit).
     #[serde(rename = "FundsDeposited")]
     FundsDeposited { amount: i64, operation_id: String },
+    /// `requested_at`: when the orchestrator sent the command (its clock).
     #[serde(rename = "CreditReserved")]
-    CreditReserved { amount: i64, effect_key: String },
+    CreditReserved {
+        amount: i64,
+        effect_key: String,
+        requested_at: Timestamp,
+    },
     #[serde(rename = "CreditReleased")]
-    CreditReleased { amount: i64, effect_key: String },
+    CreditReleased {
+        amount: i64,
+        effect_key: String,
+        requested_at: Timestamp,
+    },
 }
 
 impl AccountEvent {
@@ -43,33 +91,16 @@ impl AccountEvent {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    schema_version: u32,
-    #[serde(flatten)]
-    event: AccountEvent,
-}
-
-/// The stored payload of `event`: `{"schema_version": 1, "type": …, …}`.
+/// The stored payload of `event`: `{"schema_version": N, "type": …, …}`, at the newest
+/// version of its type.
 pub fn encode(event: &AccountEvent) -> String {
-    let stored = Stored {
-        schema_version: EVENT_SCHEMA_VERSION,
-        event: event.clone(),
-    };
-    // Plain data with string keys: serialising cannot fail.
-    serde_json::to_string(&stored).unwrap_or_default()
+    crate::stored::encode(&SCHEMA, event.event_type(), event)
 }
 
-/// Reads a stored payload back (the place for upcasters of older schema versions).
-pub fn decode(payload: &str) -> Result<AccountEvent, String> {
-    let stored: Stored = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-    if stored.schema_version == 0 || stored.schema_version > EVENT_SCHEMA_VERSION {
-        return Err(format!(
-            "unsupported account event schema version {}",
-            stored.schema_version
-        ));
-    }
-    Ok(stored.event)
+/// Reads a stored payload back, through the upcasters of every later version; `stored` is
+/// what the row says besides (when it was booked).
+pub fn decode(payload: &str, stored: &Stored) -> Result<AccountEvent, String> {
+    crate::stored::decode(&SCHEMA, payload, stored)
 }
 
 /// The balances of an account: the projection kept in `accounts`.
@@ -120,13 +151,41 @@ mod tests {
         let event = AccountEvent::CreditReserved {
             amount: 5,
             effect_key: "s.reserve".into(),
+            requested_at: Timestamp(3),
+        };
+        let booked = Stored {
+            recorded_at: Timestamp(4),
         };
         let json: serde_json::Value = serde_json::from_str(&encode(&event)).unwrap_or_default();
         assert_eq!(json["type"], "CreditReserved");
-        assert_eq!(json["schema_version"], 1);
-        assert_eq!(decode(&encode(&event)), Ok(event));
-        assert!(
-            decode(r#"{"schema_version": 9, "type": "AccountOpened", "account_id": "a"}"#).is_err()
+        assert_eq!(json["schema_version"], 2);
+        assert_eq!(decode(&encode(&event), &booked), Ok(event));
+        let newer = r#"{"schema_version": 9, "type": "AccountOpened", "account_id": "a"}"#;
+        assert_eq!(
+            decode(newer, &booked),
+            Err(
+                "account event AccountOpened has schema version 9, newer than this build \
+                 reads (up to 1): it was written by a newer build"
+                    .into()
+            )
+        );
+        assert!(SCHEMA.problems().is_empty(), "{:?}", SCHEMA.problems());
+    }
+
+    #[test]
+    fn a_version_1_reservation_reads_as_requested_when_it_was_booked() {
+        let v1 =
+            r#"{"schema_version": 1, "type": "CreditReleased", "amount": 7, "effect_key": "k"}"#;
+        let booked = Stored {
+            recorded_at: Timestamp(1_700_000_000_000),
+        };
+        assert_eq!(
+            decode(v1, &booked),
+            Ok(AccountEvent::CreditReleased {
+                amount: 7,
+                effect_key: "k".into(),
+                requested_at: Timestamp(1_700_000_000_000),
+            })
         );
     }
 
@@ -143,10 +202,12 @@ mod tests {
             AccountEvent::CreditReserved {
                 amount: 30,
                 effect_key: "k".into(),
+                requested_at: Timestamp(1),
             },
             AccountEvent::CreditReleased {
                 amount: 10,
                 effect_key: "k".into(),
+                requested_at: Timestamp(2),
             },
         ];
         let b = Balances::fold(&events);

@@ -128,15 +128,19 @@ pub async fn events(
     conn: &mut AnyConnection,
     account_id: &str,
 ) -> Result<Vec<AccountEvent>, Error> {
-    let payloads: Vec<String> = sqlx::query_scalar(
-        "SELECT payload FROM account_events WHERE account_id = $1 ORDER BY sequence",
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload, occurred_at FROM account_events WHERE account_id = $1 ORDER BY sequence",
     )
     .bind(account_id)
     .fetch_all(conn)
     .await?;
-    payloads
-        .iter()
-        .map(|p| events::decode(p).map_err(Error::Corrupt))
+    rows.iter()
+        .map(|(payload, booked)| {
+            let stored = saga_protocol::upcast::Stored {
+                recorded_at: Timestamp(*booked),
+            };
+            events::decode(payload, &stored).map_err(Error::Corrupt)
+        })
         .collect()
 }
 

@@ -145,6 +145,7 @@ async fn reserve(
     let event = AccountEvent::CreditReserved {
         amount: args.amount,
         effect_key: key.to_string(),
+        requested_at: command.sent_at,
     };
     ledger::append(tx, &account, &[event], now).await?;
     Ok(reserved_output(&reservation))
@@ -197,6 +198,7 @@ async fn release(
             let event = AccountEvent::CreditReleased {
                 amount: existing.amount,
                 effect_key: key.to_string(),
+                requested_at: command.sent_at,
             };
             ledger::append(tx, &account, &[event], now).await?;
             Ok(released(&existing))

@@ -209,14 +209,18 @@ pub async fn append(
 
 /// The events of `order_id`, oldest first.
 pub async fn events(conn: &mut AnyConnection, order_id: &str) -> Result<Vec<OrderEvent>, Error> {
-    let payloads: Vec<String> = sqlx::query_scalar(
-        "SELECT payload FROM order_events WHERE order_id = $1 ORDER BY sequence",
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload, occurred_at FROM order_events WHERE order_id = $1 ORDER BY sequence",
     )
     .bind(order_id)
     .fetch_all(conn)
     .await?;
-    payloads
-        .iter()
-        .map(|p| events::decode(p).map_err(Error::Corrupt))
+    rows.iter()
+        .map(|(payload, booked)| {
+            let stored = saga_protocol::upcast::Stored {
+                recorded_at: Timestamp(*booked),
+            };
+            events::decode(payload, &stored).map_err(Error::Corrupt)
+        })
         .collect()
 }

@@ -1,19 +1,26 @@
 //! The order's events: the append-only log (`order_events`) of every order's lifecycle.
 //!
-//! The `type` tags are stored forever; a change of meaning needs a new schema version and an
-//! upcaster in [`decode`].
+//! The `type` tags are stored forever; a change of shape is a new schema version of that
+//! type and an upcaster in [`SCHEMA`] (every type is at version 1 so far).
 //!
 //! ```
 //! use saga_participants::order::events::{OrderEvent, decode, encode};
+//! use saga_protocol::{upcast::Stored, Timestamp};
 //!
 //! let event = OrderEvent::OrderApproved { order_id: "o-1".into() };
-//! assert_eq!(decode(&encode(&event)).unwrap(), event);
+//! let booked = Stored { recorded_at: Timestamp(5) };
+//! assert_eq!(decode(&encode(&event), &booked).unwrap(), event);
 //! ```
 
+use saga_protocol::upcast::{Schema, Stored};
 use serde::{Deserialize, Serialize};
 
-/// Schema version written into every stored event.
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
+/// The order log's schema: every type at version 1, no upcaster yet.
+pub static SCHEMA: Schema = Schema {
+    log: "order",
+    newest: &[],
+    upcasters: &[],
+};
 
 /// Something that happened to an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,31 +68,13 @@ impl OrderEvent {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    schema_version: u32,
-    #[serde(flatten)]
-    event: OrderEvent,
-}
-
-/// The stored payload of `event`: `{"schema_version": 1, "type": …, …}`.
+/// The stored payload of `event`: `{"schema_version": N, "type": …, …}`, at the newest
+/// version of its type.
 pub fn encode(event: &OrderEvent) -> String {
-    let stored = Stored {
-        schema_version: EVENT_SCHEMA_VERSION,
-        event: event.clone(),
-    };
-    // Plain data with string keys: serialising cannot fail.
-    serde_json::to_string(&stored).unwrap_or_default()
+    crate::stored::encode(&SCHEMA, event.event_type(), event)
 }
 
-/// Reads a stored payload back (the place for upcasters of older schema versions).
-pub fn decode(payload: &str) -> Result<OrderEvent, String> {
-    let stored: Stored = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-    if stored.schema_version == 0 || stored.schema_version > EVENT_SCHEMA_VERSION {
-        return Err(format!(
-            "unsupported order event schema version {}",
-            stored.schema_version
-        ));
-    }
-    Ok(stored.event)
+/// Reads a stored payload back, through the upcasters of every later version.
+pub fn decode(payload: &str, stored: &Stored) -> Result<OrderEvent, String> {
+    crate::stored::decode(&SCHEMA, payload, stored)
 }

@@ -8,4 +8,5 @@ mod account;
 mod admin;
 mod dead_letters;
 mod inbox;
+mod old_events;
 mod order;

@@ -9,7 +9,7 @@
 
 use crate::Error;
 use futures::TryStreamExt;
-use saga_core::{Action, EVENT_SCHEMA_VERSION, Input, Occurred, SagaState};
+use saga_core::{Action, EVENT_SCHEMA, Input, Occurred, SagaState};
 use saga_orchestrator::runtime::Registry;
 use saga_orchestrator::store::{Created, EventLog, NewEvent, NewSaga, SqlStore, input_tags};
 use saga_protocol::{Outcome, ReplyEnvelope, Timestamp};
@@ -87,7 +87,7 @@ pub async fn run(url: &str, sagas_dir: &Path, count: u64) -> Result<(), Error> {
             .map(|(event_type, payload)| {
                 Ok(NewEvent {
                     event_type: (*event_type).to_string(),
-                    schema_version: EVENT_SCHEMA_VERSION,
+                    schema_version: EVENT_SCHEMA.version_of(event_type),
                     payload: serde_json::from_str(&payload.replace(&template_text, &id))?,
                     occurred_at: at,
                 })

@@ -146,7 +146,11 @@ async fn callers_have_roles_their_names_are_recorded_and_tokens_rotate() {
         .iter()
         .find(|e| e["type"] == "SagaAborted")
         .unwrap_or_else(|| panic!("no SagaAborted: {events}"));
-    assert_eq!(event["data"]["by"], "oscar", "{event}");
+    assert_eq!(
+        event["data"]["by"],
+        serde_json::json!({"name": "oscar", "role": "operate"}),
+        "{event}"
+    );
     assert!(
         system.log(Service::Orchestrator).contains("caller=oscar"),
         "the API call is logged with its caller:\n{}",

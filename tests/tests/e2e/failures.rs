@@ -171,7 +171,7 @@ async fn compensation_that_keeps_failing_gets_stuck_and_operators_retry_skip_abo
         .unwrap();
     assert_eq!(
         (
-            skipped["data"]["by"].as_str(),
+            skipped["data"]["by"]["name"].as_str(),
             skipped["data"]["step"].as_str()
         ),
         (Some("e2e"), Some("create_order"))

@@ -33,7 +33,7 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperatorAction {
     pub command: OperatorCommand,
-    pub by: String,
+    pub by: crate::Operator,
     pub reason: String,
 }
 
