@@ -52,6 +52,33 @@ fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
+/// Plays every participant: answers each command of saga `id` with success until it ends.
+async fn complete(o: &Orchestrator<MemoryStore>, id: uuid::Uuid) {
+    play(o, id, 10).await;
+    assert_eq!(o.load(id).await.unwrap().state.status.as_str(), "completed");
+}
+
+/// Plays every participant for up to `rounds` rounds: each round answers every command of
+/// saga `id` in flight with success.
+async fn play(o: &Orchestrator<MemoryStore>, id: uuid::Uuid, rounds: usize) {
+    for _ in 0..rounds {
+        let loaded = o.load(id).await.unwrap();
+        let commands: Vec<_> = loaded.state.in_flight().cloned().collect();
+        if commands.is_empty() {
+            break;
+        }
+        for command in &commands {
+            let output = json!({"reserved": 500, "order_id": "o-1"});
+            let reply = saga_protocol::ReplyEnvelope::answering(
+                command,
+                saga_protocol::Outcome::Succeeded { output },
+                saga_protocol::Timestamp::now(),
+            );
+            o.handle_reply(&reply).await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn start_then_read_status_and_history() {
     let nats = NatsServer::start().unwrap();
@@ -600,7 +627,7 @@ async fn each_role_may_do_what_it_is_for_and_no_more() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{started}");
     let id = started["saga_id"].as_str().unwrap().to_string();
-    let abort = format!("/v1/sagas/{id}/abort");
+    let cancel = format!("/v1/sagas/{id}/cancel");
     let status_path = format!("/v1/sagas/{id}");
     let validate = "[saga]\nname = \"x\"\n";
     // (method, path, body) and the lowest role that may call it.
@@ -645,23 +672,67 @@ async fn each_role_may_do_what_it_is_for_and_no_more() {
 
     // A reader may not act on a saga; an operator may, and is recorded as itself.
     let body = r#"{"by":"mallory","reason":"stop it"}"#;
-    let (status, _) = send(as_("rita", "POST", &abort, body)).await;
+    let (status, _) = send(as_("rita", "POST", &cancel, body)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, saga) = send(as_("oscar", "POST", &abort, body)).await;
+    let (status, saga) = send(as_("oscar", "POST", &cancel, body)).await;
     assert_eq!(status, StatusCode::OK, "{saga}");
     let (_, events) = send(as_("rita", "GET", &format!("/v1/sagas/{id}/events"), "")).await;
-    let aborted = events
+    let cancelled = events
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["type"] == "SagaAborted")
-        .unwrap_or_else(|| panic!("no SagaAborted in {events}"));
+        .find(|e| e["type"] == "SagaCancelled")
+        .unwrap_or_else(|| panic!("no SagaCancelled in {events}"));
     assert_eq!(
-        aborted["data"]["by"],
+        cancelled["data"]["by"],
         serde_json::json!({"name": "oscar", "role": "operate"}),
-        "the caller and its role are recorded: {aborted}"
+        "the caller and its role are recorded: {cancelled}"
     );
-    assert_eq!(aborted["data"]["reason"], "stop it");
+    assert_eq!(cancelled["data"]["reason"], "stop it");
+}
+
+#[tokio::test]
+async fn cancel_undoes_a_running_saga_and_is_refused_after_its_pivot_and_abort_only_stops_a_stuck_one()
+ {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let start = || {
+        post(
+            "/v1/sagas/place_order",
+            r#"{"customer_id":"c-1","amount":500}"#,
+            None,
+        )
+    };
+    let reason = r#"{"by":"ops","reason":"the customer withdrew"}"#;
+
+    // A running saga: abort is refused (it is not stuck), cancel is taken.
+    let (_, started) = call(&o, start()).await;
+    let id: uuid::Uuid = started["saga_id"].as_str().unwrap().parse().unwrap();
+    let (status, problem) = call(&o, post(&format!("/v1/sagas/{id}/abort"), reason, None)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    insta::assert_snapshot!(problem["detail"].as_str().unwrap(), @"the saga is running, not stuck: only a stuck saga can be retried, skipped or aborted (cancel a running one to undo it)");
+    let (status, saga) = call(&o, post(&format!("/v1/sagas/{id}/cancel"), reason, None)).await;
+    assert_eq!(status, StatusCode::OK, "{saga}");
+    assert_eq!(saga["status"], "compensating");
+    // The reserve in flight is answered; its compensation follows, and the saga ends.
+    play(&o, id, 10).await;
+    let (_, saga) = call(&o, get(&format!("/v1/sagas/{id}"))).await;
+    assert_eq!(saga["status"], "compensated", "{saga}");
+    assert_eq!(saga["reason"], "cancelled by ops: the customer withdrew");
+
+    // A saga whose pivot is sent: cancel is refused with the reason.
+    let (_, started) = call(&o, start()).await;
+    let id: uuid::Uuid = started["saga_id"].as_str().unwrap().parse().unwrap();
+    play(&o, id, 2).await;
+    let (status, problem) = call(&o, post(&format!("/v1/sagas/{id}/cancel"), reason, None)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pivot step `approve_order`"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
@@ -799,16 +870,7 @@ async fn a_version_is_retired_once_no_saga_of_it_is_in_flight() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
 
     // Once the saga has ended, the version retires; starting it is refused.
-    let (status, _) = call(
-        &o,
-        post(
-            &format!("/v1/sagas/{id}/abort"),
-            r#"{"by":"test","reason":"make way"}"#,
-            None,
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    complete(&o, id.parse().unwrap()).await;
     let (status, retired) = call(&o, delete("/v1/definitions/place_order/1")).await;
     assert_eq!(status, StatusCode::OK, "{retired}");
     assert!(retired["retired_at"].is_string(), "{retired}");
@@ -828,7 +890,7 @@ async fn a_version_is_retired_once_no_saga_of_it_is_in_flight() {
     let (status, saga) = call(&o, get(&format!("/v1/sagas/{id}"))).await;
     assert_eq!(
         (status, saga["status"].as_str()),
-        (StatusCode::OK, Some("aborted"))
+        (StatusCode::OK, Some("completed"))
     );
     let (status, _) = call(&o, get(&format!("/v1/sagas/{id}/events"))).await;
     assert_eq!(status, StatusCode::OK);

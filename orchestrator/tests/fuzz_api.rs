@@ -40,6 +40,7 @@ fn segment() -> impl Strategy<Value = String> {
         Just("place_order".to_string()),
         Just("retry".to_string()),
         Just("abort".to_string()),
+        Just("cancel".to_string()),
         Just("1".to_string()),
     ]
 }

@@ -294,6 +294,13 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
             step["reason"].as_str().unwrap_or_default(),
         );
     }
+    if let Some(left) = saga["effects_left"].as_array() {
+        let names: Vec<&str> = left.iter().filter_map(Value::as_str).collect();
+        match names.as_slice() {
+            [] => println!("  left applied: nothing"),
+            names => println!("  left applied (see to them by hand): {}", names.join(", ")),
+        }
+    }
 }
 
 pub async fn account(args: AccountArgs) -> Result<ExitCode, Error> {

@@ -55,8 +55,10 @@ pub enum Command {
     Retry(OperatorArgs),
     /// Mark the command a stuck saga is stuck on as resolved by hand, and go on.
     Skip(OperatorArgs),
-    /// Stop a saga for good.
+    /// Stop a stuck saga for good, leaving what it did as it is (its status lists what is left).
     Abort(OperatorArgs),
+    /// Undo a running saga before its pivot: what it did is compensated, in reverse order.
+    Cancel(OperatorArgs),
     /// Inspect and replay dead letters.
     Dlq(DlqArgs),
     /// Check saga definitions (files or directories) before deploying them.
@@ -107,6 +109,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Retry(args) => operator::run("retry", args).await,
         Command::Skip(args) => operator::run("skip", args).await,
         Command::Abort(args) => operator::run("abort", args).await,
+        Command::Cancel(args) => operator::run("cancel", args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,

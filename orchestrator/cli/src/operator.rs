@@ -1,4 +1,4 @@
-//! `saga retry|skip|abort <id>`: operator actions on a saga, through the HTTP API. Each is
+//! `saga retry|skip|abort|cancel <id>`: operator actions on a saga, through the HTTP API. Each is
 //! recorded in the saga's history with who did it and why.
 
 use super::{Error, OperatorArgs};

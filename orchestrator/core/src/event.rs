@@ -207,6 +207,9 @@ pub enum Event {
     },
     /// An operator stopped the saga; nothing more happens to it.
     SagaAborted { by: Operator, reason: String },
+    /// An operator cancelled the running saga before its pivot: from here on it compensates,
+    /// as after a failure, and ends compensated.
+    SagaCancelled { by: Operator, reason: String },
     /// Every step succeeded.
     SagaCompleted,
     /// Every completed step was compensated.
@@ -240,6 +243,7 @@ impl Event {
             Event::OperatorRetried { .. } => "OperatorRetried",
             Event::StepSkipped { .. } => "StepSkipped",
             Event::SagaAborted { .. } => "SagaAborted",
+            Event::SagaCancelled { .. } => "SagaCancelled",
             Event::SagaCompleted => "SagaCompleted",
             Event::SagaCompensated => "SagaCompensated",
             Event::SagaStuck { .. } => "SagaStuck",

@@ -123,17 +123,10 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             state.answered.insert(command_id.clone());
         }
         Event::SagaFailed { step, reason } => {
-            state.status = Status::Compensating;
-            state.reason = Some(format!("{step}: {reason}"));
-            // Forward retries stop: a step waiting for its next attempt may have applied an
-            // earlier one, so it is compensated like a step whose outcome is unknown.
-            for s in &mut state.steps {
-                if s.retry_kind == Some(CommandKind::Forward) {
-                    s.retry_at = None;
-                    s.retry_kind = None;
-                    s.status = StepStatus::Unknown;
-                }
-            }
+            compensating(&mut state, format!("{step}: {reason}"));
+        }
+        Event::SagaCancelled { by, reason } => {
+            compensating(&mut state, format!("cancelled by {by}: {reason}"));
         }
         Event::CompensationStarted {
             step,
@@ -223,5 +216,20 @@ fn resumed(kind: CommandKind) -> Status {
     match kind {
         CommandKind::Forward => Status::Running,
         CommandKind::Compensation => Status::Compensating,
+    }
+}
+
+/// The forward path stops for `reason` and the saga compensates. Forward retries stop: a step
+/// waiting for its next attempt may have applied an earlier one, so it is compensated like a
+/// step whose outcome is unknown.
+fn compensating(state: &mut SagaState, reason: String) {
+    state.status = Status::Compensating;
+    state.reason = Some(reason);
+    for s in &mut state.steps {
+        if s.retry_kind == Some(CommandKind::Forward) {
+            s.retry_at = None;
+            s.retry_kind = None;
+            s.status = StepStatus::Unknown;
+        }
     }
 }

@@ -295,6 +295,16 @@ impl SagaState {
         at
     }
 
+    /// The steps whose effect may still exist: done, or maybe done, and not compensated
+    /// (a compensation sent but not confirmed counts). For an aborted saga, what it left
+    /// behind for an operator to see to.
+    pub fn effects_left(&self) -> Vec<&StepState> {
+        self.steps
+            .iter()
+            .filter(|s| s.status.may_have_applied() || s.status == StepStatus::Compensating)
+            .collect()
+    }
+
     /// Whether `command_id` is the unanswered command of `step`.
     pub fn is_pending(&self, step: &str, command_id: &MessageId) -> bool {
         self.step(step)

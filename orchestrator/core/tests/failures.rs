@@ -70,31 +70,9 @@ fn a_transient_failure_is_retried_and_then_succeeds() {
 }
 
 /// approve_order refused; CancelOrder fails, then its second attempt times out: Stuck on it.
-fn stuck_on_cancel() -> Saga {
-    let mut saga = Saga::given(strict_place_order(), vec![]);
-    let a = saga.start(2_000_000);
-    let a = saga.reply(&a[0], ok(json!({"reserved": 2_000_000})));
-    let a = saga.reply(&a[0], ok(json!({"order_id": "o-1"})));
-    let cancel = saga.reply(
-        &a[0],
-        rejected("amount 2000000 exceeds the review limit 1000000"),
-    );
-    saga.reply(&cancel[0], failed("order database unreachable"));
-    let clock = saga.clock;
-    saga.tick(clock + 200);
-    let stuck = saga.tick(clock + 1_200);
-    assert_eq!(
-        stuck,
-        vec![Action::Finish {
-            status: Status::Stuck
-        }]
-    );
-    saga
-}
-
 #[test]
 fn a_compensation_that_keeps_failing_gets_stuck_and_retry_completes_it() {
-    let mut saga = stuck_on_cancel();
+    let mut saga = common::stuck_on_cancel();
     assert_eq!(
         saga.state.reason.as_deref(),
         Some("compensation of `create_order` gave up after 2 attempts: no reply within 1s")
@@ -115,7 +93,7 @@ fn a_compensation_that_keeps_failing_gets_stuck_and_retry_completes_it() {
 
 #[test]
 fn skip_resolves_the_stuck_compensation_by_hand_and_goes_on() {
-    let mut saga = stuck_on_cancel();
+    let mut saga = common::stuck_on_cancel();
     let release = saga.operator(
         OperatorCommand::Skip,
         "order cancelled by hand in the back office",
@@ -135,7 +113,7 @@ fn skip_resolves_the_stuck_compensation_by_hand_and_goes_on() {
 
 #[test]
 fn abort_stops_the_saga_and_a_finished_saga_refuses_operators() {
-    let mut saga = stuck_on_cancel();
+    let mut saga = common::stuck_on_cancel();
     let done = saga.operator(OperatorCommand::Abort, "handled outside the system");
     assert_eq!(
         done,
@@ -174,7 +152,7 @@ fn abort_stops_the_saga_and_a_finished_saga_refuses_operators() {
 
 #[test]
 fn a_late_success_of_the_stuck_compensation_is_recorded_and_waits_for_the_operator() {
-    let mut saga = stuck_on_cancel();
+    let mut saga = common::stuck_on_cancel();
     // The second CancelOrder was in fact applied; its success arrives after the give-up.
     let second = saga.state.steps[1].compensation_attempt;
     let late = saga_protocol::ReplyEnvelope {

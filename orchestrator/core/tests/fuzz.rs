@@ -169,7 +169,7 @@ proptest! {
         type_name in prop_oneof![
             Just("SagaStarted"), Just("StepStarted"), Just("StepSucceeded"),
             Just("StepRejected"), Just("CommandTimedOut"), Just("SagaAborted"),
-            Just("OperatorRetried"), Just("StepSkipped"), Just("SagaCompleted"),
+            Just("OperatorRetried"), Just("StepSkipped"), Just("SagaCancelled"), Just("SagaCompleted"),
             Just("NoSuchEvent"),
         ],
         version in prop_oneof![Just(1u32), any::<u32>()],

@@ -9,7 +9,8 @@
 //! | GET    | `/v1/sagas/{id}/events`   | the event log, with both clocks                   |
 //! | POST   | `/v1/sagas/{id}/retry`    | operator: send the stuck command again            |
 //! | POST   | `/v1/sagas/{id}/skip`     | operator: resolve the stuck command by hand       |
-//! | POST   | `/v1/sagas/{id}/abort`    | operator: stop the saga                           |
+//! | POST   | `/v1/sagas/{id}/abort`    | operator: stop a stuck saga as it is              |
+//! | POST   | `/v1/sagas/{id}/cancel`   | operator: undo a running saga before its pivot    |
 //! | GET    | `/v1/definitions`         | stored definition versions: hash, loaded, in flight |
 //! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |

@@ -203,7 +203,7 @@ pub(super) struct OperatorBody {
 }
 
 #[utoipa::path(post, path = "/v1/sagas/{id}/{action}", tag = "operator",
-    params(("id" = Uuid, Path), ("action" = String, Path, description = "retry, skip or abort")),
+    params(("id" = Uuid, Path), ("action" = String, Path, description = "retry or skip a stuck saga, abort a stuck saga, or cancel a running one before its pivot")),
     request_body = OperatorBody,
     responses((status = 200, body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn operate<S: EventStore, T: Transport>(
@@ -217,9 +217,10 @@ pub(super) async fn operate<S: EventStore, T: Transport>(
         "retry" => OperatorCommand::Retry,
         "skip" => OperatorCommand::Skip,
         "abort" => OperatorCommand::Abort,
+        "cancel" => OperatorCommand::Cancel,
         other => {
             return Err(Error::NotFound(format!(
-                "no operator action `{other}`: use retry, skip or abort"
+                "no operator action `{other}`: use retry, skip, abort or cancel"
             )));
         }
     };

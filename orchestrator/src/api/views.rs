@@ -65,11 +65,23 @@ pub struct SagaView {
     /// Still running or compensating well past its deadline (or its start, without one):
     /// look at it (see the orchestrator's `--overdue-after`).
     pub overdue: bool,
+    /// An aborted saga's steps whose effect may still exist (done, or maybe done, and not
+    /// compensated): what the abort left for an operator to see to. Absent unless aborted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects_left: Option<Vec<String>>,
 }
 
 impl From<Loaded> for SagaView {
     fn from(l: Loaded) -> Self {
+        let effects_left = (l.state.status == saga_core::Status::Aborted).then(|| {
+            l.state
+                .effects_left()
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
+        });
         SagaView {
+            effects_left,
             saga_id: l.record.saga_id,
             name: l.record.name,
             definition_version: l.record.definition_version,

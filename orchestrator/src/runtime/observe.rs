@@ -214,6 +214,9 @@ fn outcome(event: &Event) -> (&'static str, Option<String>) {
         Event::SagaAborted { by, reason } => {
             ("aborted", Some(format!("aborted by {by}: {reason}")))
         }
+        Event::SagaCancelled { by, reason } => {
+            ("cancelled", Some(format!("cancelled by {by}: {reason}")))
+        }
         _ => ("ended", None),
     }
 }

@@ -116,11 +116,11 @@ async fn callers_have_roles_their_names_are_recorded_and_tokens_rotate() {
     let id = started["saga_id"].as_str().unwrap().to_string();
 
     // The client claims to be someone else; the orchestrator records who the token is.
-    let aborted = saga_with(
+    let cancelled = saga_with(
         &system,
         &operator,
         &[
-            "abort",
+            "cancel",
             &id,
             "--reason",
             "customer called",
@@ -129,9 +129,9 @@ async fn callers_have_roles_their_names_are_recorded_and_tokens_rotate() {
         ],
     );
     assert!(
-        aborted.status.success(),
+        cancelled.status.success(),
         "{}",
-        String::from_utf8_lossy(&aborted.stderr)
+        String::from_utf8_lossy(&cancelled.stderr)
     );
     let history = saga_with(&system, &reader, &["history", &id, "--output", "json"]);
     assert!(
@@ -144,8 +144,8 @@ async fn callers_have_roles_their_names_are_recorded_and_tokens_rotate() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["type"] == "SagaAborted")
-        .unwrap_or_else(|| panic!("no SagaAborted: {events}"));
+        .find(|e| e["type"] == "SagaCancelled")
+        .unwrap_or_else(|| panic!("no SagaCancelled: {events}"));
     assert_eq!(
         event["data"]["by"],
         serde_json::json!({"name": "oscar", "role": "operate"}),

@@ -105,6 +105,63 @@ async fn transient_participant_failure_is_retried_with_backoff_then_completes() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_saga_cancelled_by_an_operator_is_compensated_in_reverse_order() {
+    // Twenty attempts of each command: the saga keeps trying CreateOrder (and later
+    // CancelOrder) for far longer than the test needs to act.
+    let mut system = System::start_with(Backend::Sqlite, Some(&strict(20, 20))).await;
+    system.open_account("d", 10_000).await;
+    // The order service is down: the saga retries CreateOrder with its credit reserved.
+    system.kill(Service::Order);
+    let id = system.start_saga("d", 300).await;
+    system.wait_event(id, "StepSucceeded", LONG).await;
+    let out = system.cli(&[
+        "cancel",
+        &id.to_string(),
+        "--reason",
+        "the customer withdrew",
+        "--by",
+        "e2e",
+    ]);
+    assert!(out.contains("COMPENSATING"), "{out}");
+    // The order service comes back: the order (maybe created) is cancelled, then the credit
+    // released.
+    system.spawn(Service::Order);
+    let status = system.wait_terminal(&[id], LONG).await;
+    assert_eq!(status[&id], "compensated");
+    let saga = system.saga(id).await.unwrap();
+    assert_eq!(
+        saga["reason"].as_str(),
+        Some("cancelled by e2e: the customer withdrew"),
+        "{saga}"
+    );
+    let types = system.event_types(id).await;
+    let at = |t: &str| types.iter().position(|e| e == t);
+    assert!(at("SagaCancelled") < at("SagaCompensated"), "{types:?}");
+    let compensations: Vec<String> = system
+        .history(id)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "CompensationStarted")
+        .map(|e| e["data"]["step"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        compensations.first().map(String::as_str),
+        Some("create_order")
+    );
+    assert_eq!(
+        compensations.last().map(String::as_str),
+        Some("reserve_credit")
+    );
+    let balance = saga_participants::admin::balance(&system.client, "d")
+        .await
+        .unwrap();
+    assert_eq!((balance.available, balance.reserved), (10_000, 0));
+    // Ended: a second cancel is refused and says why.
+    let (code, problem) = system.operate(id, "cancel", "again").await;
+    assert_eq!(code, 409, "{problem}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compensation_that_keeps_failing_gets_stuck_and_operators_retry_skip_abort() {
     let mut system = System::start_with(Backend::Sqlite, Some(&strict(2, 2))).await;
     for c in ["a", "b", "c"] {
@@ -148,6 +205,12 @@ async fn compensation_that_keeps_failing_gets_stuck_and_operators_retry_skip_abo
         "settled with the customer",
     ]);
     assert!(out.contains("ABORTED"), "{out}");
+    // Its status lists what the abort left applied: the credit, and the order whose cancel
+    // never got through.
+    assert!(
+        out.contains("left applied (see to them by hand): reserve_credit, create_order"),
+        "{out}"
+    );
     let status = system.wait_terminal(&ids, LONG).await;
     assert_eq!(
         (

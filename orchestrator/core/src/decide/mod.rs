@@ -43,8 +43,10 @@ pub enum OperatorCommand {
     Retry,
     /// Mark the stuck command as resolved by hand and go on.
     Skip,
-    /// Stop the saga for good.
+    /// Stop a stuck saga for good, leaving what it did as it is.
     Abort,
+    /// Undo a running saga before its pivot: compensate what completed or may have.
+    Cancel,
 }
 
 /// Why an input was refused. Not an infrastructure failure: nothing is retried.
@@ -60,8 +62,18 @@ pub enum Rejection {
     WrongSaga(uuid::Uuid),
     #[error("the reply names step `{0}`, which this saga has not started")]
     UnknownStep(String),
-    #[error("the saga is {0}, not stuck: only a stuck saga can be retried or skipped")]
+    #[error(
+        "the saga is {0}, not stuck: only a stuck saga can be retried, skipped or aborted (cancel a running one to undo it)"
+    )]
     NotStuck(&'static str),
+    #[error(
+        "the saga is {0}: only a running saga can be cancelled (a stuck one is retried, skipped or aborted)"
+    )]
+    NotRunning(&'static str),
+    #[error(
+        "the saga has sent its pivot step `{0}`: what it did from there on cannot be undone, so it can only finish forward"
+    )]
+    PastPivot(String),
     #[error("the saga has already ended as {0}")]
     Finished(&'static str),
     #[error(
@@ -268,10 +280,16 @@ impl Decision<'_> {
     /// learned, never guessed: a deadline cannot undo the saga, since the pivot may have
     /// applied and nothing undoes a pivot.
     fn pivot_sent(&self) -> bool {
+        self.sent_pivot().is_some()
+    }
+
+    /// The pivot step, once it has been sent and not refused.
+    fn sent_pivot(&self) -> Option<&str> {
         self.state
             .steps
             .iter()
-            .any(|s| self.kind_of(&s.name) == StepKind::Pivot && s.status != StepStatus::Rejected)
+            .find(|s| self.kind_of(&s.name) == StepKind::Pivot && s.status != StepStatus::Rejected)
+            .map(|s| s.name.as_str())
     }
 }
 

@@ -92,10 +92,28 @@ impl Decision<'_> {
         } = action;
         match command {
             OperatorCommand::Abort => {
-                if status.is_final() || status == Status::New {
+                if status.is_final() {
                     return Err(Rejection::Finished(status.as_str()));
                 }
+                if status != Status::Stuck {
+                    return Err(Rejection::NotStuck(status.as_str()));
+                }
                 self.push(now, Event::SagaAborted { by, reason });
+            }
+            OperatorCommand::Cancel => {
+                if status.is_final() {
+                    return Err(Rejection::Finished(status.as_str()));
+                }
+                if status != Status::Running {
+                    return Err(Rejection::NotRunning(status.as_str()));
+                }
+                if let Some(pivot) = self.sent_pivot() {
+                    return Err(Rejection::PastPivot(pivot.to_string()));
+                }
+                // Like a failure: what is in flight settles first, then every step that
+                // completed or may have is compensated, in reverse order.
+                self.push(now, Event::SagaCancelled { by, reason });
+                self.compensate_next();
             }
             OperatorCommand::Retry if status == Status::Stuck && self.state.stalled.is_some() => {
                 self.push(now, Event::OperatorRetried { by, reason });

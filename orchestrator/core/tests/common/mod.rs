@@ -205,3 +205,27 @@ timeout = "1s"
     )
     .unwrap()
 }
+
+/// A strict place_order stuck on the compensation of create_order (the order database is
+/// away), its credit still reserved.
+pub fn stuck_on_cancel() -> Saga {
+    let mut saga = Saga::given(strict_place_order(), vec![]);
+    let a = saga.start(2_000_000);
+    let a = saga.reply(&a[0], ok(json!({"reserved": 2_000_000})));
+    let a = saga.reply(&a[0], ok(json!({"order_id": "o-1"})));
+    let cancel = saga.reply(
+        &a[0],
+        rejected("amount 2000000 exceeds the review limit 1000000"),
+    );
+    saga.reply(&cancel[0], failed("order database unreachable"));
+    let clock = saga.clock;
+    saga.tick(clock + 200);
+    let stuck = saga.tick(clock + 1_200);
+    assert_eq!(
+        stuck,
+        vec![Action::Finish {
+            status: saga_core::Status::Stuck
+        }]
+    );
+    saga
+}

@@ -31,7 +31,7 @@ use std::sync::{Arc, RwLock};
 pub enum Role {
     /// Status, history, search, overview, definitions listed and validated, the feed, metrics.
     Read,
-    /// Read, and start sagas and act on them (retry, skip, abort).
+    /// Read, and start sagas and act on them (retry, skip, abort, cancel).
     Operate,
     /// Operate, and change the definitions (reload, retire).
     Admin,

@@ -139,9 +139,15 @@ async function sagaPage(id, first, asOf) {
   const travel = asOf
     ? `<p id="as-of" class="problem">Time travel: the saga as of event ${asOf} of ${total} · <a href="#/saga/${esc(saga.saga_id)}">back to now</a></p>`
     : `<p class="muted">Click an event's number to see the saga as it was then.</p>`;
-  const actions = !asOf && saga.status === "stuck"
-    ? `<div class="filters" id="operator">${["retry", "skip", "abort"].map((a) =>
-        `<button data-action="${a}" class="${a === "abort" ? "danger" : ""}">${a}</button>`).join("")}</div>` : "";
+  // A stuck saga is retried, skipped or aborted; a running one may be cancelled (undone),
+  // which the server refuses once its pivot is sent.
+  const offered = saga.status === "stuck" ? ["retry", "skip", "abort"]
+    : saga.status === "running" ? ["cancel"] : [];
+  const actions = !asOf && offered.length
+    ? `<div class="filters" id="operator">${offered.map((a) =>
+        `<button data-action="${a}" class="${a === "abort" || a === "cancel" ? "danger" : ""}">${a}</button>`).join("")}</div>` : "";
+  const left = saga.effects_left
+    ? `<p class="problem" id="effects-left">Left applied by the abort: ${saga.effects_left.length ? esc(saga.effects_left.join(", ")) : "nothing"}</p>` : "";
   app.innerHTML = `
     <div id="saga" data-saga-id="${esc(saga.saga_id)}" data-status="${esc(saga.status)}" data-version="${saga.version}" data-total="${total}">
       <p><a href="#/">← all sagas</a></p>
@@ -149,6 +155,7 @@ async function sagaPage(id, first, asOf) {
       ${saga.deadline_at ? `<p class="muted" id="deadline">deadline ${esc(when(saga.deadline_at))}</p>` : ""}
       <p class="mono">${esc(saga.saga_id)} · created ${esc(when(saga.created_at))} · updated ${esc(when(saga.updated_at))}</p>
       ${saga.reason ? `<p class="problem" id="reason">${esc(saga.reason)}</p>` : ""}
+      ${left}
       ${travel}
       ${actions}
       <h2>Timeline</h2>
