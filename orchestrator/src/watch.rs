@@ -153,6 +153,10 @@ impl<S: EventStore> EventLog for Watched<S> {
     async fn load(&self, saga_id: Uuid) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
         self.inner.load(saga_id).await
     }
+
+    async fn release_key(&self, saga_id: Uuid) -> Result<()> {
+        self.inner.release_key(saga_id).await
+    }
 }
 
 impl<S: EventStore> Schedule for Watched<S> {

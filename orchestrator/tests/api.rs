@@ -276,13 +276,69 @@ async fn idempotency_key_returns_the_same_saga_and_refuses_another_input() {
     )
     .await;
     assert_eq!(s3, StatusCode::CONFLICT);
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("use a new Idempotency-Key"),
-        "{problem}"
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("use a new Idempotency-Key"), "{problem}");
+    // It names both inputs' digests.
+    assert_eq!(detail.matches("sha256:").count(), 2, "{detail}");
+
+    // The same input spelt another way (keys in another order, spaces) is the same input.
+    let (status, respelt) = call(
+        &o,
+        post(
+            "/v1/sagas/place_order",
+            r#"{ "amount": 500, "customer_id": "c-1" }"#,
+            Some("k-1"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{respelt}");
+    assert_eq!(respelt["saga_id"], first["saga_id"]);
+
+    // The key is scoped by saga name: on another saga it starts that one.
+    let (status, other) = call(
+        &o,
+        post(
+            "/v1/sagas/express_order",
+            r#"{"customer_id":"c-1","amount":500}"#,
+            Some("k-1"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    assert_ne!(other["saga_id"], first["saga_id"]);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_starts_a_new_saga_once_its_window_has_passed() {
+    let nats = NatsServer::start().unwrap();
+    let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas")).unwrap();
+    let transport = JetStream::connect(
+        &nats.url(),
+        1,
+        &nats.identities().credentials("orchestrator").unwrap(),
+    )
+    .await
+    .unwrap();
+    // A window of nothing: every key has outlived it by the time it is used again.
+    let options = Options {
+        idempotency_window: Duration::ZERO,
+        ..Options::default()
+    };
+    let o = Orchestrator::new(MemoryStore::new(), transport, registry, options);
+    let input = r#"{"customer_id":"c-1","amount":500}"#;
+    let (s1, first) = call(&o, post("/v1/sagas/place_order", input, Some("k-1"))).await;
+    let (s2, second) = call(&o, post("/v1/sagas/place_order", input, Some("k-1"))).await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::CREATED, StatusCode::CREATED),
+        "{second}"
     );
+    assert_ne!(first["saga_id"], second["saga_id"]);
+    // The first saga no longer holds the key; the second does.
+    let (_, saga) = call(&o, get(first["links"]["self"].as_str().unwrap())).await;
+    assert_eq!(saga["idempotency_key"], Value::Null, "{saga}");
+    let (_, saga) = call(&o, get(second["links"]["self"].as_str().unwrap())).await;
+    assert_eq!(saga["idempotency_key"], "k-1", "{saga}");
 }
 
 #[tokio::test]

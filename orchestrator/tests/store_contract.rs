@@ -420,8 +420,9 @@ async fn idempotency_key_returns_existing<S: EventStore>(store: S) {
         .unwrap();
     let (original, _) = store.load(first_id).await.unwrap().unwrap();
 
-    // Same key, another saga id and another input: nothing is created, the original is returned.
-    let retry = saga("payment", Some("client-key"), "digest-2");
+    // Same name and key, another saga id and another input: nothing is created, the original
+    // is returned.
+    let retry = saga("order", Some("client-key"), "digest-2");
     let retry_id = retry.saga_id;
     let created = store
         .create(
@@ -461,6 +462,47 @@ async fn idempotency_key_returns_existing<S: EventStore>(store: S) {
     create_one(&store, "running", 4_000).await;
     create_one(&store, "running", 4_001).await;
     assert_eq!(store.list(10).await.unwrap().len(), 3);
+}
+
+async fn an_idempotency_key_is_scoped_by_saga_name_and_released_after_its_window<S: EventStore>(
+    store: S,
+) {
+    let create = |name: &str, at: i64| {
+        let new = saga(name, Some("k"), "digest");
+        let id = new.saga_id;
+        let store = store.clone();
+        async move {
+            let created = store
+                .create(new, vec![event("SagaStarted", 1)], "running", Timestamp(at))
+                .await
+                .unwrap();
+            (id, created)
+        }
+    };
+    // One saga of each name may hold the key.
+    let (order, created) = create("order", 1_000).await;
+    assert_eq!(created, Created::New);
+    let (payment, created) = create("payment", 1_001).await;
+    assert_eq!(created, Created::New);
+    let (_, created) = create("order", 1_002).await;
+    let Created::Existing(record) = created else {
+        panic!("the key names the order saga: {created:?}");
+    };
+    assert_eq!(record.saga_id, order);
+
+    // Released, the key names no saga of that name: the next start with it is new.
+    store.release_key(order).await.unwrap();
+    let (record, events) = store.load(order).await.unwrap().unwrap();
+    assert_eq!((record.idempotency_key, events.len()), (None, 1));
+    let (again, created) = create("order", 1_003).await;
+    assert_eq!(created, Created::New);
+    assert_ne!(again, order);
+    let (_, created) = create("order", 1_004).await;
+    assert!(matches!(created, Created::Existing(r) if r.saga_id == again));
+    // The other name's saga keeps its key; releasing an unknown saga changes nothing.
+    let (record, _) = store.load(payment).await.unwrap().unwrap();
+    assert_eq!(record.idempotency_key.as_deref(), Some("k"));
+    store.release_key(Uuid::new_v4()).await.unwrap();
 }
 
 async fn with_status_filters_and_orders_oldest_first<S: EventStore>(store: S) {
@@ -870,6 +912,7 @@ contract!(
     concurrent_writes_keep_their_own_outcomes,
     stale_or_unknown_append_is_refused,
     idempotency_key_returns_existing,
+    an_idempotency_key_is_scoped_by_saga_name_and_released_after_its_window,
     with_status_filters_and_orders_oldest_first,
     list_is_newest_first_and_limited,
     load_of_unknown_is_none,

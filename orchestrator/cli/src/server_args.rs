@@ -203,6 +203,10 @@ pub struct OrchestratorArgs {
     /// start, without one) as overdue: in the API, the web UI and the saga_overdue gauge.
     #[arg(long, env = "SAGA_OVERDUE_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
     pub overdue_after: std::time::Duration,
+    /// How long an Idempotency-Key names its saga: the same key and input within it get that
+    /// saga again (a different input, 409); after it, the key starts a new saga.
+    #[arg(long, env = "SAGA_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_window: std::time::Duration,
     /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
     #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 1_000)]
     pub hot_sagas: usize,

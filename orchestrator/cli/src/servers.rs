@@ -49,6 +49,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         failover_after: args.connection.failover_after,
         republish_after: args.republish_after,
         overdue_after: args.overdue_after,
+        idempotency_window: args.idempotency_window,
         max_message: args.connection.max_message,
         hot_sagas: args.hot_sagas,
         replica_id: Some(args.replica_id.unwrap_or_else(|| {

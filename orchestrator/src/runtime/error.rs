@@ -11,8 +11,16 @@ pub enum Declined {
     /// The start input does not fit the definition (a missing or mistyped field).
     #[error("{0}")]
     InvalidInput(saga_core::Rejection),
-    #[error("idempotency key `{key}` was already used by saga {saga_id} with a different input")]
-    IdempotencyConflict { key: String, saga_id: Uuid },
+    #[error(
+        "idempotency key `{key}` was already used by saga {saga_id} with a different input \
+         (that saga's input has digest {stored}, this request's {requested})"
+    )]
+    IdempotencyConflict {
+        key: String,
+        saga_id: Uuid,
+        stored: String,
+        requested: String,
+    },
     #[error("saga {0} not found")]
     NotFound(Uuid),
     #[error(

@@ -4,6 +4,10 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How long an idempotency key names its saga unless set otherwise: a day, like the windows of
+/// the payment APIs that clients retry against.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 /// Settings of an orchestrator process.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -44,6 +48,9 @@ pub struct Options {
     /// The largest reply this process decodes, in bytes; a larger one is dead-lettered with
     /// the reason (see [`saga_protocol::limits`]).
     pub max_message: usize,
+    /// How long an idempotency key names its saga: a start with the key within the window
+    /// gets that saga (or a conflict, with another input); after it, a new saga.
+    pub idempotency_window: Duration,
 }
 
 impl Default for Options {
@@ -63,6 +70,7 @@ impl Default for Options {
             replica_id: None,
             overdue_after: Duration::from_secs(300),
             max_message: saga_protocol::limits::DEFAULT_MAX_MESSAGE,
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
         }
     }
 }

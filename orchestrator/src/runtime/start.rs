@@ -45,7 +45,8 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         let saga_id = Uuid::new_v4();
         let now = self.now();
         let state = SagaState::new(saga_id);
-        let input_digest = input.to_string();
+        // What builds before digests stored: the input's text as given.
+        let legacy_digest = input.to_string();
         // A new trace for the saga, stored with it: every later span, in any process and
         // after any restart, joins it.
         let trace = SagaTrace::start(&def.name);
@@ -55,6 +56,8 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         };
         let events = saga_core::decide(def, &state, start, now).map_err(Declined::InvalidInput)?;
         let state = events.iter().fold(state, saga_core::evolve);
+        // The input as validated (defaults filled in): two spellings of it are one input.
+        let input_digest = input_digest(&state.input);
         let saga = NewSaga {
             saga_id,
             name: def.name.clone(),
@@ -64,15 +67,21 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
             tags: crate::store::input_tags(&state.input),
             deadline_at: state.deadline_at,
         };
-        let created = self
+        let new_events: Vec<_> = events.iter().map(to_new_event).collect();
+        let mut created = self
             .store
-            .create(
-                saga,
-                events.iter().map(to_new_event).collect(),
-                summary(&state),
-                now,
-            )
+            .create(saga.clone(), new_events.clone(), summary(&state), now)
             .await?;
+        if let Created::Existing(record) = &created
+            && self.key_expired(record, now)
+        {
+            // The key's window has passed: it names that saga no more, and this start is new.
+            self.store.release_key(record.saga_id).await?;
+            created = self
+                .store
+                .create(saga, new_events, summary(&state), now)
+                .await?;
+        }
         match created {
             Created::New => {
                 let before = SagaState::new(saga_id);
@@ -83,15 +92,97 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
                     created: true,
                 })
             }
-            Created::Existing(record) if record.input_digest == input_digest => Ok(Started {
-                saga_id: record.saga_id,
-                created: false,
-            }),
+            Created::Existing(record)
+                if record.input_digest == input_digest || record.input_digest == legacy_digest =>
+            {
+                Ok(Started {
+                    saga_id: record.saga_id,
+                    created: false,
+                })
+            }
             Created::Existing(record) => Err(Declined::IdempotencyConflict {
                 key: idempotency_key.unwrap_or_default(),
                 saga_id: record.saga_id,
+                stored: record.input_digest,
+                requested: input_digest,
             }
             .into()),
         }
+    }
+
+    /// Whether the idempotency key of the saga in `record` has outlived its window at `now`.
+    fn key_expired(
+        &self,
+        record: &crate::store::SagaRecord,
+        now: saga_protocol::Timestamp,
+    ) -> bool {
+        let window = u64::try_from(now.since(record.created_at).as_millis()).unwrap_or(u64::MAX);
+        window >= u64::try_from(self.options().idempotency_window.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The digest stored with a saga's idempotency key: `sha256:` and the hex SHA-256 of its
+/// input's canonical JSON (object keys sorted at every depth, no whitespace), so two
+/// spellings of the same input are the same input.
+pub fn input_digest(input: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut text = String::new();
+    canonical(input, &mut text);
+    let hash = Sha256::digest(text.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Writes `value` as canonical JSON: keys sorted by their UTF-8 bytes, whatever order the
+/// map keeps them in.
+fn canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::input_digest;
+    use serde_json::json;
+
+    #[test]
+    fn the_digest_is_of_the_input_not_of_its_spelling() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": [1, {"y": 2, "x": 1}], "a": "é"}"#).unwrap_or_default();
+        let b = json!({"a": "é", "b": [1, {"x": 1, "y": 2}]});
+        assert_eq!(input_digest(&a), input_digest(&b));
+        assert_ne!(
+            input_digest(&a),
+            input_digest(&json!({"a": "é", "b": [{"x": 1, "y": 2}, 1]}))
+        );
+        assert!(input_digest(&b).starts_with("sha256:"));
+        assert_eq!(input_digest(&b).len(), "sha256:".len() + 64);
     }
 }

@@ -36,7 +36,8 @@ pub struct MemoryStore {
 struct Inner {
     sagas: HashMap<Uuid, Saga>,
     /// idempotency key → saga id, the equivalent of the SQL unique index.
-    keys: HashMap<String, Uuid>,
+    /// Sagas by name and idempotency key.
+    keys: HashMap<(String, String), Uuid>,
     /// The last global position handed out (positions start at 1, like the SQL sequences).
     last_position: i64,
     /// Stored definition versions by (name, version).
@@ -145,7 +146,7 @@ impl EventLog for MemoryStore {
         if let Some(existing) = saga
             .idempotency_key
             .as_ref()
-            .and_then(|key| inner.keys.get(key))
+            .and_then(|key| inner.keys.get(&(saga.name.clone(), key.clone())))
             .and_then(|id| inner.sagas.get(id))
         {
             return Ok(Created::Existing(existing.record.clone()));
@@ -158,7 +159,9 @@ impl EventLog for MemoryStore {
         }
         let events = inner.stored(saga.saga_id, 0, events, recorded_at);
         if let Some(key) = &saga.idempotency_key {
-            inner.keys.insert(key.clone(), saga.saga_id);
+            inner
+                .keys
+                .insert((saga.name.clone(), key.clone()), saga.saga_id);
         }
         let record = SagaRecord {
             saga_id: saga.saga_id,
@@ -229,6 +232,18 @@ impl EventLog for MemoryStore {
             .sagas
             .get(&saga_id)
             .map(|saga| (saga.record.clone(), saga.events.clone())))
+    }
+
+    async fn release_key(&self, saga_id: Uuid) -> Result<()> {
+        let mut inner = self.lock();
+        let released = inner.sagas.get_mut(&saga_id).and_then(|saga| {
+            let key = saga.record.idempotency_key.take()?;
+            Some((saga.record.name.clone(), key))
+        });
+        if let Some(scoped) = released {
+            inner.keys.remove(&scoped);
+        }
+        Ok(())
     }
 }
 

@@ -227,6 +227,11 @@ pub trait EventLog: Clone + Send + Sync + 'static {
         &self,
         saga_id: Uuid,
     ) -> impl Future<Output = Result<Option<(SagaRecord, Vec<StoredEvent>)>>> + Send;
+
+    /// Frees the idempotency key of saga `saga_id` (its window has passed): a start of the
+    /// same saga name with that key creates a new saga. The saga itself is unchanged; its
+    /// record shows no key any more. A saga without a key, or unknown, is left as it is.
+    fn release_key(&self, saga_id: Uuid) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// What the runtime must act on without being asked: the sagas still in flight and the

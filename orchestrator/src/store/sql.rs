@@ -161,6 +161,15 @@ impl EventLog for SqlStore {
         }
         Ok(Some((record, events)))
     }
+
+    async fn release_key(&self, saga_id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE sagas SET idempotency_key = NULL WHERE saga_id = $1")
+            .bind(saga_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(Error::Database)?;
+        Ok(())
+    }
 }
 
 impl Schedule for SqlStore {

@@ -68,8 +68,8 @@ pub(super) async fn insert_sagas(
 ) -> Result<HashSet<Uuid>> {
     let mut inserted = HashSet::with_capacity(sagas.len());
     for chunk in sagas.chunks(SAGAS_PER_STATEMENT) {
-        // DO NOTHING covers both unique columns (saga_id, idempotency_key), also between two
-        // rows of this statement: the second one with a key is skipped.
+        // DO NOTHING covers both unique keys (saga_id, and name with idempotency_key), also
+        // between two rows of this statement: the second one with a key is skipped.
         let sql = format!(
             "INSERT INTO sagas (saga_id, name, definition_version, status, version, \
              idempotency_key, input_digest, created_at, updated_at, due_at, deadline_at) \
@@ -150,7 +150,8 @@ pub(super) async fn refused_create(
     // The key wins over the id: a retried start with a key is answered with its saga even if
     // the caller also reused the saga id.
     let existing = match saga.idempotency_key.as_deref() {
-        Some(key) => sqlx::query(select_sagas!("WHERE idempotency_key = $1"))
+        Some(key) => sqlx::query(select_sagas!("WHERE name = $1 AND idempotency_key = $2"))
+            .bind(saga.name.as_str())
             .bind(key)
             .fetch_optional(&mut *conn)
             .await
