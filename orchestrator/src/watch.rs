@@ -185,6 +185,15 @@ impl<S: EventStore> ReadModel for Watched<S> {
     async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         self.inner.status_counts().await
     }
+
+    async fn started_per_bucket(
+        &self,
+        since: Timestamp,
+        bucket: std::time::Duration,
+        buckets: usize,
+    ) -> Result<Vec<u64>> {
+        self.inner.started_per_bucket(since, bucket, buckets).await
+    }
 }
 
 impl<S: EventStore> DefinitionStore for Watched<S> {

@@ -14,6 +14,11 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 async fn orchestrator(nats: &NatsServer) -> Orchestrator<MemoryStore> {
+    orchestrator_with(nats, Options::default()).await
+}
+
+/// An orchestrator of the repository's definitions with `options`, on the in-memory store.
+async fn orchestrator_with(nats: &NatsServer, options: Options) -> Orchestrator<MemoryStore> {
     let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas")).unwrap();
     let transport = JetStream::connect(
         &nats.url(),
@@ -22,7 +27,7 @@ async fn orchestrator(nats: &NatsServer) -> Orchestrator<MemoryStore> {
     )
     .await
     .unwrap();
-    Orchestrator::new(MemoryStore::new(), transport, registry, Options::default())
+    Orchestrator::new(MemoryStore::new(), transport, registry, options)
 }
 
 async fn call(o: &Orchestrator<MemoryStore>, req: Request<Body>) -> (StatusCode, Value) {
@@ -309,22 +314,57 @@ async fn idempotency_key_returns_the_same_saga_and_refuses_another_input() {
 }
 
 #[tokio::test]
+async fn the_overview_counts_every_saga_started_however_many() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    // More sagas in the last half hour than any page of a search holds, a few of them older.
+    let now = o.now().millis();
+    for n in 0..10_050i64 {
+        let at = saga_protocol::Timestamp(now - n * 100);
+        let saga = saga_orchestrator::store::NewSaga {
+            saga_id: uuid::Uuid::new_v4(),
+            name: "place_order".into(),
+            definition_version: 1,
+            idempotency_key: None,
+            input_digest: "sha256:00".into(),
+            tags: Vec::new(),
+            deadline_at: None,
+        };
+        let started = saga_orchestrator::store::NewEvent {
+            event_type: "SagaStarted".into(),
+            schema_version: 1,
+            payload: json!({}),
+            occurred_at: at,
+        };
+        use saga_orchestrator::store::EventLog;
+        o.store()
+            .create(saga, vec![started], "completed", at)
+            .await
+            .unwrap();
+    }
+    let (status, overview) = call(&o, get("/v1/overview")).await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    assert_eq!(overview["total"], 10_050);
+    let started: Vec<u64> = overview["started"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    // 100 ms apart, the 10,050 span 16 min 45 s: all within the 30 minutes, 600 a minute.
+    assert_eq!(started.iter().sum::<u64>(), 10_050);
+    assert!(started.iter().all(|&n| n <= 601), "{started:?}");
+}
+
+#[tokio::test]
 async fn an_idempotency_key_starts_a_new_saga_once_its_window_has_passed() {
     let nats = NatsServer::start().unwrap();
-    let registry = Registry::load_dir(&saga_testkit::workspace_root().join("sagas")).unwrap();
-    let transport = JetStream::connect(
-        &nats.url(),
-        1,
-        &nats.identities().credentials("orchestrator").unwrap(),
-    )
-    .await
-    .unwrap();
     // A window of nothing: every key has outlived it by the time it is used again.
     let options = Options {
         idempotency_window: Duration::ZERO,
         ..Options::default()
     };
-    let o = Orchestrator::new(MemoryStore::new(), transport, registry, options);
+    let o = orchestrator_with(&nats, options).await;
     let input = r#"{"customer_id":"c-1","amount":500}"#;
     let (s1, first) = call(&o, post("/v1/sagas/place_order", input, Some("k-1"))).await;
     let (s2, second) = call(&o, post("/v1/sagas/place_order", input, Some("k-1"))).await;

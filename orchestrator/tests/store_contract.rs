@@ -505,6 +505,23 @@ async fn an_idempotency_key_is_scoped_by_saga_name_and_released_after_its_window
     store.release_key(Uuid::new_v4()).await.unwrap();
 }
 
+async fn sagas_started_are_counted_per_bucket_by_creation_time<S: EventStore>(store: S) {
+    // Buckets of 1 s from 10 s: [10, 11), [11, 12), [12, 13).
+    for at in [9_999, 10_000, 10_999, 11_000, 12_999, 13_000] {
+        create_one(&store, "running", at).await;
+    }
+    let counts = store
+        .started_per_bucket(Timestamp(10_000), std::time::Duration::from_secs(1), 3)
+        .await
+        .unwrap();
+    assert_eq!(counts, [2, 1, 1]);
+    let none = store
+        .started_per_bucket(Timestamp(20_000), std::time::Duration::from_secs(1), 2)
+        .await
+        .unwrap();
+    assert_eq!(none, [0, 0]);
+}
+
 async fn with_status_filters_and_orders_oldest_first<S: EventStore>(store: S) {
     let c = create_one(&store, "running", 30).await;
     let a = create_one(&store, "compensating", 10).await;
@@ -913,6 +930,7 @@ contract!(
     stale_or_unknown_append_is_refused,
     idempotency_key_returns_existing,
     an_idempotency_key_is_scoped_by_saga_name_and_released_after_its_window,
+    sagas_started_are_counted_per_bucket_by_creation_time,
     with_status_filters_and_orders_oldest_first,
     list_is_newest_first_and_limited,
     load_of_unknown_is_none,

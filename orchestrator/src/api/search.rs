@@ -169,28 +169,15 @@ pub(super) async fn overview<S: EventStore, T: Transport>(
         .await
         .map_err(crate::runtime::Error::from)?;
     let now = o.now();
+    let bucket = std::time::Duration::from_secs(BUCKET_SECONDS);
+    // The last bucket ends now: the first starts BUCKETS buckets ago.
     let span = i64::try_from(BUCKETS * BUCKET_SECONDS * 1000).unwrap_or(i64::MAX);
-    let since = Timestamp(now.millis().saturating_sub(span));
-    let recent = o
+    let since = Timestamp(now.millis().saturating_add(1).saturating_sub(span));
+    let started = o
         .store()
-        .search(&SagaQuery {
-            created_from: Some(since),
-            limit: 10_000,
-            ..SagaQuery::default()
-        })
+        .started_per_bucket(since, bucket, BUCKETS as usize)
         .await
         .map_err(crate::runtime::Error::from)?;
-    let mut started = vec![0u64; BUCKETS as usize];
-    for record in recent {
-        let age = now
-            .millis()
-            .saturating_sub(record.created_at.millis())
-            .max(0) as u64;
-        let back = (age / (BUCKET_SECONDS * 1000)) as usize;
-        if let Some(bucket) = started.len().checked_sub(back + 1) {
-            started[bucket] += 1;
-        }
-    }
     Ok(Json(OverviewView {
         total: counts.values().sum(),
         counts,

@@ -328,6 +328,30 @@ impl ReadModel for MemoryStore {
         }
         Ok(counts)
     }
+
+    async fn started_per_bucket(
+        &self,
+        since: Timestamp,
+        bucket: std::time::Duration,
+        buckets: usize,
+    ) -> Result<Vec<u64>> {
+        let width = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX).max(1);
+        let inner = self.lock();
+        let mut counts = vec![0; buckets];
+        for saga in inner.sagas.values() {
+            let offset = saga.record.created_at.millis() - since.millis();
+            if offset < 0 {
+                continue;
+            }
+            if let Some(count) = usize::try_from(offset / width)
+                .ok()
+                .and_then(|i| counts.get_mut(i))
+            {
+                *count += 1;
+            }
+        }
+        Ok(counts)
+    }
 }
 
 impl DefinitionStore for MemoryStore {

@@ -265,6 +265,16 @@ pub trait ReadModel: Clone + Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<std::collections::BTreeMap<String, u64>>> + Send;
 
+    /// How many sagas were created in each of `buckets` consecutive spans of `bucket` from
+    /// `since` (the first span starts at `since`), counted by the store, however many there
+    /// are. Sagas created outside the spans are not counted.
+    fn started_per_bucket(
+        &self,
+        since: Timestamp,
+        bucket: std::time::Duration,
+        buckets: usize,
+    ) -> impl Future<Output = Result<Vec<u64>>> + Send;
+
     /// How many sagas with one of `statuses` have their deadline (or, without one, their
     /// start) before `before`: with the active statuses, how many are overdue.
     fn count_overdue(

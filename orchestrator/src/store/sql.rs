@@ -252,6 +252,36 @@ impl ReadModel for SqlStore {
             .collect()
     }
 
+    async fn started_per_bucket(
+        &self,
+        since: Timestamp,
+        bucket: std::time::Duration,
+        buckets: usize,
+    ) -> Result<Vec<u64>> {
+        let width = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX).max(1);
+        let spans = i64::try_from(buckets).unwrap_or(i64::MAX);
+        let until = since.millis().saturating_add(width.saturating_mul(spans));
+        // One range scan of the created_at index, grouped in the database.
+        let rows = sqlx::query(
+            "SELECT (created_at - $1) / $2 AS bucket, COUNT(*) AS n FROM sagas \
+             WHERE created_at >= $1 AND created_at < $3 GROUP BY (created_at - $1) / $2",
+        )
+        .bind(since.millis())
+        .bind(width)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::Database)?;
+        let mut counts = vec![0; buckets];
+        for row in &rows {
+            let index = to_u64(get(row, "bucket")?, "bucket")?;
+            if let Some(count) = usize::try_from(index).ok().and_then(|i| counts.get_mut(i)) {
+                *count = to_u64(get(row, "n")?, "count")?;
+            }
+        }
+        Ok(counts)
+    }
+
     async fn count_overdue(&self, statuses: &[&str], before: Timestamp) -> Result<u64> {
         if statuses.is_empty() {
             return Ok(0);
