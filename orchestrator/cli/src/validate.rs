@@ -49,15 +49,20 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
         .iter()
         .filter(|f| Some(*f) != catalogue_path.as_ref() && !is_catalogue(f))
     {
-        let src = std::fs::read_to_string(file).unwrap_or_default();
-        let result = if file.exists() {
-            Definition::parse(&file.display().to_string(), &src, catalogue.as_ref())
-                .map(|d| format!("{} v{}", d.name, d.version))
-        } else {
+        let (src, read) = match saga_core::definition::read_source(file) {
+            Ok(src) => (src, Ok(())),
+            Err(e) => (String::new(), Err(Errors(vec![e]))),
+        };
+        let result = if !file.exists() {
             Err(Errors(vec![DefinitionError::whole_file(
                 &file.display().to_string(),
                 "no such file".into(),
             )]))
+        } else if let Err(e) = read {
+            Err(e)
+        } else {
+            Definition::parse(&file.display().to_string(), &src, catalogue.as_ref())
+                .map(|d| format!("{} v{}", d.name, d.version))
         };
         report.push((file.clone(), src, result));
     }

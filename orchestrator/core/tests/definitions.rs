@@ -52,3 +52,11 @@ fn each_broken_definition_gives_its_diagnostics() {
         insta::assert_snapshot!(name, rendered);
     }
 }
+
+#[test]
+fn a_definition_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    let mut bytes = b"[saga]\nname = \"d\"\n# caf".to_vec();
+    bytes.extend([0xE9, b'\n']);
+    let error = saga_core::definition::source_text("latin1.toml", bytes).unwrap_err();
+    insta::assert_snapshot!(error.to_string(), @"latin1.toml:3:6: error: byte 0xE9 is not UTF-8: save the definition as UTF-8");
+}

@@ -119,9 +119,11 @@ pub(super) async fn reload<S: EventStore, T: Transport>(
     responses((status = 200, body = ValidatedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn validate<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<Json<ValidatedView>, Error> {
     let registry = o.registry();
+    let body = saga_core::definition::source_text("posted.toml", body.to_vec())
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
     let def = saga_core::Definition::parse("posted.toml", &body, registry.catalogue())
         .map_err(|e| Error::BadRequest(e.to_string()))?;
     Ok(Json(ValidatedView {

@@ -67,13 +67,10 @@ impl Registry {
         let mut by_name: BTreeMap<String, BTreeMap<u32, Entry>> = BTreeMap::new();
         for path in paths.into_iter().filter(|p| *p != catalogue_path) {
             let file = path.display().to_string();
-            let source = match std::fs::read_to_string(&path) {
+            let source = match saga_core::definition::read_source(&path) {
                 Ok(source) => source,
                 Err(e) => {
-                    errors.push(DefinitionError::whole_file(
-                        &file,
-                        format!("cannot read: {e}"),
-                    ));
+                    errors.push(e);
                     continue;
                 }
             };

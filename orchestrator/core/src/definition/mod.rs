@@ -37,13 +37,35 @@ mod validate;
 pub use catalogue::{Catalogue, CommandSpec};
 pub use mapping::{Mapping, MappingValue};
 pub use source::{DefinitionError, Errors, SourceMap, render, render_styled};
-pub use types::{Field, FieldType};
+pub use types::{Field, FieldType, Pattern, Rules};
 
 use crate::policy::RetryPolicy;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+
+/// The text of definition file `path`: an unreadable file, or one that is not UTF-8, is an
+/// error of that file (for bytes that are not UTF-8, at the line and column of the first).
+pub fn read_source(path: &Path) -> Result<String, DefinitionError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| DefinitionError::whole_file(&file, format!("cannot read: {e}")))?;
+    source_text(&file, bytes)
+}
+
+/// `bytes` as the text of definition `file`, or an error at the line and column of the first
+/// byte that is not UTF-8.
+pub fn source_text(file: &str, bytes: Vec<u8>) -> Result<String, DefinitionError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let prefix = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+        let bad = bytes.get(valid).copied().unwrap_or_default();
+        let message = format!("byte 0x{bad:02X} is not UTF-8: save the definition as UTF-8");
+        SourceMap::new(file, &prefix).error(valid..valid, message)
+    })
+}
 
 /// How a step behaves on failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -145,12 +167,7 @@ impl Definition {
     /// Reads and validates one file.
     pub fn from_file(path: &Path, catalogue: Option<&Catalogue>) -> Result<Self, Errors> {
         let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| {
-            Errors(vec![DefinitionError::whole_file(
-                &file,
-                format!("cannot read: {e}"),
-            )])
-        })?;
+        let src = read_source(path).map_err(|e| Errors(vec![e]))?;
         Self::parse(&file, &src, catalogue)
     }
 
@@ -193,13 +210,11 @@ impl Definition {
         let mut out = obj.clone();
         for (name, field) in &self.input {
             match obj.get(name) {
-                Some(value) if !field.ty.accepts(value) => {
-                    return Err(format!(
-                        "input field `{name}` must be {}, got {value}",
-                        field.ty
-                    ));
+                Some(value) => {
+                    field
+                        .check(value)
+                        .map_err(|rule| format!("input field `{name}` {rule}"))?;
                 }
-                Some(_) => {}
                 None if field.required => {
                     return Err(format!("missing input field `{name}` ({})", field.ty));
                 }

@@ -21,7 +21,7 @@ pub(super) struct RawDefinition {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSaga {
-    pub name: String,
+    pub name: Spanned<String>,
     pub version: u32,
     #[serde(default)]
     pub description: String,

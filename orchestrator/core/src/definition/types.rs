@@ -66,7 +66,8 @@ fn is_decimal(s: &str) -> bool {
         && frac.chars().all(|c| c.is_ascii_digit())
 }
 
-/// A field: its type, whether it must be given, and the value used when it is not.
+/// A field: its type, whether it must be given, the value used when it is not, and the rules
+/// a given value must keep.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Field {
     #[serde(rename = "type")]
@@ -74,6 +75,107 @@ pub struct Field {
     pub required: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
+    /// Absent rules are not serialized, so a definition without any hashes as before rules
+    /// existed.
+    #[serde(flatten)]
+    pub rules: Rules,
+}
+
+/// What a value of a field must be besides its type: an integer's bounds, a string's or an
+/// array's length, a string's pattern, a set of allowed values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Rules {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Pattern>,
+    /// The values allowed (TOML key `enum`).
+    #[serde(rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<serde_json::Value>>,
+}
+
+/// A regular expression a string must match somewhere (anchor it with `^…$` to match the
+/// whole string), kept with its source.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Field {
+    /// Whether `value` is of the field's type and keeps its rules; the error says which rule
+    /// it breaks, with the value, for a message naming the field.
+    pub fn check(&self, value: &serde_json::Value) -> Result<(), String> {
+        if !self.ty.accepts(value) {
+            return Err(format!("must be {}, got {value}", self.ty));
+        }
+        self.rules.check(value)
+    }
+}
+
+impl Rules {
+    fn check(&self, value: &serde_json::Value) -> Result<(), String> {
+        if let Some(n) = value.as_i64() {
+            if let Some(min) = self.minimum.filter(|min| n < *min) {
+                return Err(format!("must be at least {min}, got {n}"));
+            }
+            if let Some(max) = self.maximum.filter(|max| n > *max) {
+                return Err(format!("must be at most {max}, got {n}"));
+            }
+        }
+        let length = match value {
+            serde_json::Value::String(s) => Some(s.chars().count()),
+            serde_json::Value::Array(items) => Some(items.len()),
+            _ => None,
+        };
+        if let Some(len) = length {
+            let unit = if value.is_array() {
+                "items"
+            } else {
+                "characters"
+            };
+            if let Some(min) = self.min_length.filter(|min| len < *min) {
+                return Err(format!("must have at least {min} {unit}, got {len}"));
+            }
+            if let Some(max) = self.max_length.filter(|max| len > *max) {
+                return Err(format!("must have at most {max} {unit}, got {len}"));
+            }
+        }
+        if let (Some(pattern), Some(s)) = (&self.pattern, value.as_str())
+            && !pattern.0.is_match(s)
+        {
+            return Err(format!(
+                "must match the pattern {:?}, got {value}",
+                pattern.as_str()
+            ));
+        }
+        if let Some(allowed) = self.one_of.as_ref().filter(|a| !a.contains(value)) {
+            let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            return Err(format!("must be one of {}, got {value}", list.join(", ")));
+        }
+        Ok(())
+    }
 }
 
 /// The TOML shape of a field: `amount = "integer"` or
@@ -90,6 +192,87 @@ struct RawFieldFull {
     ty: String,
     required: Option<bool>,
     default: Option<toml::Value>,
+    minimum: Option<i64>,
+    maximum: Option<i64>,
+    min_length: Option<usize>,
+    max_length: Option<usize>,
+    pattern: Option<String>,
+    #[serde(rename = "enum")]
+    one_of: Option<Vec<toml::Value>>,
+}
+
+impl RawFieldFull {
+    /// The rules, each checked against the field's type and against the others.
+    fn rules(&self, ty: FieldType) -> Result<Rules, String> {
+        let only = |rule: &str, types: &[FieldType], given: bool| -> Result<(), String> {
+            if given && !types.contains(&ty) {
+                let names: Vec<String> = types.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "`{rule}` applies to a field of type {}, not {ty}",
+                    names.join(" or ")
+                ));
+            }
+            Ok(())
+        };
+        use FieldType::{Array, Decimal, Integer, String as Text, Uuid};
+        only("minimum", &[Integer], self.minimum.is_some())?;
+        only("maximum", &[Integer], self.maximum.is_some())?;
+        only("min_length", &[Text, Array], self.min_length.is_some())?;
+        only("max_length", &[Text, Array], self.max_length.is_some())?;
+        only("pattern", &[Text], self.pattern.is_some())?;
+        only(
+            "enum",
+            &[Text, Integer, Decimal, Uuid],
+            self.one_of.is_some(),
+        )?;
+        if let (Some(min), Some(max)) = (self.minimum, self.maximum)
+            && min > max
+        {
+            return Err(format!(
+                "`minimum` {min} is above `maximum` {max}: no value fits"
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.min_length, self.max_length)
+            && min > max
+        {
+            return Err(format!(
+                "`min_length` {min} is above `max_length` {max}: no value fits"
+            ));
+        }
+        let pattern = match &self.pattern {
+            None => None,
+            Some(p) => {
+                Some(Pattern(regex::Regex::new(p).map_err(|e| {
+                    format!("`pattern` is not a regular expression: {e}")
+                })?))
+            }
+        };
+        let one_of = match &self.one_of {
+            None => None,
+            Some(values) if values.is_empty() => {
+                return Err("`enum` lists no value: no value fits".into());
+            }
+            Some(values) => {
+                let mut allowed = Vec::with_capacity(values.len());
+                for v in values {
+                    let json = serde_json::to_value(v).map_err(|e| e.to_string())?;
+                    if !ty.accepts(&json) {
+                        return Err(format!("`enum` value {json} is not a {ty}"));
+                    }
+                    allowed.push(json);
+                }
+                Some(allowed)
+            }
+        };
+        Ok(Rules {
+            minimum: self.minimum,
+            maximum: self.maximum,
+            min_length: self.min_length,
+            max_length: self.max_length,
+            pattern,
+            one_of,
+        })
+    }
 }
 
 const TYPES: [&str; 7] = [
@@ -117,6 +300,7 @@ impl RawField {
                     ty: field_type(&ty)?,
                     required: true,
                     default: None,
+                    rules: Rules::default(),
                 });
             }
             other @ toml::Value::Table(_) => {
@@ -130,13 +314,17 @@ impl RawField {
             }
         };
         let ty = field_type(&full.ty)?;
-        let default = match full.default {
+        let rules = full.rules(ty)?;
+        let default = match &full.default {
             None => None,
             Some(v) => {
-                let json = serde_json::to_value(&v).map_err(|e| e.to_string())?;
+                let json = serde_json::to_value(v).map_err(|e| e.to_string())?;
                 if !ty.accepts(&json) {
                     return Err(format!("the default {json} is not a {ty}"));
                 }
+                rules
+                    .check(&json)
+                    .map_err(|e| format!("the default {json} breaks the field's rules: it {e}"))?;
                 Some(json)
             }
         };
@@ -149,6 +337,7 @@ impl RawField {
             ty,
             required,
             default,
+            rules,
         })
     }
 }

@@ -20,6 +20,9 @@ pub(super) fn build(
     catalogue: Option<&Catalogue>,
 ) -> Result<Definition, Errors> {
     let mut errors: Vec<DefinitionError> = Vec::new();
+    if let Err(m) = check_name("saga", raw.saga.name.get_ref()) {
+        errors.push(map.error(raw.saga.name.span(), m).with_hint(NAME_HINT));
+    }
     let mut input = BTreeMap::new();
     // Every declared name, even one whose type is wrong: a mapping reading it is not wrong too.
     let declared: Vec<String> = raw.input.keys().cloned().collect();
@@ -75,7 +78,7 @@ pub(super) fn build(
     }
     if errors.is_empty() {
         let mut def = Definition {
-            name: raw.saga.name,
+            name: raw.saga.name.into_inner(),
             version: raw.saga.version,
             description: raw.saga.description,
             input,
@@ -89,6 +92,21 @@ pub(super) fn build(
     } else {
         errors.sort_by_key(|e| e.span.start);
         Err(Errors(errors))
+    }
+}
+
+const NAME_HINT: &str = "a name is 1 to 64 ASCII letters, digits, `_` or `-`, starting with a letter: it is part of URLs, subjects and message ids";
+
+/// A saga's or a step's name: 1 to 64 ASCII letters, digits, `_` or `-`, starting with a
+/// letter, so that it is safe in a URL path, a NATS subject token and a message id.
+pub(super) fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let starts = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if starts && rest && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err(format!("{what} name {name:?} is not a safe name"))
     }
 }
 
@@ -118,6 +136,9 @@ impl Checker<'_, '_> {
     ) -> Option<Step> {
         let name_span = s.name.span();
         let name = s.name.into_inner();
+        if let Err(m) = check_name("step", &name) {
+            self.err(name_span.clone(), m).hint = Some(NAME_HINT.into());
+        }
         if earlier.iter().any(|e| e.name == name) {
             self.err(name_span.clone(), format!("duplicate step name `{name}`"))
                 .hint = Some("step names must be unique: outputs are referred to by name".into());
