@@ -523,7 +523,7 @@ async fn readyz_names_each_check_and_needs_a_definition() {
     assert_eq!(
         report,
         json!({"status": "ready", "checks": {
-            "database": "ok", "nats": "ok", "definitions": "2 loaded", "reply_consumer_pulling": "ok"
+            "database": "ok", "nats": "ok", "definitions": "3 loaded", "reply_consumer_pulling": "ok"
         }})
     );
     stop.send(()).unwrap();
@@ -832,6 +832,60 @@ async fn cancel_undoes_a_running_saga_and_is_refused_after_its_pivot_and_abort_o
 }
 
 #[tokio::test]
+async fn a_signal_is_refused_until_its_step_waits_then_taken_once() {
+    let nats = NatsServer::start().unwrap();
+    let o = orchestrator(&nats).await;
+    let (_, started) = call(
+        &o,
+        post(
+            "/v1/sagas/approved_order",
+            r#"{"customer_id":"c-1","amount":500}"#,
+            None,
+        ),
+    )
+    .await;
+    let id: uuid::Uuid = started["saga_id"].as_str().unwrap().parse().unwrap();
+    let signal =
+        |name: &str, body: &str| post(&format!("/v1/sagas/{id}/signals/{name}"), body, None);
+    let approval = r#"{"approved_by":"maria"}"#;
+    // Not waiting yet (its credit is being reserved): 409 says so; a name no step awaits: 404.
+    let (status, problem) = call(&o, signal("approval", approval)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("has not begun waiting yet")
+    );
+    let (status, problem) = call(&o, signal("payment", approval)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    // Waiting (both commands answered): a bad payload is 400, a good one is taken.
+    play(&o, id, 2).await;
+    let (_, saga) = call(&o, get(&format!("/v1/sagas/{id}"))).await;
+    let waiting = &saga["steps"][2];
+    assert_eq!(
+        (waiting["status"].as_str(), waiting["signal"].as_str()),
+        (Some("waiting"), Some("approval")),
+        "{saga}"
+    );
+    let (status, problem) = call(&o, signal("approval", "[1]")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (status, answer) = call(&o, signal("approval", approval)).await;
+    assert_eq!(
+        (status, answer["accepted"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{answer}"
+    );
+    assert_eq!(answer["saga"]["steps"][2]["output"]["approved_by"], "maria");
+    let (status, answer) = call(&o, signal("approval", approval)).await;
+    assert_eq!(
+        (status, answer["accepted"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn openapi_describes_every_route() {
     let nats = NatsServer::start().unwrap();
     let o = orchestrator(&nats).await;
@@ -882,7 +936,10 @@ fn the_repository_definitions_load_with_their_catalogue() {
         .definitions()
         .map(|d| format!("{} v{}", d.name, d.version))
         .collect();
-    assert_eq!(loaded, ["express_order v1", "place_order v1"]);
+    assert_eq!(
+        loaded,
+        ["approved_order v1", "express_order v1", "place_order v1"]
+    );
     assert!(registry.catalogue().is_some());
 }
 
@@ -906,7 +963,7 @@ async fn definitions_lists_the_stored_versions_with_their_sagas_in_flight() {
     o.record_definitions().await.unwrap();
     let (status, list) = call(&o, get("/v1/definitions")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
     let place_order = listed(&list, "place_order", 1);
     let hash = place_order["hash"].as_str().unwrap();
     assert!(

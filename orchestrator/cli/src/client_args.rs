@@ -21,6 +21,20 @@ pub struct OperatorArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// Saga id.
+    pub id: String,
+    /// The signal's name, as the definition's await step names it (e.g. `approval`).
+    pub name: String,
+    /// The signal's payload: a JSON object with the fields the definition's [step.signal]
+    /// declares.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
 pub struct DefinitionsArgs {
     #[command(subcommand)]
     pub action: Option<DefinitionsAction>,

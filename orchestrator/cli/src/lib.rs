@@ -59,6 +59,8 @@ pub enum Command {
     Abort(OperatorArgs),
     /// Undo a running saga before its pivot: what it did is compensated, in reverse order.
     Cancel(OperatorArgs),
+    /// Send a signal to a saga's await step (an approval, a callback), with its payload.
+    Signal(SignalArgs),
     /// Inspect and replay dead letters.
     Dlq(DlqArgs),
     /// Check saga definitions (files or directories) before deploying them.
@@ -110,6 +112,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Skip(args) => operator::run("skip", args).await,
         Command::Abort(args) => operator::run("abort", args).await,
         Command::Cancel(args) => operator::run("cancel", args).await,
+        Command::Signal(args) => operator::signal(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,

@@ -210,6 +210,27 @@ pub enum Event {
     /// An operator cancelled the running saga before its pivot: from here on it compensates,
     /// as after a failure, and ends compensated.
     SagaCancelled { by: Operator, reason: String },
+    /// An await step began waiting for its signal, until `timeout_at`.
+    SignalAwaited {
+        step: String,
+        signal: String,
+        timeout_at: Timestamp,
+    },
+    /// The awaited signal came; its payload (checked, defaults filled in) is the step's output.
+    SignalReceived {
+        step: String,
+        signal: String,
+        payload: serde_json::Value,
+    },
+    /// The await step's timeout passed with no signal.
+    SignalTimedOut { step: String, signal: String },
+    /// A signal that came when no step waited for it any more (twice, or after its timeout,
+    /// or once the saga moved on): recorded, it does not move the saga.
+    SignalIgnored {
+        signal: String,
+        reason: String,
+        payload: serde_json::Value,
+    },
     /// Every step succeeded.
     SagaCompleted,
     /// Every completed step was compensated.
@@ -244,6 +265,10 @@ impl Event {
             Event::StepSkipped { .. } => "StepSkipped",
             Event::SagaAborted { .. } => "SagaAborted",
             Event::SagaCancelled { .. } => "SagaCancelled",
+            Event::SignalAwaited { .. } => "SignalAwaited",
+            Event::SignalReceived { .. } => "SignalReceived",
+            Event::SignalTimedOut { .. } => "SignalTimedOut",
+            Event::SignalIgnored { .. } => "SignalIgnored",
             Event::SagaCompleted => "SagaCompleted",
             Event::SagaCompensated => "SagaCompensated",
             Event::SagaStuck { .. } => "SagaStuck",

@@ -57,6 +57,7 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
                     retry_at: None,
                     retry_kind: None,
                     pending,
+                    signal: None,
                 }),
             }
         }
@@ -182,6 +183,53 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
                 s.retry_at = None;
             }
         }
+        Event::SignalAwaited {
+            step,
+            signal,
+            timeout_at,
+        } => {
+            let waiting = StepState {
+                name: step.clone(),
+                attempt: 1,
+                status: StepStatus::Waiting,
+                output: None,
+                reason: None,
+                started_at: at,
+                ended_at: None,
+                compensation_attempt: 0,
+                timeout_at: Some(*timeout_at),
+                retry_at: None,
+                retry_kind: None,
+                pending: None,
+                signal: Some(signal.clone()),
+            };
+            match state.step_mut(step) {
+                Some(s) => {
+                    s.attempt += 1;
+                    s.status = StepStatus::Waiting;
+                    s.timeout_at = Some(*timeout_at);
+                    s.reason = None;
+                }
+                None => state.steps.push(waiting),
+            }
+        }
+        Event::SignalReceived { step, payload, .. } => {
+            if let Some(s) = state.step_mut(step) {
+                s.status = StepStatus::Succeeded;
+                s.output = Some(payload.clone());
+                s.ended_at = Some(at);
+                s.timeout_at = None;
+            }
+        }
+        Event::SignalTimedOut { step, signal } => {
+            if let Some(s) = state.step_mut(step) {
+                s.status = StepStatus::Rejected;
+                s.reason = Some(format!("no signal `{signal}` before the timeout"));
+                s.ended_at = Some(at);
+                s.timeout_at = None;
+            }
+        }
+        Event::SignalIgnored { .. } => {}
         Event::SagaCompleted => state.status = Status::Completed,
         Event::SagaCompensated => state.status = Status::Compensated,
         Event::SagaStuck { reason, step, kind } => {
@@ -230,6 +278,12 @@ fn compensating(state: &mut SagaState, reason: String) {
             s.retry_at = None;
             s.retry_kind = None;
             s.status = StepStatus::Unknown;
+        }
+        // An await step stops waiting: it did nothing, so there is nothing to undo.
+        if s.status == StepStatus::Waiting {
+            s.status = StepStatus::Rejected;
+            s.reason = Some("no longer awaited: the saga compensates".into());
+            s.timeout_at = None;
         }
     }
 }

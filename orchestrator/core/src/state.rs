@@ -71,6 +71,8 @@ pub enum StepStatus {
     Compensated,
     /// Resolved by an operator.
     Skipped,
+    /// An await step waiting for its signal.
+    Waiting,
 }
 
 impl StepStatus {
@@ -104,6 +106,9 @@ pub struct StepState {
     /// The command sent and not yet answered; re-published after a crash.
     #[serde(skip)]
     pub pending: Option<CommandEnvelope>,
+    /// An await step's signal (it waits until `timeout_at` while `status` is waiting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 /// The state of one saga.
@@ -286,7 +291,10 @@ impl SagaState {
         let mut at: Vec<Timestamp> = self
             .steps
             .iter()
-            .flat_map(|s| [s.pending.as_ref().and(s.timeout_at), s.retry_at])
+            .flat_map(|s| {
+                let waits = s.pending.is_some() || s.status == StepStatus::Waiting;
+                [s.timeout_at.filter(|_| waits), s.retry_at]
+            })
             .flatten()
             .collect();
         if self.status == Status::Running {

@@ -29,7 +29,10 @@ fn every_saga_in_the_repository_is_valid() {
         }
     }
     names.sort();
-    assert_eq!(names, ["express_order v1", "place_order v1"]);
+    assert_eq!(
+        names,
+        ["approved_order v1", "express_order v1", "place_order v1"]
+    );
 }
 
 #[test]

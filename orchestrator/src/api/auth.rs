@@ -52,7 +52,10 @@ pub fn required_role(method: &Method, route: &str) -> Option<Role> {
     Some(match (method, route) {
         (&Method::GET | &Method::HEAD, _) => Role::Read,
         (&Method::POST, "/v1/definitions/validate") => Role::Read,
-        (&Method::POST, "/v1/sagas/{name}" | "/v1/sagas/{id}/{action}") => Role::Operate,
+        (
+            &Method::POST,
+            "/v1/sagas/{name}" | "/v1/sagas/{id}/{action}" | "/v1/sagas/{id}/signals/{name}",
+        ) => Role::Operate,
         // Reload, retire, and whatever else comes: the narrowest role unless said otherwise.
         _ => Role::Admin,
     })
@@ -153,6 +156,7 @@ mod tests {
             (Method::POST, "/v1/definitions/validate"),
             (Method::POST, "/v1/sagas/{name}"),
             (Method::POST, "/v1/sagas/{id}/{action}"),
+            (Method::POST, "/v1/sagas/{id}/signals/{name}"),
             (Method::POST, "/v1/definitions/reload"),
             (Method::DELETE, "/v1/definitions/{name}/{version}"),
             (Method::DELETE, "/v1/sagas"),

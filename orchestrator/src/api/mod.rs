@@ -11,6 +11,7 @@
 //! | POST   | `/v1/sagas/{id}/skip`     | operator: resolve the stuck command by hand       |
 //! | POST   | `/v1/sagas/{id}/abort`    | operator: stop a stuck saga as it is              |
 //! | POST   | `/v1/sagas/{id}/cancel`   | operator: undo a running saga before its pivot    |
+//! | POST   | `/v1/sagas/{id}/signals/{name}` | signal an await step; JSON payload          |
 //! | GET    | `/v1/definitions`         | stored definition versions: hash, loaded, in flight |
 //! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
@@ -100,6 +101,7 @@ pub(crate) fn routes<S: EventStore, T: Transport>(
         )
         .route("/v1/sagas/{id}/events", get(sagas::history::<S, T>))
         .route("/v1/sagas/{id}/{action}", post(sagas::operate::<S, T>))
+        .route("/v1/sagas/{id}/signals/{name}", post(sagas::signal::<S, T>))
         .route("/v1/definitions", get(definitions::list::<S, T>))
         .route("/v1/definitions/reload", post(definitions::reload::<S, T>))
         .route(

@@ -23,6 +23,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         super::sagas::status,
         super::sagas::history,
         super::sagas::operate,
+        super::sagas::signal,
         super::search::overview,
         super::definitions::list,
         super::definitions::reload,
@@ -41,6 +42,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         ValidatedView,
         RetiredView,
         OperatorBody,
+        super::sagas::SignalView,
         Problem
     )),
     modifiers(&Bearer),

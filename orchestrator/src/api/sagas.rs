@@ -255,3 +255,58 @@ pub(super) async fn operate<S: EventStore, T: Transport>(
         Handled::Applied | Handled::Unchanged => Ok(Json(saga_view(&o, o.load(saga_id).await?))),
     }
 }
+
+/// The answer to a signal: whether a step took it, or why it was recorded and ignored.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SignalView {
+    pub signal: String,
+    /// True when the step awaiting it took it; false when it was recorded and ignored.
+    pub accepted: bool,
+    /// Why it was ignored (the step had it already, or stopped waiting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+    pub saga: SagaView,
+}
+
+#[utoipa::path(post, path = "/v1/sagas/{id}/signals/{name}", tag = "sagas",
+    params(("id" = Uuid, Path), ("name" = String, Path, description = "the signal an await step of the saga's definition waits for")),
+    request_body(content = Object, description = "The signal's payload: a JSON object with the fields the definition's [step.signal] declares"),
+    responses((status = 200, body = SignalView), (status = 400, description = "The payload does not fit the signal's fields; `detail` names the field", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga, or no step of it awaits that signal", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The step that awaits it has not begun waiting yet; `detail` says so", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
+pub(super) async fn signal<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<SignalView>, Error> {
+    let saga_id = parse_id(&id)?;
+    let Json(payload) = body.map_err(|e| {
+        Error::from_body(
+            &e,
+            r#"the body must be the signal's payload, a JSON object such as {"approved_by": "maria"}"#,
+        )
+    })?;
+    match o.signal(saga_id, &name, payload).await? {
+        Handled::Refused(Refusal::UnknownSaga(_)) => {
+            Err(Error::NotFound(format!("saga {saga_id} not found")))
+        }
+        Handled::Refused(Refusal::Rejected(r @ saga_core::Rejection::UnknownSignal(_))) => {
+            Err(Error::NotFound(r.to_string()))
+        }
+        Handled::Refused(Refusal::Rejected(r @ saga_core::Rejection::InvalidSignal(_))) => {
+            Err(Error::BadRequest(r.to_string()))
+        }
+        Handled::Refused(reason) => Err(Error::Conflict(reason.to_string())),
+        Handled::Applied | Handled::Unchanged => {
+            let loaded = o.load(saga_id).await?;
+            let ignored = loaded.events.last().and_then(|e| {
+                (e.event_type == "SignalIgnored")
+                    .then(|| e.payload["reason"].as_str().unwrap_or_default().to_string())
+            });
+            Ok(Json(SignalView {
+                signal: name,
+                accepted: ignored.is_none(),
+                ignored,
+                saga: saga_view(&o, loaded),
+            }))
+        }
+    }
+}

@@ -49,6 +49,21 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         self.handle(saga_id, Input::Operator(action)).await
     }
 
+    /// Signal `name` for the saga, with `payload`: the await step waiting for it goes on; one
+    /// that no longer waits has it recorded and ignored.
+    pub async fn signal(
+        &self,
+        saga_id: Uuid,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<Handled> {
+        let input = Input::Signal {
+            name: name.to_string(),
+            payload,
+        };
+        self.handle(saga_id, input).await
+    }
+
     /// The one loop for an existing saga: load, fold, decide, append, act. A lost append race
     /// (another writer moved the saga on) loads the new state and decides again.
     ///

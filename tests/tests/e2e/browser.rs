@@ -2,7 +2,8 @@
 //! `chromium-driver`; `make test` installs it with `deploy/local/ensure-chromium.sh`), against
 //! a whole system: the list filters to Compensated, a saga's page draws its timeline, and the
 //! compensation bars come in the reverse order of the steps; an overdue saga is marked in the
-//! list and on its page, and "overdue only" lists just it. Saves a screenshot to
+//! list and on its page, and "overdue only" lists just it; an operator sends the signal a
+//! waiting step awaits from its page. Saves a screenshot to
 //! `target/browser/timeline.png`.
 
 use crate::system::{Backend, REVIEW_LIMIT, System};
@@ -306,6 +307,64 @@ async fn an_overdue_saga_is_marked_in_the_list_and_on_its_page() {
     })
     .await
     .unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sends_the_signal_a_waiting_step_awaits() {
+    let system = System::start(Backend::Sqlite).await;
+    system.open_account("wanda", 10_000).await;
+    let id = system.start_named("approved_order", "wanda", 250).await;
+    system
+        .wait_event(id, "SignalAwaited", Duration::from_secs(60))
+        .await;
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    client
+        .goto(&format!("{}/#/saga/{id}", system.api))
+        .await
+        .unwrap();
+    // The waiting step says what it waits for and until when, with a form to send it.
+    let waiting = wait_for("the page shows the waiting step", DEADLINE, || async {
+        let e = client
+            .find(Locator::Css("#waiting-manager_approval"))
+            .await
+            .ok()?;
+        e.text().await.ok()
+    })
+    .await
+    .unwrap();
+    assert!(
+        waiting.contains("waits for signal approval until"),
+        "{waiting}"
+    );
+    wait_for("the payload is typed", DEADLINE, || async {
+        let payload = client.find(Locator::Css("#payload-approval")).await.ok()?;
+        payload.clear().await.ok()?;
+        payload
+            .send_keys(r#"{"approved_by": "web operator"}"#)
+            .await
+            .ok()
+    })
+    .await
+    .unwrap();
+    click(&client, r#"[data-signal="approval"]"#).await;
+    wait_for("the saga completes", DEADLINE, || async {
+        let status = client.find(Locator::Css("#saga-status")).await.ok()?;
+        (status.text().await.ok()? == "completed").then_some(())
+    })
+    .await
+    .unwrap();
+    let saga = system.saga(id).await.unwrap();
+    let approval = saga["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "manager_approval")
+        .cloned()
+        .unwrap();
+    assert_eq!(approval["output"]["approved_by"], "web operator");
     client.close().await.unwrap();
 }
 

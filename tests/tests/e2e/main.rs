@@ -15,5 +15,6 @@ mod health;
 mod place_order;
 mod security;
 mod shutdown;
+mod signals;
 mod system;
 mod telemetry;

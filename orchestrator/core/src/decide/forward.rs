@@ -1,6 +1,6 @@
 //! The forward path: sending commands, starting units (a step or a parallel group).
 
-use super::Decision;
+use super::{Decision, Rejection};
 use crate::definition::StepKind;
 use crate::event::Event;
 use crate::state::{Status, StepStatus};
@@ -12,6 +12,19 @@ impl Decision<'_> {
         let Some(step) = self.def.step(name) else {
             return;
         };
+        if let Some(signal) = &step.signal {
+            // An await step sends nothing: it waits (again, after an operator's retry); it has
+            // nothing to undo.
+            if kind == CommandKind::Forward {
+                let event = Event::SignalAwaited {
+                    step: step.name.clone(),
+                    signal: signal.name.clone(),
+                    timeout_at: self.now.plus(step.timeout),
+                };
+                self.push(self.now, event);
+            }
+            return;
+        }
         let command = match kind {
             CommandKind::Forward => step.command.clone(),
             CommandKind::Compensation => match &step.compensation {
@@ -106,6 +119,74 @@ impl Decision<'_> {
             }
             None => self.push(self.now, Event::SagaCompleted),
         }
+    }
+
+    /// A signal for the saga: the step that awaits it takes its payload as output and the
+    /// saga goes on; one that comes when that step no longer waits is recorded and ignored.
+    pub(super) fn signal(
+        &mut self,
+        name: String,
+        payload: serde_json::Value,
+    ) -> Result<(), Rejection> {
+        if self.state.status == Status::New {
+            return Err(Rejection::NotStarted);
+        }
+        let def = self.def;
+        let step = def
+            .awaiting(&name)
+            .ok_or_else(|| Rejection::UnknownSignal(name.clone()))?;
+        let signal = step
+            .signal
+            .as_ref()
+            .ok_or_else(|| Rejection::UnknownSignal(name.clone()))?;
+        let payload = signal.check(&payload).map_err(Rejection::InvalidSignal)?;
+        let waiting = self
+            .state
+            .step(&step.name)
+            .map(|s| s.status == StepStatus::Waiting);
+        let ignored = |reason: String| Event::SignalIgnored {
+            signal: name.clone(),
+            reason,
+            payload: payload.clone(),
+        };
+        match waiting {
+            None if self.state.status == Status::Running => {
+                return Err(Rejection::NotAwaiting {
+                    signal: name,
+                    step: step.name.clone(),
+                });
+            }
+            Some(true) if self.state.status == Status::Running => {
+                self.push(
+                    self.now,
+                    Event::SignalReceived {
+                        step: step.name.clone(),
+                        signal: name.clone(),
+                        payload: payload.clone(),
+                    },
+                );
+                self.forward_after(&step.name);
+            }
+            _ => {
+                let reason = match self.state.step(&step.name).map(|s| s.status) {
+                    Some(StepStatus::Succeeded) => {
+                        format!("step `{}` received it already", step.name)
+                    }
+                    Some(StepStatus::Rejected) => {
+                        format!(
+                            "step `{}` stopped waiting for it (timed out, or the saga compensates)",
+                            step.name
+                        )
+                    }
+                    _ => format!(
+                        "the saga is {} and waits for it no more",
+                        self.state.status.as_str()
+                    ),
+                };
+                self.push(self.now, ignored(reason));
+            }
+        }
+        Ok(())
     }
 
     /// A command whose fields cannot be built from the mapping (an output that is missing,

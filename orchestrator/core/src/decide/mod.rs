@@ -25,6 +25,11 @@ pub enum Input {
     Reply(ReplyEnvelope),
     /// Time passed: fire whatever timeout, retry or deadline is due at `now`.
     Tick,
+    /// A signal came for the saga (`POST /v1/sagas/{id}/signals/{name}`), with its payload.
+    Signal {
+        name: String,
+        payload: serde_json::Value,
+    },
     /// An operator acted on the saga.
     Operator(OperatorAction),
 }
@@ -74,6 +79,14 @@ pub enum Rejection {
         "the saga has sent its pivot step `{0}`: what it did from there on cannot be undone, so it can only finish forward"
     )]
     PastPivot(String),
+    #[error("no step of this saga awaits a signal named `{0}`")]
+    UnknownSignal(String),
+    #[error("{0}")]
+    InvalidSignal(String),
+    #[error(
+        "step `{step}` that awaits `{signal}` has not begun waiting yet: send the signal again once the saga waits for it (its status shows the step waiting)"
+    )]
+    NotAwaiting { signal: String, step: String },
     #[error("the saga has already ended as {0}")]
     Finished(&'static str),
     #[error(
@@ -150,6 +163,7 @@ pub fn decide(
         Input::Reply(reply) => d.reply(reply)?,
         Input::Tick => d.tick(),
         Input::Operator(action) => d.operator(action)?,
+        Input::Signal { name, payload } => d.signal(name, payload)?,
     }
     Ok(d.events)
 }

@@ -44,6 +44,40 @@ impl Decision<'_> {
             self.fail(step, "the saga's deadline passed".into());
             return;
         }
+        // Await steps whose signal did not come in time: before the pivot the saga is undone
+        // (the step itself did nothing); after it, an operator decides.
+        let expired: Vec<String> = self
+            .state
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Waiting && s.timeout_at.is_some_and(|t| t <= now))
+            .map(|s| s.name.clone())
+            .collect();
+        for step in expired {
+            let def = self.def;
+            let Some(signal) = def.step(&step).and_then(|s| s.signal.as_ref()) else {
+                continue;
+            };
+            let timeout = def.step(&step).map(|s| s.timeout).unwrap_or_default();
+            self.push(
+                now,
+                Event::SignalTimedOut {
+                    step: step.clone(),
+                    signal: signal.name.clone(),
+                },
+            );
+            let reason = format!(
+                "no signal `{}` within {}",
+                signal.name,
+                humantime::format_duration(timeout)
+            );
+            if self.kind_of(&step) == crate::definition::StepKind::Retriable {
+                self.stuck(reason, &step, CommandKind::Forward);
+            } else {
+                self.fail(step, reason);
+            }
+            return;
+        }
         let due: Vec<_> = self
             .state
             .steps
@@ -164,7 +198,7 @@ impl Decision<'_> {
             .steps
             .iter()
             .filter_map(|s| match s.status {
-                StepStatus::Running | StepStatus::Retrying => {
+                StepStatus::Running | StepStatus::Retrying | StepStatus::Waiting => {
                     Some((s.name.clone(), CommandKind::Forward))
                 }
                 StepStatus::Compensating => Some((s.name.clone(), CommandKind::Compensation)),

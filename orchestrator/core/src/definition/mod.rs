@@ -101,6 +101,25 @@ pub struct Step {
     pub input: Option<Mapping>,
     /// The compensation's fields; without one, the same as the command's.
     pub compensation_input: Option<Mapping>,
+    /// An await step's signal: it sends no command (`participant` and `command` are empty)
+    /// but waits up to `timeout` for this signal, whose payload becomes its output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<Signal>,
+}
+
+/// The signal an await step waits for (`await = "approval"`), and its payload's fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signal {
+    pub name: String,
+    pub fields: BTreeMap<String, Field>,
+}
+
+impl Signal {
+    /// `payload` checked against the signal's fields, defaults filled in; the error names the
+    /// field and the rule it breaks.
+    pub fn check(&self, payload: &serde_json::Value) -> Result<serde_json::Value, String> {
+        check_fields(&self.fields, payload, "signal")
+    }
 }
 
 /// Default step timeout.
@@ -204,27 +223,49 @@ impl Definition {
     /// Checks `input` against the declared fields and fills in defaults; the message says
     /// what to fix.
     pub fn check_input(&self, input: &serde_json::Value) -> Result<serde_json::Value, String> {
-        let Some(obj) = input.as_object() else {
-            return Err("the saga input must be a JSON object".into());
+        check_fields(&self.input, input, "input")
+    }
+
+    /// The await step waiting for signal `name`, if the definition has one.
+    pub fn awaiting(&self, name: &str) -> Option<&Step> {
+        self.steps
+            .iter()
+            .find(|s| s.signal.as_ref().is_some_and(|g| g.name == name))
+    }
+}
+
+/// Checks the object `value` against `fields` and fills in defaults; `what` (`input`,
+/// `signal`) names it in the message.
+fn check_fields(
+    fields: &BTreeMap<String, Field>,
+    value: &serde_json::Value,
+    what: &str,
+) -> Result<serde_json::Value, String> {
+    let Some(obj) = value.as_object() else {
+        let whole = if what == "input" {
+            "the saga input"
+        } else {
+            "a signal's payload"
         };
-        let mut out = obj.clone();
-        for (name, field) in &self.input {
-            match obj.get(name) {
-                Some(value) => {
-                    field
-                        .check(value)
-                        .map_err(|rule| format!("input field `{name}` {rule}"))?;
-                }
-                None if field.required => {
-                    return Err(format!("missing input field `{name}` ({})", field.ty));
-                }
-                None => {
-                    if let Some(default) = &field.default {
-                        out.insert(name.clone(), default.clone());
-                    }
+        return Err(format!("{whole} must be a JSON object"));
+    };
+    let mut out = obj.clone();
+    for (name, field) in fields {
+        match obj.get(name) {
+            Some(value) => {
+                field
+                    .check(value)
+                    .map_err(|rule| format!("{what} field `{name}` {rule}"))?;
+            }
+            None if field.required => {
+                return Err(format!("missing {what} field `{name}` ({})", field.ty));
+            }
+            None => {
+                if let Some(default) = &field.default {
+                    out.insert(name.clone(), default.clone());
                 }
             }
         }
-        Ok(serde_json::Value::Object(out))
     }
+    Ok(serde_json::Value::Object(out))
 }

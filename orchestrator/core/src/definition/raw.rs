@@ -34,8 +34,13 @@ pub(super) type RawMapping = Spanned<BTreeMap<String, Spanned<toml::Value>>>;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
     pub name: Spanned<String>,
-    pub participant: Spanned<String>,
-    pub command: Spanned<String>,
+    pub participant: Option<Spanned<String>>,
+    pub command: Option<Spanned<String>>,
+    /// An await step: the name of the signal it waits for, instead of a participant's command.
+    #[serde(rename = "await")]
+    pub awaits: Option<Spanned<String>>,
+    /// The fields of the awaited signal's payload, as `[input]` declares the saga's.
+    pub signal: Option<BTreeMap<String, Spanned<RawField>>>,
     pub compensation: Option<Spanned<String>>,
     pub kind: Option<Spanned<StepKind>>,
     pub group: Option<Spanned<String>>,

@@ -229,3 +229,25 @@ pub fn stuck_on_cancel() -> Saga {
     );
     saga
 }
+
+/// The real `sagas/approved_order.toml`: an await step before the pivot.
+pub fn approved_order() -> Definition {
+    Definition::from_toml(
+        "sagas/approved_order.toml",
+        include_str!("../../../../sagas/approved_order.toml"),
+    )
+    .unwrap()
+}
+
+impl Saga {
+    /// Signal `name` comes with `payload`.
+    pub fn signal(&mut self, name: &str, payload: serde_json::Value) -> Vec<Action> {
+        self.when(
+            &format!("signal {name}"),
+            Input::Signal {
+                name: name.into(),
+                payload,
+            },
+        )
+    }
+}

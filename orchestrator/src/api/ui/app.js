@@ -146,6 +146,11 @@ async function sagaPage(id, first, asOf) {
   const actions = !asOf && offered.length
     ? `<div class="filters" id="operator">${offered.map((a) =>
         `<button data-action="${a}" class="${a === "abort" || a === "cancel" ? "danger" : ""}">${a}</button>`).join("")}</div>` : "";
+  // An await step waiting for its signal: until when, and a form to send it.
+  const waiting = asOf ? [] : saga.steps.filter((s) => s.status === "waiting" && s.signal);
+  const signals = waiting.map((s) => `<div class="problem" id="waiting-${esc(s.name)}">Step ${esc(s.name)} waits for signal <b>${esc(s.signal)}</b> until ${esc(when(new Date(s.timeout_at).toISOString()))}
+      <textarea rows="2" cols="50" id="payload-${esc(s.signal)}" aria-label="payload of ${esc(s.signal)} (JSON)">{}</textarea>
+      <button data-signal="${esc(s.signal)}">send ${esc(s.signal)}</button></div>`).join("");
   const left = saga.effects_left
     ? `<p class="problem" id="effects-left">Left applied by the abort: ${saga.effects_left.length ? esc(saga.effects_left.join(", ")) : "nothing"}</p>` : "";
   app.innerHTML = `
@@ -156,6 +161,7 @@ async function sagaPage(id, first, asOf) {
       <p class="mono">${esc(saga.saga_id)} · created ${esc(when(saga.created_at))} · updated ${esc(when(saga.updated_at))}</p>
       ${saga.reason ? `<p class="problem" id="reason">${esc(saga.reason)}</p>` : ""}
       ${left}
+      ${signals}
       ${travel}
       ${actions}
       <h2>Timeline</h2>
@@ -177,6 +183,20 @@ async function sagaPage(id, first, asOf) {
           <td class="mono">${esc(brief(e.data))}</td></tr>`).join("")}
       </tbody></table>
     </div>`;
+  document.querySelectorAll("[data-signal]").forEach((b) => {
+    b.onclick = async () => {
+      const text = document.getElementById(`payload-${b.dataset.signal}`).value;
+      let payload;
+      try { payload = JSON.parse(text); } catch (e) { fail(new Error(`not JSON: ${e.message}`)); return; }
+      try {
+        await api(`/v1/sagas/${id}/signals/${b.dataset.signal}`, {
+          method: "POST", headers: { "content-type": "application/json" },
+          body: JSON.stringify(payload),
+        });
+        sagaPage(id, true);
+      } catch (e) { fail(e); }
+    };
+  });
   document.querySelectorAll("[data-action]").forEach((b) => {
     b.onclick = async () => {
       const reason = prompt(`Why ${b.dataset.action} this saga? (recorded in its history)`);

@@ -5,8 +5,9 @@ use super::Checker;
 use crate::definition::mapping::{Mapping, MappingValue};
 use crate::definition::raw::RawMapping;
 use crate::definition::source::closest;
-use crate::definition::types::FieldType;
+use crate::definition::types::{Field, FieldType};
 use crate::definition::{CommandSpec, Step};
+use std::collections::BTreeMap;
 
 impl Checker<'_, '_> {
     /// Parses a mapping and checks what it reads and what it gives the command.
@@ -134,15 +135,15 @@ impl Checker<'_, '_> {
                 match rest {
                     [] | ["output"] => Ok(()),
                     ["output", field, ..] => {
-                        let Some(spec) =
-                            self.spec_of(if is_self { None } else { found }, step, earlier)
+                        let Some(output) =
+                            self.output_of(if is_self { None } else { found }, step, earlier)
                         else {
                             return Ok(());
                         };
-                        if spec.output.contains_key(*field) {
+                        if output.contains_key(*field) {
                             Ok(())
                         } else {
-                            let hint = closest(field, spec.output.keys().map(String::as_str))
+                            let hint = closest(field, output.keys().map(String::as_str))
                                 .map(|c| format!("did you mean `{c}`?"));
                             Err((format!("step `{other}` has no output `{field}`"), hint))
                         }
@@ -163,15 +164,21 @@ impl Checker<'_, '_> {
         }
     }
 
-    /// The catalogue spec of `found` (or of the step being checked when `None`).
-    pub(super) fn spec_of<'s>(
+    /// The output fields of `found` (none known for the step being checked, `None`): an
+    /// await step's signal fields, or its command's outputs in the catalogue.
+    pub(super) fn output_of<'s>(
         &'s self,
-        found: Option<&Step>,
+        found: Option<&'s Step>,
         _step: &str,
         _earlier: &[Step],
-    ) -> Option<&'s CommandSpec> {
+    ) -> Option<&'s BTreeMap<String, Field>> {
         let step = found?;
-        self.catalogue?.command(&step.participant, &step.command)
+        if let Some(signal) = &step.signal {
+            return Some(&signal.fields);
+        }
+        self.catalogue?
+            .command(&step.participant, &step.command)
+            .map(|c| &c.output)
     }
 
     /// The type a mapping gives, when it can be known before running it.
@@ -193,9 +200,7 @@ impl Checker<'_, '_> {
                     ["input", field] => self.input.get(*field).map(|f| f.ty),
                     ["steps", step, "output", field] => {
                         let s = earlier.iter().find(|e| e.name == *step)?;
-                        self.catalogue?
-                            .command(&s.participant, &s.command)?
-                            .output
+                        self.output_of(Some(s), step, earlier)?
                             .get(*field)
                             .map(|f| f.ty)
                     }
@@ -219,9 +224,9 @@ impl Checker<'_, '_> {
         let mut names: Vec<&str> = self.input.keys().map(String::as_str).collect();
         let outputs: Vec<String> = earlier
             .iter()
-            .filter_map(|e| self.catalogue?.command(&e.participant, &e.command))
-            .chain(own)
-            .flat_map(|s| s.output.keys().cloned())
+            .filter_map(|e| self.output_of(Some(e), step, earlier))
+            .chain(own.map(|s| &s.output))
+            .flat_map(|o| o.keys().cloned())
             .collect();
         names.extend(outputs.iter().map(String::as_str));
         let missing: Vec<String> = spec

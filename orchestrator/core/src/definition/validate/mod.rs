@@ -110,6 +110,36 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// The spans of the command-step keys an await step was given.
+struct Others {
+    participant: Option<std::ops::Range<usize>>,
+    command: Option<std::ops::Range<usize>>,
+    compensation: Option<std::ops::Range<usize>>,
+    kind: Option<std::ops::Range<usize>>,
+    group: Option<std::ops::Range<usize>>,
+    retry: Option<std::ops::Range<usize>>,
+    input: Option<std::ops::Range<usize>>,
+    compensation_input: Option<std::ops::Range<usize>>,
+}
+
+impl Others {
+    fn given(self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        [
+            ("participant", self.participant),
+            ("command", self.command),
+            ("compensation", self.compensation),
+            ("kind", self.kind),
+            ("group", self.group),
+            ("retry", self.retry),
+            ("input", self.input),
+            ("compensation_input", self.compensation_input),
+        ]
+        .into_iter()
+        .filter_map(|(key, span)| span.map(|s| (key, s)))
+        .collect()
+    }
+}
+
 struct Checker<'a, 'm> {
     map: &'a SourceMap<'m>,
     catalogue: Option<&'a Catalogue>,
@@ -143,6 +173,36 @@ impl Checker<'_, '_> {
             self.err(name_span.clone(), format!("duplicate step name `{name}`"))
                 .hint = Some("step names must be unique: outputs are referred to by name".into());
         }
+        if let Some(signal) = s.awaits {
+            return self.await_step(
+                s.signal,
+                s.timeout,
+                signal,
+                name,
+                name_span,
+                earlier,
+                *pivot,
+                Others {
+                    participant: s.participant.map(|p| p.span()),
+                    command: s.command.map(|c| c.span()),
+                    compensation: s.compensation.map(|c| c.span()),
+                    kind: s.kind.map(|k| k.span()),
+                    group: s.group.map(|g| g.span()),
+                    retry: s.retry.map(|r| r.span()),
+                    input: s.input.map(|m| m.span()),
+                    compensation_input: s.compensation_input.map(|m| m.span()),
+                },
+            );
+        }
+        let (Some(participant), Some(command)) = (s.participant, s.command) else {
+            self.err(
+                name_span,
+                format!(
+                    "step `{name}` needs a `participant` and a `command` (or `await` for a signal)"
+                ),
+            );
+            return None;
+        };
         // Kinds: at most one pivot; before it compensatable steps, after it retriable ones.
         let kind_span = s
             .kind
@@ -242,10 +302,10 @@ impl Checker<'_, '_> {
         };
 
         // The catalogue: participant, command, compensation.
-        let participant_span = s.participant.span();
-        let participant = s.participant.into_inner();
-        let command_span = s.command.span();
-        let command = s.command.into_inner();
+        let participant_span = participant.span();
+        let participant = participant.into_inner();
+        let command_span = command.span();
+        let command = command.into_inner();
         let compensation = s.compensation.map(|c| (c.span(), c.into_inner()));
         let specs = self.catalogue.map(|cat| {
             let Some(commands) = cat.participants.get(&participant) else {
@@ -316,6 +376,95 @@ impl Checker<'_, '_> {
             retry,
             input,
             compensation_input,
+            signal: None,
+        })
+    }
+
+    /// An await step: it waits up to its `timeout` for a signal whose payload has the fields
+    /// of `[step.signal]`, and has none of a command step's keys.
+    #[allow(clippy::too_many_arguments)]
+    fn await_step(
+        &mut self,
+        fields: Option<BTreeMap<String, toml::Spanned<super::types::RawField>>>,
+        timeout: Option<toml::Spanned<String>>,
+        signal: toml::Spanned<String>,
+        name: String,
+        name_span: std::ops::Range<usize>,
+        earlier: &[Step],
+        pivot: Option<usize>,
+        others: Others,
+    ) -> Option<Step> {
+        let signal_span = signal.span();
+        let signal = signal.into_inner();
+        if let Err(m) = check_name("signal", &signal) {
+            self.err(signal_span.clone(), m).hint = Some(NAME_HINT.into());
+        }
+        if earlier
+            .iter()
+            .any(|e| e.signal.as_ref().is_some_and(|g| g.name == signal))
+        {
+            self.err(
+                signal_span.clone(),
+                format!("two steps await signal `{signal}`: a signal must name one step"),
+            );
+        }
+        for (key, span) in others.given() {
+            self.err(
+                span,
+                format!("await step `{name}` waits for a signal: it has no `{key}`"),
+            )
+            .hint = Some("remove it, or make the step a command step without `await`".into());
+        }
+        let timeout = match timeout {
+            Some(t) => parse_duration("timeout", t.get_ref()).unwrap_or_else(|m| {
+                self.err(t.span(), m);
+                DEFAULT_TIMEOUT
+            }),
+            None => {
+                self.err(
+                    signal_span,
+                    format!(
+                        "await step `{name}` needs a `timeout`: how long to wait for `{signal}`"
+                    ),
+                )
+                .hint = Some("e.g. timeout = \"24h\"; when it passes, the saga compensates".into());
+                DEFAULT_TIMEOUT
+            }
+        };
+        let mut resolved = BTreeMap::new();
+        for (field, raw) in fields.unwrap_or_default() {
+            let span = raw.span();
+            match raw.into_inner().resolve() {
+                Ok(f) => {
+                    resolved.insert(field, f);
+                }
+                Err(m) => {
+                    self.err(span, format!("signal field `{field}`: {m}"));
+                }
+            }
+        }
+        let _ = name_span;
+        Some(Step {
+            name,
+            participant: String::new(),
+            command: String::new(),
+            compensation: None,
+            // Nothing to undo: before the pivot it is undone by doing nothing; after it,
+            // like every step there, it must end well or wait for an operator.
+            kind: if pivot.is_some() {
+                StepKind::Retriable
+            } else {
+                StepKind::Compensatable
+            },
+            group: None,
+            timeout,
+            retry: RetryPolicy::default(),
+            input: None,
+            compensation_input: None,
+            signal: Some(super::Signal {
+                name: signal,
+                fields: resolved,
+            }),
         })
     }
 
