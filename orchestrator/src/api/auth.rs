@@ -62,6 +62,8 @@ pub fn required_role(method: &Method, route: &str) -> Option<Role> {
 }
 
 async fn check(tokens: &Tokens, mut req: Request, next: Next) -> Response {
+    req.extensions_mut()
+        .insert(super::Authenticating(tokens.enabled()));
     if !tokens.enabled() {
         return next.run(req).await;
     }

@@ -90,7 +90,7 @@ async fn views<S: EventStore, T: Transport>(
 
 /// Every stored version, with its hash, whether its file is loaded and its sagas in flight.
 #[utoipa::path(get, path = "/v1/definitions", tag = "definitions", operation_id = "definitions",
-    responses((status = 200, body = Vec<DefinitionView>), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Every stored definition version", body = Vec<DefinitionView>), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn list<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
 ) -> Result<Json<Vec<DefinitionView>>, Error> {
@@ -100,7 +100,7 @@ pub(super) async fn list<S: EventStore, T: Transport>(
 /// Loads the definitions directory again: new versions are stored and added, running sagas
 /// keep theirs. A file that changes a stored version is refused, and nothing changes.
 #[utoipa::path(post, path = "/v1/definitions/reload", tag = "definitions", operation_id = "reload_definitions",
-    responses((status = 200, body = Vec<DefinitionView>), (status = 400, description = "A file is invalid or changes a stored version; `detail` names the file and line", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The stored versions after the reload", body = Vec<DefinitionView>), (status = 400, description = "A file is invalid or changes a stored version; `detail` names the file and line", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn reload<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
 ) -> Result<Json<Vec<DefinitionView>>, Error> {
@@ -116,7 +116,7 @@ pub(super) async fn reload<S: EventStore, T: Transport>(
 /// Validates a posted definition (TOML body) against the loaded catalogue.
 #[utoipa::path(post, path = "/v1/definitions/validate", tag = "definitions", operation_id = "validate_definition",
     request_body(content = String, description = "A saga definition (TOML)", content_type = "application/toml"),
-    responses((status = 200, body = ValidatedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The definition is valid: its name, version, hash and steps", body = ValidatedView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn validate<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     body: axum::body::Bytes,
@@ -138,7 +138,7 @@ pub(super) async fn validate<S: EventStore, T: Transport>(
 /// Retires a stored version: it can no longer be started; its sagas' history stays readable.
 #[utoipa::path(delete, path = "/v1/definitions/{name}/{version}", tag = "definitions", operation_id = "retire_definition",
     params(("name" = String, Path, description = "Saga definition name"), ("version" = u32, Path, description = "Definition version")),
-    responses((status = 200, body = RetiredView), (status = 400, description = "The version is not a number", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such stored version", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Sagas of the version are in flight; `detail` says how many", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The version is retired", body = RetiredView), (status = 400, description = "The version is not a number", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such stored version", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Sagas of the version are in flight; `detail` says how many", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn retire<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     Path((name, version)): Path<(String, String)>,

@@ -56,7 +56,7 @@ mod views;
 pub use auth::{authenticate, required_role};
 pub use error::{Error, Problem};
 pub use limits::{DEFAULT_MAX_BODY, Limits, bounded};
-pub use openapi::openapi;
+pub use openapi::{Authenticating, document, openapi};
 pub use server::{ServeError, Server, serve};
 pub use tokens::{
     Caller, Role, Tokens, TokensError, hex as hex_digits, write_entry as write_token_entry,
@@ -114,7 +114,7 @@ pub(crate) fn routes<S: EventStore, T: Transport>(
         )
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(health::ready::<S, T>))
-        .route("/openapi.json", get(|| async { Json(openapi()) }));
+        .route("/openapi.json", get(openapi_json::<S, T>));
     let router = if with_metrics {
         router.route("/metrics", get(metrics::<S, T>))
     } else {
@@ -146,4 +146,13 @@ pub(crate) async fn render_metrics<S: EventStore, T: Transport>(
         saga_telemetry::metrics::render(),
     )
         .into_response()
+}
+
+/// `GET /openapi.json`: the document as this server is configured.
+async fn openapi_json<S: EventStore, T: Transport>(
+    State(o): State<Orchestrator<S, T>>,
+    authenticating: Option<axum::Extension<Authenticating>>,
+) -> Json<serde_json::Value> {
+    let authenticated = authenticating.is_some_and(|a| a.0.0);
+    Json(document(&o.registry(), authenticated))
 }

@@ -63,7 +63,56 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-/// The OpenAPI document of the API.
+/// The OpenAPI document of the API, as generated from the handlers: every route, and bearer
+/// security declared on all of them.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
+}
+
+/// Whether the server answering checks API tokens: set on every request by
+/// [`super::authenticate`], absent without it.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticating(pub bool);
+
+/// The OpenAPI document as this server is configured (`GET /openapi.json`): bearer security
+/// only when it checks tokens, and for each saga it starts (the newest version loaded) an
+/// operation `POST /v1/sagas/<name>` whose body is that saga's input as a JSON Schema
+/// (`components.schemas.Input.<name>`: types, required fields, defaults, rules, version).
+pub fn document(registry: &crate::runtime::Registry, authenticated: bool) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    if !authenticated {
+        if let Some(top) = doc.as_object_mut() {
+            top.remove("security");
+        }
+        if let Some(components) = doc["components"].as_object_mut() {
+            components.remove("securitySchemes");
+        }
+    }
+    let generic = doc["paths"]["/v1/sagas/{name}"]["post"].clone();
+    let mut newest: std::collections::BTreeMap<&str, &saga_core::Definition> = Default::default();
+    for def in registry.definitions() {
+        newest.insert(def.name.as_str(), def);
+    }
+    for (name, def) in newest {
+        let schema = format!("Input.{name}");
+        doc["components"]["schemas"][&schema] = def.input_schema();
+        let mut op = generic.clone();
+        op["operationId"] = json!(format!("start_{name}"));
+        op["summary"] = json!(format!("Start {name} (version {})", def.version));
+        op["description"] = json!(def.description);
+        if let Some(params) = op["parameters"].as_array_mut() {
+            params.retain(|p| !(p["in"] == "path" && p["name"] == "name"));
+        }
+        op["requestBody"] = json!({
+            "description": format!("The input of {name}"),
+            "required": true,
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
+        });
+        doc["paths"][format!("/v1/sagas/{name}")] = json!({ "post": op });
+    }
+    if doc["paths"].is_null() {
+        doc["paths"] = Value::Object(Default::default());
+    }
+    doc
 }

@@ -113,7 +113,7 @@ pub(super) fn parse_time(param: &str, value: &str) -> Result<Timestamp, Error> {
            ("overdue" = Option<bool>, Query, description = "`true`: only sagas still running or compensating well past their deadline (or their start, without one)"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
            ("limit" = Option<u32>, Query, description = "1 to 1000, default 50")),
-    responses((status = 200, body = ListView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "A page of sagas, newest first", body = ListView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn list<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     Query(params): Query<HashMap<String, String>>,
@@ -159,7 +159,7 @@ const BUCKETS: u64 = 30;
 const BUCKET_SECONDS: u64 = 60;
 
 #[utoipa::path(get, path = "/v1/overview", tag = "sagas",
-    responses((status = 200, body = OverviewView), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Counts by status and sagas started per minute", body = OverviewView), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn overview<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
 ) -> Result<Json<OverviewView>, Error> {

@@ -17,14 +17,15 @@
 //! ```
 
 use super::{
-    Created, DefinitionStore, DefinitionUse, Error, EventLog, NewDefinition, NewEvent, NewSaga,
-    ReadModel, Result, Retirement, SagaQuery, SagaRecord, Schedule, StoredDefinition, StoredEvent,
-    Summary,
+    Created, Error, EventLog, NewEvent, NewSaga, ReadModel, Result, SagaQuery, SagaRecord,
+    Schedule, StoredDefinition, StoredEvent, Summary,
 };
 use saga_protocol::Timestamp;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
+
+mod definitions;
 
 /// The event store in memory. Cheap to clone; clones share the same sagas.
 #[derive(Debug, Clone, Default)]
@@ -351,59 +352,5 @@ impl ReadModel for MemoryStore {
             }
         }
         Ok(counts)
-    }
-}
-
-impl DefinitionStore for MemoryStore {
-    async fn put_definition(&self, d: NewDefinition) -> Result<StoredDefinition> {
-        let mut inner = self.lock();
-        let stored = inner
-            .definitions
-            .entry((d.name.clone(), d.version))
-            .or_insert_with(|| StoredDefinition {
-                name: d.name,
-                version: d.version,
-                hash: d.hash,
-                source: d.source,
-                stored_at: d.stored_at,
-                retired_at: None,
-            });
-        Ok(stored.clone())
-    }
-
-    async fn definition(&self, name: &str, version: u32) -> Result<Option<StoredDefinition>> {
-        let inner = self.lock();
-        Ok(inner.definitions.get(&(name.to_string(), version)).cloned())
-    }
-
-    async fn definitions(&self, in_flight: &[&str]) -> Result<Vec<DefinitionUse>> {
-        let inner = self.lock();
-        Ok(inner
-            .definitions
-            .values()
-            .map(|d| DefinitionUse {
-                definition: d.clone(),
-                in_flight: inner.count(&d.name, d.version, in_flight),
-            })
-            .collect())
-    }
-
-    async fn retire_definition(
-        &self,
-        name: &str,
-        version: u32,
-        in_flight: &[&str],
-        at: Timestamp,
-    ) -> Result<Retirement> {
-        let mut inner = self.lock();
-        let n = inner.count(name, version, in_flight);
-        let Some(stored) = inner.definitions.get_mut(&(name.to_string(), version)) else {
-            return Ok(Retirement::Unknown);
-        };
-        if n > 0 {
-            return Ok(Retirement::InFlight(n));
-        }
-        stored.retired_at.get_or_insert(at);
-        Ok(Retirement::Retired(stored.clone()))
     }
 }

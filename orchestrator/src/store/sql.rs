@@ -24,19 +24,21 @@
 
 use super::rows::{
     current_version, decode_event, decode_record, get, parse_uuid, saga_columns_of, select_sagas,
-    sql_int, to_u64,
+    sql_int,
 };
 use super::writer::Writer;
 use super::{
     Created, DefinitionStore, DefinitionUse, Error, EventLog, NewDefinition, NewEvent, NewSaga,
-    ReadModel, Result, Retirement, SagaQuery, SagaRecord, Schedule, StoredDefinition, StoredEvent,
-    Summary, definitions,
+    Result, Retirement, SagaQuery, SagaRecord, Schedule, StoredDefinition, StoredEvent, Summary,
+    definitions,
 };
 use saga_protocol::Timestamp;
 use saga_sql::{self as db, Backend};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, AssertSqlSafe};
 use uuid::Uuid;
+
+mod read_model;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -216,97 +218,6 @@ impl Schedule for SqlStore {
     }
 }
 
-impl ReadModel for SqlStore {
-    async fn list(&self, limit: u32) -> Result<Vec<SagaRecord>> {
-        let rows = sqlx::query(select_sagas!(
-            "ORDER BY created_at DESC, saga_id DESC LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::Database)?;
-        rows.iter().map(decode_record).collect()
-    }
-
-    async fn search(&self, query: &SagaQuery) -> Result<Vec<SagaRecord>> {
-        let (sql, binds) = search_sql(query);
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for value in binds {
-            q = match value {
-                Bind::Text(text) => q.bind(text),
-                Bind::Int(int) => q.bind(int),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(Error::Database)?;
-        rows.iter().map(decode_record).collect()
-    }
-
-    async fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>> {
-        // One pass over the (status, created_at) index.
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM sagas GROUP BY status")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Error::Database)?;
-        rows.iter()
-            .map(|row| Ok((get(row, "status")?, to_u64(get(row, "n")?, "count")?)))
-            .collect()
-    }
-
-    async fn started_per_bucket(
-        &self,
-        since: Timestamp,
-        bucket: std::time::Duration,
-        buckets: usize,
-    ) -> Result<Vec<u64>> {
-        let width = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX).max(1);
-        let spans = i64::try_from(buckets).unwrap_or(i64::MAX);
-        let until = since.millis().saturating_add(width.saturating_mul(spans));
-        // One range scan of the created_at index, grouped in the database.
-        let rows = sqlx::query(
-            "SELECT (created_at - $1) / $2 AS bucket, COUNT(*) AS n FROM sagas \
-             WHERE created_at >= $1 AND created_at < $3 GROUP BY (created_at - $1) / $2",
-        )
-        .bind(since.millis())
-        .bind(width)
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::Database)?;
-        let mut counts = vec![0; buckets];
-        for row in &rows {
-            let index = to_u64(get(row, "bucket")?, "bucket")?;
-            if let Some(count) = usize::try_from(index).ok().and_then(|i| counts.get_mut(i)) {
-                *count = to_u64(get(row, "n")?, "count")?;
-            }
-        }
-        Ok(counts)
-    }
-
-    async fn count_overdue(&self, statuses: &[&str], before: Timestamp) -> Result<u64> {
-        if statuses.is_empty() {
-            return Ok(0);
-        }
-        let list: Vec<String> = (1..=statuses.len()).map(|i| format!("${i}")).collect();
-        // The (status, created_at) index finds the active sagas; few are active at once.
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM sagas WHERE status IN ({}) \
-             AND COALESCE(deadline_at, created_at) < ${}",
-            list.join(", "),
-            statuses.len() + 1
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for status in statuses {
-            q = q.bind(*status);
-        }
-        let row = q
-            .bind(before.millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(Error::Database)?;
-        to_u64(get(&row, "n")?, "count")
-    }
-}
-
 impl DefinitionStore for SqlStore {
     async fn put_definition(&self, definition: NewDefinition) -> Result<StoredDefinition> {
         definitions::put(&self.pool, definition).await
@@ -332,14 +243,14 @@ impl DefinitionStore for SqlStore {
 }
 
 /// A value bound to a generated placeholder.
-enum Bind {
+pub(super) enum Bind {
     Text(String),
     Int(i64),
 }
 
 /// `WHERE … ORDER BY … LIMIT` of a search, with its binds. Only placeholders and fixed column
 /// names are spliced into the SQL; every value is bound.
-fn search_sql(q: &SagaQuery) -> (String, Vec<Bind>) {
+pub(super) fn search_sql(q: &SagaQuery) -> (String, Vec<Bind>) {
     let mut binds = Vec::new();
     let mut clauses = Vec::new();
     let mut bind = |value: Bind| {

@@ -1,8 +1,9 @@
 //! Await steps end to end, the `saga` binary as separate processes on SQLite: the saga waits
 //! for its `approval` signal, goes on with the signal's payload when `saga signal` sends it,
-//! records and ignores a second one, and compensates when none comes before the timeout.
+//! records and ignores a second one, and compensates when none comes before the timeout; a
+//! cancel is taken while it waits and refused once its pivot is sent.
 
-use crate::system::{Backend, System};
+use crate::system::{Backend, Service, System};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -103,4 +104,45 @@ async fn an_await_step_goes_on_with_its_signal_ignores_a_second_and_compensates_
         balance.reserved, 300,
         "only the approved order's credit stays reserved"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_is_taken_while_the_saga_waits_and_refused_once_its_pivot_is_sent() {
+    let mut system = System::start(Backend::Sqlite).await;
+    system.open_account("ivo", 10_000).await;
+
+    // Waiting for its approval, before the pivot: a cancel undoes it.
+    let waiting = system.start_named("approved_order", "ivo", 100).await;
+    system.wait_event(waiting, "SignalAwaited", LONG).await;
+    let (code, saga) = system
+        .operate(waiting, "cancel", "the customer withdrew")
+        .await;
+    assert_eq!(code, 200, "{saga}");
+    let status = system.wait_terminal(&[waiting], LONG).await;
+    assert_eq!(status[&waiting], "compensated");
+
+    // Approved while the order service is down: ApproveOrder, the pivot, is sent and not yet
+    // answered, so nothing can undo the saga any more.
+    let approved = system.start_named("approved_order", "ivo", 200).await;
+    system.wait_event(approved, "SignalAwaited", LONG).await;
+    system.kill(Service::Order);
+    let (code, answer) = signal(&system, approved, json!({"approved_by": "maria"})).await;
+    assert_eq!(
+        (code, answer["accepted"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    let (code, problem) = system.operate(approved, "cancel", "too late").await;
+    assert_eq!(code, 409, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pivot step `approve_order`"),
+        "{problem}"
+    );
+    // Back, the order service approves it and the saga completes.
+    system.spawn(Service::Order);
+    let status = system.wait_terminal(&[approved], LONG).await;
+    assert_eq!(status[&approved], "completed");
 }

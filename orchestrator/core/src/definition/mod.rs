@@ -226,12 +226,46 @@ impl Definition {
         check_fields(&self.input, input, "input")
     }
 
+    /// The saga's input as a JSON Schema: an object with the declared fields (types, rules,
+    /// defaults), the required ones required; `x-saga-version` names the version.
+    pub fn input_schema(&self) -> serde_json::Value {
+        object_schema(
+            &self.input,
+            format!("The input of {} version {}", self.name, self.version),
+            self.version,
+        )
+    }
+
     /// The await step waiting for signal `name`, if the definition has one.
     pub fn awaiting(&self, name: &str) -> Option<&Step> {
         self.steps
             .iter()
             .find(|s| s.signal.as_ref().is_some_and(|g| g.name == name))
     }
+}
+
+/// `fields` as the JSON Schema of an object.
+fn object_schema(
+    fields: &BTreeMap<String, Field>,
+    title: String,
+    version: u32,
+) -> serde_json::Value {
+    let properties: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|(name, f)| (name.clone(), f.json_schema()))
+        .collect();
+    let required: Vec<&String> = fields
+        .iter()
+        .filter(|(_, f)| f.required)
+        .map(|(name, _)| name)
+        .collect();
+    serde_json::json!({
+        "type": "object",
+        "title": title,
+        "properties": properties,
+        "required": required,
+        "x-saga-version": version,
+    })
 }
 
 /// Checks the object `value` against `fields` and fills in defaults; `what` (`input`,

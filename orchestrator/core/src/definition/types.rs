@@ -124,6 +124,52 @@ impl Serialize for Pattern {
 }
 
 impl Field {
+    /// The field as a JSON Schema (2020-12, as OpenAPI 3.1 uses it): its type, its default and
+    /// its rules, so a client generated from it knows what a start accepts.
+    pub fn json_schema(&self) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let mut schema = match self.ty {
+            FieldType::String => json!({"type": "string"}),
+            FieldType::Integer => json!({"type": "integer", "format": "int64"}),
+            FieldType::Boolean => json!({"type": "boolean"}),
+            FieldType::Uuid => json!({"type": "string", "format": "uuid"}),
+            FieldType::Decimal => json!({
+                "type": "string",
+                "pattern": "^-?[0-9]+(\\.[0-9]+)?$",
+                "description": "a decimal number as a string, e.g. \"12.50\""
+            }),
+            FieldType::Object => json!({"type": "object"}),
+            FieldType::Array => json!({"type": "array"}),
+        };
+        let Value::Object(obj) = &mut schema else {
+            return schema;
+        };
+        let r = &self.rules;
+        let (min_len, max_len) = if self.ty == FieldType::Array {
+            ("minItems", "maxItems")
+        } else {
+            ("minLength", "maxLength")
+        };
+        let rules = [
+            ("minimum", r.minimum.map(Value::from)),
+            ("maximum", r.maximum.map(Value::from)),
+            (min_len, r.min_length.map(Value::from)),
+            (max_len, r.max_length.map(Value::from)),
+            (
+                "pattern",
+                r.pattern.as_ref().map(|p| Value::from(p.as_str())),
+            ),
+            ("enum", r.one_of.clone().map(Value::from)),
+            ("default", self.default.clone()),
+        ];
+        for (key, value) in rules {
+            if let Some(value) = value {
+                obj.insert(key.into(), value);
+            }
+        }
+        schema
+    }
+
     /// Whether `value` is of the field's type and keeps its rules; the error says which rule
     /// it breaks, with the value, for a message naming the field.
     pub fn check(&self, value: &serde_json::Value) -> Result<(), String> {

@@ -1,7 +1,10 @@
 //! Building a [`Definition`] from its raw TOML shape, checking everything that can be known
 //! before deploy, and collecting every problem with its place in the source.
 
+mod await_step;
 mod mapping;
+
+use await_step::Others;
 
 use super::raw::{RawDefinition, RawStep};
 use super::source::closest;
@@ -107,36 +110,6 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{what} name {name:?} is not a safe name"))
-    }
-}
-
-/// The spans of the command-step keys an await step was given.
-struct Others {
-    participant: Option<std::ops::Range<usize>>,
-    command: Option<std::ops::Range<usize>>,
-    compensation: Option<std::ops::Range<usize>>,
-    kind: Option<std::ops::Range<usize>>,
-    group: Option<std::ops::Range<usize>>,
-    retry: Option<std::ops::Range<usize>>,
-    input: Option<std::ops::Range<usize>>,
-    compensation_input: Option<std::ops::Range<usize>>,
-}
-
-impl Others {
-    fn given(self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        [
-            ("participant", self.participant),
-            ("command", self.command),
-            ("compensation", self.compensation),
-            ("kind", self.kind),
-            ("group", self.group),
-            ("retry", self.retry),
-            ("input", self.input),
-            ("compensation_input", self.compensation_input),
-        ]
-        .into_iter()
-        .filter_map(|(key, span)| span.map(|s| (key, s)))
-        .collect()
     }
 }
 
@@ -377,94 +350,6 @@ impl Checker<'_, '_> {
             input,
             compensation_input,
             signal: None,
-        })
-    }
-
-    /// An await step: it waits up to its `timeout` for a signal whose payload has the fields
-    /// of `[step.signal]`, and has none of a command step's keys.
-    #[allow(clippy::too_many_arguments)]
-    fn await_step(
-        &mut self,
-        fields: Option<BTreeMap<String, toml::Spanned<super::types::RawField>>>,
-        timeout: Option<toml::Spanned<String>>,
-        signal: toml::Spanned<String>,
-        name: String,
-        name_span: std::ops::Range<usize>,
-        earlier: &[Step],
-        pivot: Option<usize>,
-        others: Others,
-    ) -> Option<Step> {
-        let signal_span = signal.span();
-        let signal = signal.into_inner();
-        if let Err(m) = check_name("signal", &signal) {
-            self.err(signal_span.clone(), m).hint = Some(NAME_HINT.into());
-        }
-        if earlier
-            .iter()
-            .any(|e| e.signal.as_ref().is_some_and(|g| g.name == signal))
-        {
-            self.err(
-                signal_span.clone(),
-                format!("two steps await signal `{signal}`: a signal must name one step"),
-            );
-        }
-        for (key, span) in others.given() {
-            self.err(
-                span,
-                format!("await step `{name}` waits for a signal: it has no `{key}`"),
-            )
-            .hint = Some("remove it, or make the step a command step without `await`".into());
-        }
-        let timeout = match timeout {
-            Some(t) => parse_duration("timeout", t.get_ref()).unwrap_or_else(|m| {
-                self.err(t.span(), m);
-                DEFAULT_TIMEOUT
-            }),
-            None => {
-                self.err(
-                    signal_span,
-                    format!(
-                        "await step `{name}` needs a `timeout`: how long to wait for `{signal}`"
-                    ),
-                )
-                .hint = Some("e.g. timeout = \"24h\"; when it passes, the saga compensates".into());
-                DEFAULT_TIMEOUT
-            }
-        };
-        let mut resolved = BTreeMap::new();
-        for (field, raw) in fields.unwrap_or_default() {
-            let span = raw.span();
-            match raw.into_inner().resolve() {
-                Ok(f) => {
-                    resolved.insert(field, f);
-                }
-                Err(m) => {
-                    self.err(span, format!("signal field `{field}`: {m}"));
-                }
-            }
-        }
-        let _ = name_span;
-        Some(Step {
-            name,
-            participant: String::new(),
-            command: String::new(),
-            compensation: None,
-            // Nothing to undo: before the pivot it is undone by doing nothing; after it,
-            // like every step there, it must end well or wait for an operator.
-            kind: if pivot.is_some() {
-                StepKind::Retriable
-            } else {
-                StepKind::Compensatable
-            },
-            group: None,
-            timeout,
-            retry: RetryPolicy::default(),
-            input: None,
-            compensation_input: None,
-            signal: Some(super::Signal {
-                name: signal,
-                fields: resolved,
-            }),
         })
     }
 
