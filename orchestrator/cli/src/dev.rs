@@ -187,8 +187,9 @@ struct DemoSaga {
 }
 
 /// Opens the demo accounts and runs `count` sagas: mostly place_order, every fourth an
-/// express_order (a parallel group, a pivot and a retriable step). Most complete; those
-/// above the review limit and those beyond a customer's credit are compensated.
+/// express_order (a parallel group, a pivot and a retriable step), some approved_order (an
+/// await step, whose approval the demo sends). Most complete; those above the review limit
+/// and those beyond a customer's credit are compensated.
 async fn demo(
     orchestrator: &Orchestrator,
     client: &async_nats::Client,
@@ -206,8 +207,11 @@ async fn demo(
             _ => 1_000 + 2_500 * i64::try_from(i).unwrap_or(0),
         };
         let input = serde_json::json!({ "customer_id": customer, "amount": amount });
-        let name = if i % 4 == 2 && orchestrator.registry().latest("express_order").is_some() {
+        let loaded = |name: &str| orchestrator.registry().latest(name).is_some();
+        let name = if i % 4 == 2 && loaded("express_order") {
             "express_order"
+        } else if i % 6 == 3 && loaded("approved_order") {
+            "approved_order"
         } else {
             "place_order"
         };
@@ -232,6 +236,16 @@ async fn demo(
             let loaded = orchestrator.load(s.saga_id).await?;
             if loaded.state.status.is_terminal() || Instant::now() > deadline {
                 break loaded;
+            }
+            // The demo plays the approver of approved_order (a person in the web UI, or an
+            // approval service, would send it).
+            let waits_for_approval = loaded.state.steps.iter().any(|step| {
+                step.status == saga_core::StepStatus::Waiting
+                    && step.signal.as_deref() == Some("approval")
+            });
+            if waits_for_approval {
+                let approval = serde_json::json!({ "approved_by": "saga dev" });
+                orchestrator.signal(s.saga_id, "approval", approval).await?;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
