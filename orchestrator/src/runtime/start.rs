@@ -116,8 +116,7 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         record: &crate::store::SagaRecord,
         now: saga_protocol::Timestamp,
     ) -> bool {
-        let window = u64::try_from(now.since(record.created_at).as_millis()).unwrap_or(u64::MAX);
-        window >= u64::try_from(self.options().idempotency_window.as_millis()).unwrap_or(u64::MAX)
+        now.since(record.created_at) >= self.options().idempotency_window
     }
 }
 

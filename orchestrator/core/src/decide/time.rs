@@ -44,38 +44,7 @@ impl Decision<'_> {
             self.fail(step, "the saga's deadline passed".into());
             return;
         }
-        // Await steps whose signal did not come in time: before the pivot the saga is undone
-        // (the step itself did nothing); after it, an operator decides.
-        let expired: Vec<String> = self
-            .state
-            .steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Waiting && s.timeout_at.is_some_and(|t| t <= now))
-            .map(|s| s.name.clone())
-            .collect();
-        for step in expired {
-            let def = self.def;
-            let Some(signal) = def.step(&step).and_then(|s| s.signal.as_ref()) else {
-                continue;
-            };
-            let timeout = def.step(&step).map(|s| s.timeout).unwrap_or_default();
-            self.push(
-                now,
-                Event::SignalTimedOut {
-                    step: step.clone(),
-                    signal: signal.name.clone(),
-                },
-            );
-            let reason = format!(
-                "no signal `{}` within {}",
-                signal.name,
-                humantime::format_duration(timeout)
-            );
-            if self.kind_of(&step) == crate::definition::StepKind::Retriable {
-                self.stuck(reason, &step, CommandKind::Forward);
-            } else {
-                self.fail(step, reason);
-            }
+        if self.signal_timed_out() {
             return;
         }
         let due: Vec<_> = self
@@ -114,6 +83,46 @@ impl Decision<'_> {
                 self.send(&step, kind, attempt);
             }
         }
+    }
+
+    /// An await step whose signal did not come in time: before the pivot the saga is undone
+    /// (the step itself did nothing); after it, an operator decides. Whether one had.
+    fn signal_timed_out(&mut self) -> bool {
+        let now = self.now;
+        let def = self.def;
+        let Some((step, signal, timeout)) = self
+            .state
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Waiting && s.timeout_at.is_some_and(|t| t <= now))
+            .find_map(|s| {
+                let step = def.step(&s.name)?;
+                Some((
+                    s.name.clone(),
+                    step.signal.as_ref()?.name.clone(),
+                    step.timeout,
+                ))
+            })
+        else {
+            return false;
+        };
+        self.push(
+            now,
+            Event::SignalTimedOut {
+                step: step.clone(),
+                signal: signal.clone(),
+            },
+        );
+        let reason = format!(
+            "no signal `{signal}` within {}",
+            humantime::format_duration(timeout)
+        );
+        if self.kind_of(&step) == crate::definition::StepKind::Retriable {
+            self.stuck(reason, &step, CommandKind::Forward);
+        } else {
+            self.fail(step, reason);
+        }
+        true
     }
 
     pub(super) fn operator(&mut self, action: OperatorAction) -> Result<(), Rejection> {
