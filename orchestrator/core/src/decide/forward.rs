@@ -132,12 +132,8 @@ impl Decision<'_> {
             return Err(Rejection::NotStarted);
         }
         let def = self.def;
-        let step = def
+        let (step, signal) = def
             .awaiting(&name)
-            .ok_or_else(|| Rejection::UnknownSignal(name.clone()))?;
-        let signal = step
-            .signal
-            .as_ref()
             .ok_or_else(|| Rejection::UnknownSignal(name.clone()))?;
         let payload = signal.check(&payload).map_err(Rejection::InvalidSignal)?;
         let waiting = self

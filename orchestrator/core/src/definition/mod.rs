@@ -236,11 +236,12 @@ impl Definition {
         )
     }
 
-    /// The await step waiting for signal `name`, if the definition has one.
-    pub fn awaiting(&self, name: &str) -> Option<&Step> {
-        self.steps
-            .iter()
-            .find(|s| s.signal.as_ref().is_some_and(|g| g.name == name))
+    /// The await step waiting for signal `name`, with its signal, if the definition has one.
+    pub fn awaiting(&self, name: &str) -> Option<(&Step, &Signal)> {
+        self.steps.iter().find_map(|s| {
+            let signal = s.signal.as_ref().filter(|g| g.name == name)?;
+            Some((s, signal))
+        })
     }
 }
 

@@ -46,7 +46,6 @@ impl Checker<'_, '_> {
         timeout: Option<toml::Spanned<String>>,
         signal: toml::Spanned<String>,
         name: String,
-        name_span: std::ops::Range<usize>,
         earlier: &[Step],
         pivot: Option<usize>,
         others: Others,
@@ -100,7 +99,6 @@ impl Checker<'_, '_> {
                 }
             }
         }
-        let _ = name_span;
         Some(Step {
             name,
             participant: String::new(),

@@ -135,8 +135,7 @@ impl Checker<'_, '_> {
                 match rest {
                     [] | ["output"] => Ok(()),
                     ["output", field, ..] => {
-                        let Some(output) =
-                            self.output_of(if is_self { None } else { found }, step, earlier)
+                        let Some(output) = self.output_of(if is_self { None } else { found })
                         else {
                             return Ok(());
                         };
@@ -169,8 +168,6 @@ impl Checker<'_, '_> {
     pub(super) fn output_of<'s>(
         &'s self,
         found: Option<&'s Step>,
-        _step: &str,
-        _earlier: &[Step],
     ) -> Option<&'s BTreeMap<String, Field>> {
         let step = found?;
         if let Some(signal) = &step.signal {
@@ -200,9 +197,7 @@ impl Checker<'_, '_> {
                     ["input", field] => self.input.get(*field).map(|f| f.ty),
                     ["steps", step, "output", field] => {
                         let s = earlier.iter().find(|e| e.name == *step)?;
-                        self.output_of(Some(s), step, earlier)?
-                            .get(*field)
-                            .map(|f| f.ty)
+                        self.output_of(Some(s))?.get(*field).map(|f| f.ty)
                     }
                     _ => None,
                 }
@@ -224,7 +219,7 @@ impl Checker<'_, '_> {
         let mut names: Vec<&str> = self.input.keys().map(String::as_str).collect();
         let outputs: Vec<String> = earlier
             .iter()
-            .filter_map(|e| self.output_of(Some(e), step, earlier))
+            .filter_map(|e| self.output_of(Some(e)))
             .chain(own.map(|s| &s.output))
             .flat_map(|o| o.keys().cloned())
             .collect();

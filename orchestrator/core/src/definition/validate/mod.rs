@@ -152,7 +152,6 @@ impl Checker<'_, '_> {
                 s.timeout,
                 signal,
                 name,
-                name_span,
                 earlier,
                 *pivot,
                 Others {
