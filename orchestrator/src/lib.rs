@@ -5,6 +5,7 @@
 //! - [`partitions`]: which replica owns which sagas' timers;
 //! - [`clock`]: where the runtime reads the time;
 //! - [`runtime`]: the loop load → fold → decide → append → act, and recovery;
+//! - [`projections`]: the read model checked against the log and rebuilt from it;
 //! - [`api`]: the HTTP API and serving it;
 //! - [`watch`]: a server-sent feed of sagas reaching a terminal status.
 //!
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod clock;
 pub mod partitions;
+pub mod projections;
 pub mod runtime;
 pub mod store;
 pub mod transport;

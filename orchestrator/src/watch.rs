@@ -26,8 +26,8 @@
 use crate::runtime::Orchestrator;
 use crate::store::{
     Created, DefinitionStore, DefinitionUse, EventLog, EventStore, NewDefinition, NewEvent,
-    NewSaga, ReadModel, Result, Retirement, SagaRecord, Schedule, StoredDefinition, StoredEvent,
-    Summary,
+    NewSaga, Projected, Projection, ReadModel, Result, Retirement, SagaRecord, SagaRow, Schedule,
+    StoredDefinition, StoredEvent, Summary,
 };
 use crate::transport::Transport;
 use axum::Router;
@@ -193,6 +193,25 @@ impl<S: EventStore> ReadModel for Watched<S> {
         buckets: usize,
     ) -> Result<Vec<u64>> {
         self.inner.started_per_bucket(since, bucket, buckets).await
+    }
+}
+
+impl<S: EventStore> Projection for Watched<S> {
+    async fn saga_ids(&self, after: Option<Uuid>, limit: u32) -> Result<Vec<Uuid>> {
+        self.inner.saga_ids(after, limit).await
+    }
+
+    async fn projected(&self, saga_id: Uuid) -> Result<Projected> {
+        self.inner.projected(saga_id).await
+    }
+
+    async fn reproject(
+        &self,
+        saga_id: Uuid,
+        log_version: u64,
+        row: Option<SagaRow>,
+    ) -> Result<bool> {
+        self.inner.reproject(saga_id, log_version, row).await
     }
 }
 

@@ -10,6 +10,8 @@ mod definitions;
 mod idempotency;
 #[path = "store_contract/old_logs.rs"]
 mod old_logs;
+#[path = "store_contract/projection.rs"]
+mod projection;
 #[path = "store_contract/read_model.rs"]
 mod read_model;
 #[path = "store_contract/schedule.rs"]
@@ -21,6 +23,7 @@ use definitions::{
 };
 use idempotency::*;
 use old_logs::a_version_1_log_is_replayed_and_shown_in_the_newest_shape;
+use projection::*;
 use read_model::*;
 use saga_orchestrator::store::{
     Created, Cursor, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaQuery, SagaRecord,
@@ -502,4 +505,8 @@ contract!(
     definitions_count_their_sagas_in_flight,
     a_version_is_retired_only_without_sagas_in_flight,
     a_version_1_log_is_replayed_and_shown_in_the_newest_shape,
+    a_saga_is_read_with_its_log_and_its_rows,
+    a_rewrite_replaces_the_rows_only_at_the_log_version_it_read,
+    saga_ids_page_through_every_saga_in_id_order,
+    a_rewrite_racing_appends_loses_none_of_them,
 );

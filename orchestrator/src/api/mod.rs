@@ -16,6 +16,8 @@
 //! | POST   | `/v1/definitions/reload`  | load new versions from the definitions directory  |
 //! | POST   | `/v1/definitions/validate`| check a posted TOML definition                    |
 //! | DELETE | `/v1/definitions/{name}/{version}` | retire a version with no saga in flight  |
+//! | GET    | `/v1/projections/sagas`   | the read model compared with the fold of the log  |
+//! | POST   | `/v1/projections/sagas/rebuild` | admin: rewrite the rows that differ from it |
 //! | GET    | `/livez`, `/readyz`       | liveness and readiness                            |
 //! | GET    | `/metrics`                | Prometheus text (sagas, steps, latency, lag, DLQ); on its own listener with `--metrics-listen` |
 //! | GET    | `/openapi.json`           | this API as an OpenAPI document (generated)       |
@@ -43,6 +45,7 @@ mod error;
 mod health;
 mod limits;
 mod openapi;
+mod projections;
 mod sagas;
 mod search;
 mod server;
@@ -111,6 +114,11 @@ pub(crate) fn routes<S: EventStore, T: Transport>(
         .route(
             "/v1/definitions/{name}/{version}",
             delete(definitions::retire::<S, T>),
+        )
+        .route("/v1/projections/{name}", get(projections::verify::<S, T>))
+        .route(
+            "/v1/projections/{name}/rebuild",
+            post(projections::rebuild::<S, T>),
         )
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(health::ready::<S, T>))

@@ -29,6 +29,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         super::definitions::reload,
         super::definitions::validate,
         super::definitions::retire,
+        super::projections::verify,
+        super::projections::rebuild,
     ),
     components(schemas(
         StartedView,
@@ -43,6 +45,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         RetiredView,
         OperatorBody,
         super::sagas::SignalView,
+        super::projections::ProjectionPageView,
+        super::projections::DifferenceView,
         Problem
     )),
     modifiers(&Bearer),

@@ -42,6 +42,7 @@ pub use options::Options;
 pub use overdue::{overdue_before, overdue_statuses};
 pub use registry::{CATALOGUE_FILE, Entry, Registry};
 pub use replies::SHUTDOWN_GRACE;
+pub use start::input_digest;
 pub use timers::Timers;
 
 use crate::clock::{Clock, SystemClock};

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
 mod definitions;
+mod projection;
 
 /// The event store in memory. Cheap to clone; clones share the same sagas.
 #[derive(Debug, Clone, Default)]

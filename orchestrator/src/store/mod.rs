@@ -10,9 +10,10 @@
 //! [`Error::Conflict`] and writes nothing. The runtime then reloads, folds again and decides
 //! again. Two writers racing on one saga can never both win.
 //!
-//! The store is four seams, which [`EventStore`] puts together: [`EventLog`] (create, append,
+//! The store is five seams, which [`EventStore`] puts together: [`EventLog`] (create, append,
 //! load), [`Schedule`] (the sagas in flight, the timers due), [`ReadModel`] (list, search,
-//! counts) and [`DefinitionStore`] (the definitions stored with their sagas).
+//! counts), [`Projection`] (the read model checked against the log and rewritten from it) and
+//! [`DefinitionStore`] (the definitions stored with their sagas).
 //!
 //! Implementations, all held to the same contract by `tests/store_contract.rs`:
 //! - [`SqlStore`]: SQLite (embedded default) or PostgreSQL (production, several replicas).
@@ -60,6 +61,7 @@
 
 mod definitions;
 mod memory;
+mod projection;
 mod query;
 mod rows;
 mod sql;
@@ -68,6 +70,7 @@ mod writes;
 
 pub use definitions::{DefinitionUse, NewDefinition, Retirement, StoredDefinition};
 pub use memory::MemoryStore;
+pub use projection::{Projected, Projection, SagaRow};
 pub use query::{Cursor, MAX_TAG_LEN, SagaQuery, input_tags};
 pub use sql::SqlStore;
 
@@ -320,11 +323,11 @@ pub trait DefinitionStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Retirement>> + Send;
 }
 
-/// Everything the runtime needs of its store: the log, the schedule, the read model and the
-/// stored definitions, each a seam of its own.
-pub trait EventStore: EventLog + Schedule + ReadModel + DefinitionStore {}
+/// Everything the runtime needs of its store: the log, the schedule, the read model (and its
+/// rewriting from the log) and the stored definitions, each a seam of its own.
+pub trait EventStore: EventLog + Schedule + ReadModel + Projection + DefinitionStore {}
 
-impl<T: EventLog + Schedule + ReadModel + DefinitionStore> EventStore for T {}
+impl<T: EventLog + Schedule + ReadModel + Projection + DefinitionStore> EventStore for T {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
