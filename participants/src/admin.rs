@@ -52,6 +52,23 @@ pub enum Request {
     Balances,
     /// Every order.
     Orders,
+    /// Compares a page of the participant's read model (`accounts` or `orders`) with the
+    /// fold of its log; changes nothing.
+    Verify {
+        /// The key the page starts after: the previous page's `next`.
+        #[serde(default)]
+        after: Option<String>,
+        /// Keys per page, 1 to 5000 (default 500).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Rewrites, from the fold of their logs, the rows of a page of keys that differ from it.
+    Rebuild {
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
 }
 
 /// An admin reply: `{"ok": value}` or `{"error": "reason"}`.
@@ -93,6 +110,35 @@ pub struct OrderView {
     /// `pending`, `approved`, `rejected` or `cancelled`.
     pub status: String,
     pub effect_key: String,
+}
+
+/// One way a key's row differs from the fold of its log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// The account id or the order id.
+    pub key: String,
+    /// The column (`available`, `status`, …); `row` for a row without a log or a log without
+    /// a row; `log` for a log that cannot be folded (`stored` says why).
+    pub field: String,
+    /// What the read model holds.
+    pub stored: serde_json::Value,
+    /// What the fold of the log says.
+    pub expected: serde_json::Value,
+}
+
+/// What a page of a verify or a rebuild found and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProjectionPage {
+    /// `accounts` or `orders`.
+    pub projection: String,
+    /// Keys compared on this page.
+    pub checked: u64,
+    /// Rows rewritten (0 for a verify).
+    pub rebuilt: u64,
+    /// Every difference found: for a rebuild, the ones it mended (a `log` one cannot be).
+    pub differences: Vec<Difference>,
+    /// Pass as `after` for the next page; `None` after the last.
+    pub next: Option<String>,
 }
 
 /// Why an admin call failed.
@@ -172,4 +218,22 @@ pub async fn balances(client: &async_nats::Client) -> Result<Vec<Balance>, Error
 /// Every order, oldest first.
 pub async fn orders(client: &async_nats::Client) -> Result<Vec<OrderView>, Error> {
     call(client, ORDER_SUBJECT, &Request::Orders).await
+}
+
+/// A page of the read model of the participant behind `subject` ([`ACCOUNT_SUBJECT`] or
+/// [`ORDER_SUBJECT`]) compared with its log, or (`rebuild`) rewritten from it where it
+/// differs: the keys after `after`, at most `limit`.
+pub async fn projection(
+    client: &async_nats::Client,
+    subject: &'static str,
+    rebuild: bool,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<ProjectionPage, Error> {
+    let request = if rebuild {
+        Request::Rebuild { after, limit }
+    } else {
+        Request::Verify { after, limit }
+    };
+    call(client, subject, &request).await
 }

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod options;
 pub mod order;
 pub mod participant;
+pub mod projection;
 pub mod runtime;
 pub mod service;
 pub mod store;

@@ -5,8 +5,10 @@
 
 use super::events::AccountEvent;
 use super::ledger::{self, Account};
+use super::projection::Accounts;
 use crate::admin::{Balance, Reply, Request};
 use crate::participant::{Error, retry_conflicts};
+use crate::projection;
 use crate::store::{self, Store};
 use saga_protocol::Timestamp;
 
@@ -69,6 +71,12 @@ pub(super) async fn answer(store: &Store, request: Request) -> Result<Reply, Err
         Request::Orders => Ok(Reply::Error(
             "`orders` is served by the order participant".into(),
         )),
+        Request::Verify { after, limit } => {
+            projection::answer::<Accounts>(store, after, limit, false).await
+        }
+        Request::Rebuild { after, limit } => {
+            projection::answer::<Accounts>(store, after, limit, true).await
+        }
     }
 }
 

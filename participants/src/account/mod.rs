@@ -21,6 +21,7 @@
 mod admin;
 pub mod events;
 pub mod ledger;
+pub mod projection;
 
 use crate::participant::{self, Error, Participant, payload, rejected, succeeded};
 use crate::{Kind, store::Store};

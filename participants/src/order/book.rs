@@ -31,7 +31,7 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(s: &str) -> Result<Self, Error> {
         Ok(match s {
             "pending" => Status::Pending,
             "approved" => Status::Approved,

@@ -20,6 +20,7 @@
 
 pub mod book;
 pub mod events;
+pub mod projection;
 
 use crate::admin::{OrderView, Reply, Request};
 use crate::participant::{Error, Participant, payload, rejected, succeeded};
@@ -96,11 +97,23 @@ impl Participant for Orders {
     }
 
     async fn admin(&self, request: Request) -> Result<Reply, Error> {
-        let Request::Orders = request else {
-            return Ok(Reply::Error(
-                "accounts are served by the account participant".into(),
-            ));
-        };
+        let store = &self.store;
+        match request {
+            Request::Orders => {}
+            Request::Verify { after, limit } => {
+                return crate::projection::answer::<projection::Orders>(store, after, limit, false)
+                    .await;
+            }
+            Request::Rebuild { after, limit } => {
+                return crate::projection::answer::<projection::Orders>(store, after, limit, true)
+                    .await;
+            }
+            _ => {
+                return Ok(Reply::Error(
+                    "accounts are served by the account participant".into(),
+                ));
+            }
+        }
         let mut conn = self.store.pool().acquire().await?;
         let views: Vec<OrderView> = book::all(&mut conn)
             .await?

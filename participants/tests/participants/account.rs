@@ -18,7 +18,7 @@ crate::both_backends!(
     compensation_before_action_leaves_tombstone,
 );
 
-fn reserve(saga: Uuid, attempt: u32, customer: &str, amount: i64) -> CommandEnvelope {
+pub(crate) fn reserve(saga: Uuid, attempt: u32, customer: &str, amount: i64) -> CommandEnvelope {
     let payload =
         json!({ "customer_id": customer, "amount": amount, "note": "extra fields are ignored" });
     command(

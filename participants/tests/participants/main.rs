@@ -10,3 +10,4 @@ mod dead_letters;
 mod inbox;
 mod old_events;
 mod order;
+mod projections;

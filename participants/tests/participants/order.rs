@@ -13,7 +13,7 @@ crate::both_backends!(
     cancel_before_create_leaves_tombstone,
 );
 
-fn create(saga: Uuid, attempt: u32, amount: i64) -> CommandEnvelope {
+pub(crate) fn create(saga: Uuid, attempt: u32, amount: i64) -> CommandEnvelope {
     let payload = json!({ "customer_id": "alice", "amount": amount });
     command(
         saga,
@@ -26,7 +26,7 @@ fn create(saga: Uuid, attempt: u32, amount: i64) -> CommandEnvelope {
     )
 }
 
-fn cancel(saga: Uuid) -> CommandEnvelope {
+pub(crate) fn cancel(saga: Uuid) -> CommandEnvelope {
     command(
         saga,
         "order",
@@ -38,7 +38,7 @@ fn cancel(saga: Uuid) -> CommandEnvelope {
     )
 }
 
-fn approve(saga: Uuid, order_id: &str) -> CommandEnvelope {
+pub(crate) fn approve(saga: Uuid, order_id: &str) -> CommandEnvelope {
     let payload = json!({ "order_id": order_id, "amount": 1 });
     command(
         saga,
@@ -51,7 +51,7 @@ fn approve(saga: Uuid, order_id: &str) -> CommandEnvelope {
     )
 }
 
-async fn send(p: &Participant, c: CommandEnvelope) -> saga_protocol::ReplyEnvelope {
+pub(crate) async fn send(p: &Participant, c: CommandEnvelope) -> saga_protocol::ReplyEnvelope {
     p.publish(&c, c.message_id.as_str()).await;
     p.reply(&c).await
 }
