@@ -9,6 +9,18 @@ use serde_json::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+impl super::AdminNats {
+    /// Connects to NATS once (an operator's command does not wait for it) as the admin.
+    pub(super) async fn connect(&self) -> Result<async_nats::Client, Error> {
+        let credentials = self.nats_auth.credentials()?;
+        let role = saga_protocol::auth::Role::Admin;
+        Ok(
+            saga_protocol::servers::connect_once(&self.nats, "saga-cli", &role, &credentials)
+                .await?,
+        )
+    }
+}
+
 /// An HTTP client for the API at `server`, sending its token when there is one.
 pub(super) fn http(server: &ServerArg) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -304,10 +316,7 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
 }
 
 pub async fn account(args: AccountArgs) -> Result<ExitCode, Error> {
-    let credentials = args.nats_auth.credentials()?;
-    let role = saga_protocol::auth::Role::Admin;
-    let client =
-        saga_protocol::servers::connect_once(&args.nats, "saga-cli", &role, &credentials).await?;
+    let client = args.admin.connect().await?;
     use saga_participants::admin;
     let balances = match args.action {
         AccountAction::Open {

@@ -70,10 +70,9 @@ pub struct ValidateArgs {
     pub format: Output,
 }
 
+/// NATS for an operator's command: the server, and the admin identity to be there.
 #[derive(Debug, Args)]
-pub struct DlqArgs {
-    #[command(subcommand)]
-    pub action: DlqAction,
+pub struct AdminNats {
     /// NATS server URL.
     #[arg(
         long,
@@ -85,6 +84,14 @@ pub struct DlqArgs {
     /// As the admin identity (`admin.nk` of `saga nats credentials`).
     #[command(flatten)]
     pub nats_auth: NatsAuth,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub action: DlqAction,
+    #[command(flatten)]
+    pub admin: AdminNats,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,20 +211,60 @@ pub struct SagaRef {
 }
 
 #[derive(Debug, Args)]
+pub struct ProjectionsArgs {
+    #[command(subcommand)]
+    pub action: ProjectionsAction,
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// The participants' projections are reached over NATS.
+    #[command(flatten)]
+    pub admin: AdminNats,
+}
+
+/// A read model rebuilt from its log: the orchestrator's, or a participant's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProjectionName {
+    /// The orchestrator's `sagas` and `saga_tags` rows (status, version, timer, tags).
+    Sagas,
+    /// The account participant's `accounts` rows (balances, version).
+    Accounts,
+    /// The order participant's `orders` rows (customer, amount, status).
+    Orders,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Compare read models with the fold of their logs and list every difference; exits
+    /// non-zero if there is one. Changes nothing.
+    Verify {
+        /// The projections to check (all three when none is named).
+        #[arg(value_enum)]
+        names: Vec<ProjectionName>,
+        /// Keys per request, 1 to 5000.
+        #[arg(long, default_value_t = 500)]
+        limit: u32,
+    },
+    /// Rewrite the rows of a projection that differ from the fold of their logs, page by
+    /// page, while the system runs. Interrupted, it resumes with `--after`.
+    Rebuild {
+        #[arg(value_enum)]
+        name: ProjectionName,
+        /// Start after this key (the last one a stopped rebuild printed).
+        #[arg(long)]
+        after: Option<String>,
+        /// Keys per request, 1 to 5000.
+        #[arg(long, default_value_t = 500)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct AccountArgs {
     #[command(subcommand)]
     pub action: AccountAction,
-    /// NATS server URL (accounts are managed through the account participant).
-    #[arg(
-        long,
-        global = true,
-        env = "SAGA_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats: String,
-    /// As the admin identity (`admin.nk` of `saga nats credentials`).
+    /// Accounts are managed through the account participant, over NATS.
     #[command(flatten)]
-    pub nats_auth: NatsAuth,
+    pub admin: AdminNats,
 }
 
 #[derive(Debug, Args)]

@@ -11,10 +11,7 @@ use saga_protocol::{headers, subjects};
 use std::process::ExitCode;
 
 pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
-    let credentials = args.nats_auth.credentials()?;
-    let role = saga_protocol::auth::Role::Admin;
-    let client =
-        saga_protocol::servers::connect_once(&args.nats, "saga-cli", &role, &credentials).await?;
+    let client = args.admin.connect().await?;
     let js = jetstream::new(client);
     let mut stream = js
         .get_stream(subjects::DLQ_STREAM)

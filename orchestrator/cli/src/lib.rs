@@ -13,6 +13,7 @@ mod dev;
 mod dlq;
 mod nats;
 mod operator;
+mod projections;
 mod server_args;
 mod servers;
 mod style;
@@ -63,6 +64,8 @@ pub enum Command {
     Signal(SignalArgs),
     /// Inspect and replay dead letters.
     Dlq(DlqArgs),
+    /// Check read models against the fold of their logs (`verify`), or rebuild one from it.
+    Projections(ProjectionsArgs),
     /// Check saga definitions (files or directories) before deploying them.
     Validate(ValidateArgs),
     /// Open, fund and inspect accounts of the account participant.
@@ -114,6 +117,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Cancel(args) => operator::run("cancel", args).await,
         Command::Signal(args) => operator::signal(args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Projections(args) => projections::run(args).await,
         Command::Validate(args) => validate::run(args),
         Command::Account(args) => client::account(args).await,
         Command::Nats(args) => nats::run(args),

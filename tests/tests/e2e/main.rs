@@ -13,6 +13,7 @@ mod dev;
 mod failures;
 mod health;
 mod place_order;
+mod projections;
 mod security;
 mod shutdown;
 mod signals;

@@ -651,6 +651,14 @@ impl System {
 
     /// Runs the `saga` binary with `args` and returns its standard output.
     pub fn cli(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.cli_exit(args);
+        assert!(ok, "saga {args:?}: {stderr}");
+        stdout
+    }
+
+    /// Runs the `saga` binary with `args`: whether it exited 0, its standard output and its
+    /// standard error.
+    pub fn cli_exit(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(saga_bin().expect("saga binary"))
             .args(args)
             .env("SAGA_SERVER", &self.api)
@@ -669,12 +677,16 @@ impl System {
             )
             .output()
             .expect("run saga");
-        assert!(
+        (
             out.status.success(),
-            "saga {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The database URL of `service`.
+    pub fn database(&self, service: Service) -> &str {
+        &self.databases[&service]
     }
 
     pub async fn saga(&self, id: Uuid) -> Option<Value> {
