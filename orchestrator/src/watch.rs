@@ -154,6 +154,10 @@ impl<S: EventStore> EventLog for Watched<S> {
         self.inner.load(saga_id).await
     }
 
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        self.inner.feed(after, limit).await
+    }
+
     async fn release_key(&self, saga_id: Uuid) -> Result<()> {
         self.inner.release_key(saga_id).await
     }

@@ -74,8 +74,9 @@ fn started() -> Vec<NewEvent> {
 }
 
 /// Given a database of migrations 1 to 5 with a saga holding key `k`, when the store opens it
-/// (migration 6: keys scoped by saga name), then the saga reads as it was written, the key
-/// still names it for its own saga name, and another saga name may use the key.
+/// (migration 6: keys scoped by saga name; 7: the feed), then the saga reads as it was
+/// written, the key still names it for its own saga name, another saga name may use the key,
+/// and its event has the feed's first position.
 async fn keys_survive_their_scoping_by_saga_name(url: &str, dir: &str) {
     migrate_up_to(url, dir, 5).await;
     let old = Uuid::new_v4();
@@ -109,11 +110,17 @@ async fn keys_survive_their_scoping_by_saga_name(url: &str, dir: &str) {
         .await
         .unwrap();
     assert!(matches!(again, Created::Existing(r) if r.saga_id == old));
+    let payment = new_saga("payment");
+    let payment_id = payment.saga_id;
     let other = store
-        .create(new_saga("payment"), started(), "running", Timestamp(2_000))
+        .create(payment, started(), "running", Timestamp(2_000))
         .await
         .unwrap();
     assert_eq!(other, Created::New);
+    // Migration 7 gave the old event its place in the feed; new events follow on it.
+    let feed = store.feed(0, 10).await.unwrap();
+    let places: Vec<(Uuid, u64)> = feed.iter().map(|e| (e.saga_id, e.position)).collect();
+    assert_eq!(places, [(old, 1), (payment_id, 2)]);
     // The timer the old row had is still found.
     use saga_orchestrator::store::Schedule;
     let due = store.due(Timestamp(5_000), 10).await.unwrap();

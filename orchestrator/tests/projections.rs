@@ -241,13 +241,9 @@ async fn sqlite_read_model_is_verified_and_rebuilt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_model_is_verified_and_rebuilt() {
-    let (pg, url) = tokio::task::spawn_blocking(|| {
-        let pg = saga_testkit::Postgres::start().unwrap();
-        let url = pg.create_database("events").unwrap();
-        (pg, url)
-    })
-    .await
-    .unwrap();
+    let (pg, url) = saga_testkit::Postgres::with_database("events")
+        .await
+        .unwrap();
     a_corrupted_read_model_is_found_and_rebuilt_while_sagas_go_on(&url).await;
     drop(pg);
 }

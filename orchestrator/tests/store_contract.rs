@@ -6,6 +6,8 @@
 
 #[path = "store_contract/definitions.rs"]
 mod definitions;
+#[path = "store_contract/feed.rs"]
+mod feed;
 #[path = "store_contract/idempotency.rs"]
 mod idempotency;
 #[path = "store_contract/old_logs.rs"]
@@ -21,6 +23,7 @@ use definitions::{
     a_definition_is_stored_once_and_read_back, a_version_is_retired_only_without_sagas_in_flight,
     definitions_count_their_sagas_in_flight,
 };
+use feed::*;
 use idempotency::*;
 use old_logs::a_version_1_log_is_replayed_and_shown_in_the_newest_shape;
 use projection::*;
@@ -509,4 +512,5 @@ contract!(
     a_rewrite_replaces_the_rows_only_at_the_log_version_it_read,
     saga_ids_page_through_every_saga_in_id_order,
     a_rewrite_racing_appends_loses_none_of_them,
+    the_feed_holds_every_event_in_commit_order_without_holes,
 );

@@ -25,6 +25,20 @@ impl Postgres {
         Self::create(false)
     }
 
+    /// From async code: starts a test cluster with database `name` in it, off the runtime's
+    /// worker threads (starting a cluster blocks for a second or two). Keep the cluster for as
+    /// long as the database is used.
+    pub async fn with_database(name: &str) -> Result<(Self, String)> {
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let pg = Self::start()?;
+            let url = pg.create_database(&name)?;
+            Ok((pg, url))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
     /// Creates and starts a cluster with PostgreSQL's durability defaults, so what is
     /// measured against it is what a real deployment on this disk would do.
     pub fn start_durable() -> Result<Self> {

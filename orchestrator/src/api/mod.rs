@@ -7,6 +7,8 @@
 //! | GET    | `/v1/sagas/{id}`          | status and steps; `?as_of_sequence=N`, `?as_of=T` |
 //! | GET    | `/v1/overview`            | counts by status, sagas started per minute        |
 //! | GET    | `/v1/sagas/{id}/events`   | the event log, with both clocks                   |
+//! | GET    | `/v1/events`              | every saga's events after `?after=P`, commit order |
+//! | GET    | `/v1/events/stream`       | the same, live (server-sent events, `Last-Event-ID`) |
 //! | POST   | `/v1/sagas/{id}/retry`    | operator: send the stuck command again            |
 //! | POST   | `/v1/sagas/{id}/skip`     | operator: resolve the stuck command by hand       |
 //! | POST   | `/v1/sagas/{id}/abort`    | operator: stop a stuck saga as it is              |
@@ -42,6 +44,7 @@
 mod auth;
 mod definitions;
 mod error;
+mod events;
 mod health;
 mod limits;
 mod openapi;
@@ -64,7 +67,9 @@ pub use server::{ServeError, Server, serve};
 pub use tokens::{
     Caller, Role, Tokens, TokensError, hex as hex_digits, write_entry as write_token_entry,
 };
-pub use views::{EventView, ListView, OverviewView, SagaView, StartedView, SummaryView};
+pub use views::{
+    EventView, FeedEventView, FeedView, ListView, OverviewView, SagaView, StartedView, SummaryView,
+};
 
 use crate::runtime::Orchestrator;
 use crate::store::EventStore;
@@ -103,6 +108,8 @@ pub(crate) fn routes<S: EventStore, T: Transport>(
             post(sagas::start::<S, T>).get(sagas::status::<S, T>),
         )
         .route("/v1/sagas/{id}/events", get(sagas::history::<S, T>))
+        .route("/v1/events", get(events::list::<S, T>))
+        .route("/v1/events/stream", get(events::stream::<S, T>))
         .route("/v1/sagas/{id}/{action}", post(sagas::operate::<S, T>))
         .route("/v1/sagas/{id}/signals/{name}", post(sagas::signal::<S, T>))
         .route("/v1/definitions", get(definitions::list::<S, T>))

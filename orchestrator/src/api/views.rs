@@ -157,6 +157,8 @@ pub struct OverviewView {
 pub struct EventView {
     pub sequence: u64,
     pub global_position: i64,
+    /// Its place in the feed of every saga's events (`GET /v1/events`): commit order, no holes.
+    pub position: u64,
     #[serde(rename = "type")]
     pub event_type: String,
     /// The version of its type it was written with; `data` is shown in the newest version's
@@ -179,6 +181,7 @@ impl From<StoredEvent> for EventView {
         EventView {
             sequence: e.sequence,
             global_position: e.global_position,
+            position: e.position,
             event_type: e.event_type,
             schema_version: e.schema_version,
             occurred_at: ts(e.occurred_at),
@@ -186,6 +189,35 @@ impl From<StoredEvent> for EventView {
             data,
         }
     }
+}
+
+/// One event of the feed: a saga's event with the saga it belongs to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedEventView {
+    pub saga_id: Uuid,
+    /// The event as `GET /v1/sagas/{id}/events` shows it; its `position` is the one to pass
+    /// as `after` to read on.
+    #[serde(flatten)]
+    pub event: EventView,
+}
+
+impl From<StoredEvent> for FeedEventView {
+    fn from(e: StoredEvent) -> Self {
+        FeedEventView {
+            saga_id: e.saga_id,
+            event: e.into(),
+        }
+    }
+}
+
+/// A page of the feed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedView {
+    /// In position order.
+    pub events: Vec<FeedEventView>,
+    /// The position to pass as `after` for the next page: the last event's, or the `after`
+    /// asked for when there is nothing newer yet.
+    pub next: u64,
 }
 
 fn ts(t: Timestamp) -> String {

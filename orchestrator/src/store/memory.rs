@@ -112,6 +112,8 @@ impl Inner {
                     saga_id,
                     sequence,
                     global_position: self.last_position,
+                    // One lock orders every write: insertion order is commit order.
+                    position: self.last_position.unsigned_abs(),
                     event_type: event.event_type,
                     schema_version: event.schema_version,
                     payload: event.payload,
@@ -234,6 +236,22 @@ impl EventLog for MemoryStore {
             .sagas
             .get(&saga_id)
             .map(|saga| (saga.record.clone(), saga.events.clone())))
+    }
+
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        let inner = self.lock();
+        let mut events: Vec<&StoredEvent> = inner
+            .sagas
+            .values()
+            .flat_map(|saga| saga.events.iter())
+            .filter(|event| event.position > after)
+            .collect();
+        events.sort_by_key(|event| event.position);
+        Ok(events
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
     }
 
     async fn release_key(&self, saga_id: Uuid) -> Result<()> {

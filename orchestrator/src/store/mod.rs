@@ -79,7 +79,7 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use uuid::Uuid;
 
-/// An event to append; the store assigns its sequence, global position and `recorded_at`.
+/// An event to append; the store assigns its sequence, positions and `recorded_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
     /// The event's tag (`StepCompleted`), stored forever: choose it once.
@@ -98,8 +98,12 @@ pub struct StoredEvent {
     /// Position in the saga's own log, 1-based and without gaps.
     pub sequence: u64,
     /// Position in the store-wide log. Increases with insertion order; may have gaps, and on
-    /// PostgreSQL concurrent appends may commit out of this order, so it is not a feed cursor.
+    /// PostgreSQL concurrent appends may commit out of this order, so it is not a feed cursor:
+    /// `position` is.
     pub global_position: i64,
+    /// Its place in the feed of every saga's events ([`EventLog::feed`]): 1, 2, 3… in commit
+    /// order, without holes.
+    pub position: u64,
     pub event_type: String,
     pub schema_version: u32,
     pub payload: serde_json::Value,
@@ -230,6 +234,14 @@ pub trait EventLog: Clone + Send + Sync + 'static {
         &self,
         saga_id: Uuid,
     ) -> impl Future<Output = Result<Option<(SagaRecord, Vec<StoredEvent>)>>> + Send;
+
+    /// Every saga's events after feed position `after`, in position order, at most `limit`.
+    ///
+    /// Positions are handed out in commit order and without holes, so a reader that has read
+    /// up to position p has missed nothing below it, whatever appends are in flight, and
+    /// reading on from p sees nothing twice.
+    fn feed(&self, after: u64, limit: u32)
+    -> impl Future<Output = Result<Vec<StoredEvent>>> + Send;
 
     /// Frees the idempotency key of saga `saga_id` (its window has passed): a start of the
     /// same saga name with that key creates a new saga. The saga itself is unchanged; its

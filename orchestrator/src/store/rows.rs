@@ -16,6 +16,14 @@ macro_rules! saga_columns {
     };
 }
 
+/// Every column of `saga_events`, in the order [`decode_event`] reads them.
+macro_rules! event_columns {
+    () => {
+        "saga_id, sequence, global_position, position, event_type, schema_version, payload, \
+         occurred_at, recorded_at"
+    };
+}
+
 /// `SELECT <every sagas column> FROM sagas <rest>`.
 macro_rules! select_sagas {
     ($rest:literal) => {
@@ -28,7 +36,7 @@ macro_rules! select_sagas {
     };
 }
 
-pub(crate) use {saga_columns, select_sagas};
+pub(crate) use {event_columns, saga_columns, select_sagas};
 
 /// Every column of `sagas`, each qualified by `table` (`s.saga_id, s.name, …`), for a query
 /// that joins other tables.
@@ -82,6 +90,10 @@ pub(super) fn decode_event(row: &AnyRow) -> Result<StoredEvent> {
         saga_id: parse_uuid(&get::<String>(row, "saga_id")?)?,
         sequence: to_u64(get(row, "sequence")?, "sequence")?,
         global_position: get(row, "global_position")?,
+        position: match get::<Option<i64>>(row, "position")? {
+            Some(position) => to_u64(position, "position")?,
+            None => return Err(Error::Corrupt("an event without a feed position".into())),
+        },
         event_type: get(row, "event_type")?,
         schema_version: to_u32(get(row, "schema_version")?, "schema_version")?,
         payload: serde_json::from_str(&payload)

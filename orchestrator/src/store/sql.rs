@@ -23,8 +23,8 @@
 //! ```
 
 use super::rows::{
-    current_version, decode_event, decode_record, get, parse_uuid, saga_columns_of, select_sagas,
-    sql_int,
+    current_version, decode_event, decode_record, event_columns, get, parse_uuid, saga_columns_of,
+    select_sagas, sql_int,
 };
 use super::writer::Writer;
 use super::{
@@ -139,11 +139,11 @@ impl EventLog for SqlStore {
         // Two reads without a transaction are still consistent: the record and the events up to
         // its version were committed together, and events are never changed, so bounding the
         // second read by `record.version` hides any append that committed in between.
-        let rows = sqlx::query(
-            "SELECT saga_id, sequence, global_position, event_type, schema_version, payload, \
-             occurred_at, recorded_at FROM saga_events \
-             WHERE saga_id = $1 AND sequence <= $2 ORDER BY sequence",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM saga_events WHERE saga_id = $1 AND sequence <= $2 ORDER BY sequence"
+        ))
         .bind(saga_id.to_string())
         .bind(sql_int(saga_id, record.version)?)
         .fetch_all(&self.pool)
@@ -163,6 +163,22 @@ impl EventLog for SqlStore {
             )));
         }
         Ok(Some((record, events)))
+    }
+
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
+        // A range scan of the unique index on position (migrations/*/0007).
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM saga_events WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::Database)?;
+        rows.iter().map(decode_event).collect()
     }
 
     async fn release_key(&self, saga_id: Uuid) -> Result<()> {

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use uuid::Uuid;
 
-/// Events per INSERT statement. At 7 binds a row this stays far below the bind limits (SQLite
+/// Events per INSERT statement. At 8 binds a row this stays far below the bind limits (SQLite
 /// 32766, PostgreSQL 65535).
 const ROWS_PER_INSERT: usize = 500;
 /// Sagas per INSERT or UPDATE statement of a batch (9 binds a row at most).
@@ -280,8 +280,26 @@ pub(super) async fn insert_tags(
     Ok(())
 }
 
-/// Inserts the events of many sagas, each as sequences `after + 1 ..`, a few hundred rows
-/// per statement.
+/// Takes the next `count` positions of the feed, and returns the first. The UPDATE locks the
+/// feed's one row until the transaction ends, so the next writer takes its positions only
+/// after this one committed (or rolled back, giving them back): positions follow commit
+/// order, without holes. Every writer calls it as its last statement but the tags, so the
+/// lock is held for as short a time as it can be.
+async fn take_positions(conn: &mut AnyConnection, count: usize) -> Result<i64> {
+    let count =
+        i64::try_from(count).map_err(|_| Error::Corrupt(format!("{count} events in one write")))?;
+    let head: i64 =
+        sqlx::query_scalar("UPDATE saga_feed SET head = head + $1 WHERE id = 1 RETURNING head")
+            .bind(count)
+            .persistent(true)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::Database)?;
+    Ok(head - count + 1)
+}
+
+/// Inserts the events of many sagas, each as sequences `after + 1 ..`, with the next feed
+/// positions in the order given, a few hundred rows per statement.
 pub(super) async fn insert_events(conn: &mut AnyConnection, sagas: &[EventRows<'_>]) -> Result<()> {
     let mut rows = Vec::new();
     for saga in sagas {
@@ -292,19 +310,26 @@ pub(super) async fn insert_events(conn: &mut AnyConnection, sagas: &[EventRows<'
             rows.push((saga, sequence, event));
         }
     }
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let first_position = take_positions(conn, rows.len()).await?;
+    let positioned = rows.iter().zip(first_position..);
+    let positioned: Vec<_> = positioned.collect();
+    for chunk in positioned.chunks(ROWS_PER_INSERT) {
         let sql = format!(
-            "INSERT INTO saga_events (saga_id, sequence, event_type, schema_version, payload, \
-             occurred_at, recorded_at) VALUES {}",
-            placeholders(chunk.len(), 7)
+            "INSERT INTO saga_events (saga_id, sequence, position, event_type, schema_version, \
+             payload, occurred_at, recorded_at) VALUES {}",
+            placeholders(chunk.len(), 8)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(cached(chunk.len()));
-        for (saga, sequence, event) in chunk {
+        for ((saga, sequence, event), position) in chunk {
             let payload = serde_json::to_string(&event.payload)
                 .map_err(|e| Error::Corrupt(format!("unserializable payload: {e}")))?;
             query = query
                 .bind(saga.saga_id.to_string())
                 .bind(*sequence)
+                .bind(*position)
                 .bind(event.event_type.clone())
                 .bind(i64::from(event.schema_version))
                 .bind(payload)
@@ -317,7 +342,7 @@ pub(super) async fn insert_events(conn: &mut AnyConnection, sagas: &[EventRows<'
             // PostgreSQL the transaction is now aborted, so this is a failed statement (a
             // batch is run again write by write, and the write then answers the conflict).
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let (saga, _, _) = chunk[0];
+                let ((saga, _, _), _) = chunk[0];
                 return Err(Error::Conflict {
                     saga_id: saga.saga_id,
                     expected_version: saga.after,

@@ -2,7 +2,9 @@
 //! consistently, and its rows rewritten under the lock its appends take.
 
 use super::SqlStore;
-use crate::store::rows::{decode_event, decode_record, get, parse_uuid, saga_columns, sql_int};
+use crate::store::rows::{
+    decode_event, decode_record, event_columns, get, parse_uuid, saga_columns, sql_int,
+};
 use crate::store::writes::insert_tags;
 use crate::store::{Error, NewSaga, Projected, Projection, Result, SagaRow, StoredEvent};
 use saga_protocol::Timestamp;
@@ -97,11 +99,11 @@ impl Projection for SqlStore {
 
 /// The events of the saga up to sequence `up_to`, in sequence order.
 async fn log(conn: &mut AnyConnection, saga_id: Uuid, up_to: i64) -> Result<Vec<StoredEvent>> {
-    let rows = sqlx::query(
-        "SELECT saga_id, sequence, global_position, event_type, schema_version, payload, \
-         occurred_at, recorded_at FROM saga_events WHERE saga_id = $1 AND sequence <= $2 \
-         ORDER BY sequence",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM saga_events WHERE saga_id = $1 AND sequence <= $2 ORDER BY sequence"
+    ))
     .bind(saga_id.to_string())
     .bind(up_to)
     .fetch_all(&mut *conn)
