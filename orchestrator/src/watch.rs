@@ -13,6 +13,8 @@
 //! log. It is best effort and not durable: a client that falls behind gets `event: lagged` with
 //! the number of announcements it missed, and must read those sagas' status from the API. Each
 //! replica announces the sagas it moved itself, so a client of several replicas follows them all.
+//! A subscriber that must miss nothing reads the durable feed instead (`GET /v1/events/stream`,
+//! [`crate::store::EventLog::feed`]).
 //! `saga bench` uses it to see each saga end without polling.
 //!
 //! ```no_run
