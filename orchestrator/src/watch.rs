@@ -160,6 +160,10 @@ impl<S: EventStore> EventLog for Watched<S> {
         self.inner.feed(after, limit).await
     }
 
+    async fn feed_head(&self) -> Result<u64> {
+        self.inner.feed_head().await
+    }
+
     async fn release_key(&self, saga_id: Uuid) -> Result<()> {
         self.inner.release_key(saga_id).await
     }

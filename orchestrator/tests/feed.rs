@@ -218,6 +218,7 @@ async fn the_feed_is_paged_and_streamed_and_resumed_where_it_stopped() {
                 page["next"], after,
                 "with nothing newer, read on from the same place"
             );
+            assert_eq!(page["head"], after, "the last position committed");
             break;
         }
         after = page["next"].as_u64().unwrap();

@@ -69,6 +69,8 @@ pub(super) async fn list<S: EventStore, T: Transport>(
             "`limit={limit}` is out of range: use 1 to {MAX_PAGE}"
         )));
     }
+    // The head first: every event of the page is then at or below it.
+    let head = o.store().feed_head().await.map_err(runtime::Error::from)?;
     let events = o
         .store()
         .feed(after, limit)
@@ -78,6 +80,7 @@ pub(super) async fn list<S: EventStore, T: Transport>(
     Ok(Json(FeedView {
         events: events.into_iter().map(FeedEventView::from).collect(),
         next,
+        head: head.max(next),
     }))
 }
 

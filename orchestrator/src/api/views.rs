@@ -218,6 +218,9 @@ pub struct FeedView {
     /// The position to pass as `after` for the next page: the last event's, or the `after`
     /// asked for when there is nothing newer yet.
     pub next: u64,
+    /// The position of the last event committed, when the page was read: start there (as
+    /// `after`) to follow only what comes next.
+    pub head: u64,
 }
 
 fn ts(t: Timestamp) -> String {

@@ -254,6 +254,10 @@ impl EventLog for MemoryStore {
             .collect())
     }
 
+    async fn feed_head(&self) -> Result<u64> {
+        Ok(self.lock().last_position.unsigned_abs())
+    }
+
     async fn release_key(&self, saga_id: Uuid) -> Result<()> {
         let mut inner = self.lock();
         let released = inner.sagas.get_mut(&saga_id).and_then(|saga| {

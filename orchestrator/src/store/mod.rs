@@ -243,6 +243,10 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     fn feed(&self, after: u64, limit: u32)
     -> impl Future<Output = Result<Vec<StoredEvent>>> + Send;
 
+    /// The position of the last event committed (0 when there is none): where a subscriber
+    /// that wants only what comes next starts reading.
+    fn feed_head(&self) -> impl Future<Output = Result<u64>> + Send;
+
     /// Frees the idempotency key of saga `saga_id` (its window has passed): a start of the
     /// same saga name with that key creates a new saga. The saga itself is unchanged; its
     /// record shows no key any more. A saga without a key, or unknown, is left as it is.

@@ -181,6 +181,14 @@ impl EventLog for SqlStore {
         rows.iter().map(decode_event).collect()
     }
 
+    async fn feed_head(&self) -> Result<u64> {
+        let head: i64 = sqlx::query_scalar("SELECT head FROM saga_feed WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Error::Database)?;
+        super::rows::to_u64(head, "feed head")
+    }
+
     async fn release_key(&self, saga_id: Uuid) -> Result<()> {
         sqlx::query("UPDATE sagas SET idempotency_key = NULL WHERE saga_id = $1")
             .bind(saga_id.to_string())

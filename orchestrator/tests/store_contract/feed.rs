@@ -3,6 +3,7 @@
 use super::*;
 
 pub async fn the_feed_holds_every_event_in_commit_order_without_holes<S: EventStore>(store: S) {
+    assert_eq!(store.feed_head().await.unwrap(), 0, "an empty feed");
     let a = create_one(&store, "running", 1).await;
     let b = create_one(&store, "running", 2).await;
     store
@@ -49,4 +50,9 @@ pub async fn the_feed_holds_every_event_in_commit_order_without_holes<S: EventSt
     }
     assert_eq!(paged, feed);
     assert!(store.feed(5, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.feed_head().await.unwrap(),
+        5,
+        "the last position committed"
+    );
 }

@@ -126,19 +126,32 @@ pub async fn saga_ids_page_through_every_saga_in_id_order<S: EventStore>(store: 
 }
 
 pub async fn a_rewrite_racing_appends_loses_none_of_them<S: EventStore>(store: S) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let id = create_one(&store, "running", 1).await;
+    // Rewrites that took, shared so that the appends can make sure some land between them.
+    let rewrites = Arc::new(AtomicU64::new(0));
     let appends = {
-        let store = store.clone();
+        let (store, rewrites) = (store.clone(), rewrites.clone());
         tokio::spawn(async move {
             for n in 1..=40u64 {
                 let events = vec![event("StepCompleted", n)];
                 let at = Timestamp(1 + i64::try_from(n).unwrap());
                 store.append(id, n, events, "running", at).await.unwrap();
+                // Every tenth append waits for one more rewrite to take, so rewrites and
+                // appends interleave however fast either side runs.
+                if n % 10 == 0 {
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+                    while rewrites.load(Ordering::SeqCst) < n / 10 {
+                        assert!(tokio::time::Instant::now() < deadline, "no rewrite took");
+                        tokio::task::yield_now().await;
+                    }
+                }
             }
         })
     };
     // Meanwhile the rows are rewritten from the log again and again, each time as read.
-    let mut rewrites = 0;
+    let mut refused = 0;
     while !appends.is_finished() {
         let projected = store.projected(id).await.unwrap();
         let mut row = projected.row.unwrap();
@@ -146,13 +159,16 @@ pub async fn a_rewrite_racing_appends_loses_none_of_them<S: EventStore>(store: S
         assert_eq!(row.record.version, logged, "read together");
         row.record.status = "rebuilt".into();
         if store.reproject(id, logged, Some(row)).await.unwrap() {
-            rewrites += 1;
+            rewrites.fetch_add(1, Ordering::SeqCst);
+        } else {
+            refused += 1;
         }
+        tokio::task::yield_now().await;
     }
     appends
         .await
         .expect("every append found the version it expected");
-    assert!(rewrites > 0);
+    assert!(rewrites.load(Ordering::SeqCst) >= 4, "{refused} refused");
     let (record, events) = store.load(id).await.unwrap().unwrap();
     assert_eq!((record.version, events.len()), (41, 41));
 }

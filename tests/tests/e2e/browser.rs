@@ -85,7 +85,7 @@ async fn browser(driver: &Driver) -> Client {
 }
 
 /// The `attr` of every element matching `css`, in document order; `None` while any is missing
-/// (the page re-renders as it polls, so an element may go stale between two calls).
+/// (the page re-renders as events come, so an element may go stale between two calls).
 async fn attrs(client: &Client, css: &str, attr: &str) -> Option<Vec<String>> {
     let mut values = Vec::new();
     for element in client.find_all(Locator::Css(css)).await.ok()? {
@@ -365,10 +365,24 @@ async fn an_operator_sends_the_signal_a_waiting_step_awaits() {
         .cloned()
         .unwrap();
     assert_eq!(approval["output"]["approved_by"], "web operator");
+    // The page followed the feed: it received the saga's events up to its last one.
+    let history = system.history(id).await;
+    let last = history.last().unwrap()["position"].as_u64().unwrap();
+    wait_for(
+        "the page to have read the feed up to the saga's end",
+        DEADLINE,
+        || async {
+            let body = client.find(Locator::Css("body")).await.ok()?;
+            let seen: u64 = body.attr("data-feed-position").await.ok()??.parse().ok()?;
+            (seen >= last).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     client.close().await.unwrap();
 }
 
-/// Clicks the element `css` selects. The pages re-render as they poll the API, so an element
+/// Clicks the element `css` selects. The pages re-render as events come, so an element
 /// found just before may be replaced before the click lands (a stale element): it is found
 /// and clicked again until the click is taken, within the deadline.
 async fn click(client: &Client, css: &str) {

@@ -1,12 +1,17 @@
 // The orchestrator's web UI: a saga list with filters and search, a saga page with its
-// timeline, and an overview. Plain JavaScript over the /v1 API, no build step; it polls every
-// two seconds to stay live. Elements carry ids and data-* attributes for the browser test.
+// timeline, and an overview. Plain JavaScript over the /v1 API, no build step. It stays live by
+// following the feed of every saga's events (GET /v1/events/stream): a page renders again soon
+// after an event of what it shows commits, and every ten seconds for what changes with time
+// alone (overdue flags). Elements carry ids and data-* attributes for the browser test.
 "use strict";
 
 const STATUSES = ["running", "compensating", "completed", "compensated", "stuck", "aborted"];
-const POLL_MS = 2000;
+const POLL_MS = 10000;
+// Events that come close together cause one render.
+const SETTLE_MS = 300;
 const app = document.getElementById("app");
 let timer = null;
+let settling = null;
 // The list page's filters survive going to a saga and back.
 const filters = { status: "", name: "", input: "", overdue: false, cursor: null, cursors: [] };
 // A saga still running well past its deadline (or its start): flagged wherever it is shown.
@@ -35,10 +40,63 @@ function when(iso) { return iso ? iso.replace("T", " ").replace("Z", "") : "-"; 
 
 function route() {
   clearInterval(timer);
+  clearTimeout(settling);
+  settling = null;
   const m = location.hash.match(/^#\/saga\/([0-9a-f-]+)(?:\/at\/(\d+))?/);
   const render = m ? (first) => sagaPage(m[1], first, m[2] ? Number(m[2]) : null) : listPage;
   render(true);
+  follow(render, m ? m[1] : null);
   timer = setInterval(() => render(false), POLL_MS);
+}
+
+// Follows the feed from its head: each event of saga `only` (of any saga, without one) makes
+// `render` run again, once for events that come together. EventSource cannot send the API
+// token, so the stream is read with fetch; a dropped stream is read again from the last
+// position seen, so no event is missed.
+let following = null;
+async function follow(render, only) {
+  if (following) following.abort();
+  const mine = new AbortController();
+  following = mine;
+  let after;
+  try { after = (await api("/v1/events?limit=1")).head; } catch (e) { return; }
+  while (!mine.signal.aborted) {
+    try {
+      const headers = { accept: "text/event-stream" };
+      const token = localStorage.getItem("sagaToken");
+      if (token) headers.authorization = "Bearer " + token;
+      const resp = await fetch("/v1/events/stream?after=" + after, { headers, signal: mine.signal });
+      if (!resp.ok || !resp.body) throw new Error(resp.statusText);
+      const reader = resp.body.getReader();
+      const decoder = new TextDecoder();
+      let text = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = text.indexOf("\n\n")) >= 0) {
+          const frame = text.slice(0, end);
+          text = text.slice(end + 2);
+          const id = /^id: (\d+)$/m.exec(frame);
+          const data = /^data: (.*)$/m.exec(frame);
+          if (!id || !data) continue;
+          after = Number(id[1]);
+          document.body.dataset.feedPosition = String(after);
+          const event = JSON.parse(data[1]);
+          if (!only || event.saga_id === only) settle(render);
+        }
+      }
+    } catch (e) {
+      if (mine.signal.aborted) return;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function settle(render) {
+  if (settling) return;
+  settling = setTimeout(() => { settling = null; render(false); }, SETTLE_MS);
 }
 window.addEventListener("hashchange", route);
 
