@@ -314,8 +314,7 @@ pub(super) async fn insert_events(conn: &mut AnyConnection, sagas: &[EventRows<'
         return Ok(());
     }
     let first_position = take_positions(conn, rows.len()).await?;
-    let positioned = rows.iter().zip(first_position..);
-    let positioned: Vec<_> = positioned.collect();
+    let positioned: Vec<_> = rows.iter().zip(first_position..).collect();
     for chunk in positioned.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO saga_events (saga_id, sequence, position, event_type, schema_version, \

@@ -97,37 +97,38 @@ impl Participant for Orders {
     }
 
     async fn admin(&self, request: Request) -> Result<Reply, Error> {
+        use crate::projection::answer;
         let store = &self.store;
         match request {
-            Request::Orders => {}
+            Request::Orders => orders(store).await,
             Request::Verify { after, limit } => {
-                return crate::projection::answer::<projection::Orders>(store, after, limit, false)
-                    .await;
+                answer::<projection::Orders>(store, after, limit, false).await
             }
             Request::Rebuild { after, limit } => {
-                return crate::projection::answer::<projection::Orders>(store, after, limit, true)
-                    .await;
+                answer::<projection::Orders>(store, after, limit, true).await
             }
-            _ => {
-                return Ok(Reply::Error(
-                    "accounts are served by the account participant".into(),
-                ));
-            }
+            _ => Ok(Reply::Error(
+                "accounts are served by the account participant".into(),
+            )),
         }
-        let mut conn = self.store.pool().acquire().await?;
-        let views: Vec<OrderView> = book::all(&mut conn)
-            .await?
-            .into_iter()
-            .map(|o| OrderView {
-                status: o.status.as_str().to_string(),
-                order_id: o.order_id,
-                customer_id: o.customer_id,
-                amount: o.amount,
-                effect_key: o.effect_key,
-            })
-            .collect();
-        Ok(Reply::ok(&views))
     }
+}
+
+/// Every order, for the admin request `orders`.
+async fn orders(store: &Store) -> Result<Reply, Error> {
+    let mut conn = store.pool().acquire().await?;
+    let views: Vec<OrderView> = book::all(&mut conn)
+        .await?
+        .into_iter()
+        .map(|o| OrderView {
+            status: o.status.as_str().to_string(),
+            order_id: o.order_id,
+            customer_id: o.customer_id,
+            amount: o.amount,
+            effect_key: o.effect_key,
+        })
+        .collect();
+    Ok(Reply::ok(&views))
 }
 
 /// Refusal of a forward command whose effect key holds a tombstone.
