@@ -1,10 +1,11 @@
 //! The `accounts` projection: each account's balances and version, the fold of its
 //! `account_events`.
 
-use super::events::{self, Balances};
+use super::events::{self, AccountEvent, Balances};
 use crate::participant::Error;
 use crate::projection::Projection;
 use saga_protocol::Timestamp;
+use saga_protocol::upcast::Stored;
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
@@ -21,60 +22,23 @@ pub struct Accounts;
 
 impl Projection for Accounts {
     type Row = Row;
+    type Event = AccountEvent;
     const NAME: &'static str = "accounts";
+    const KEY: &'static str = "account_id";
+    const LOG: &'static str = "account_events";
+    const ROWS: &'static str = "accounts";
+    const PROJECTED: &'static str = "TRUE";
+    /// Every append updates the row `WHERE version = …`.
+    const LOCKED: &'static str = "version";
 
-    async fn keys(conn: &mut AnyConnection, after: &str, limit: i64) -> Result<Vec<String>, Error> {
-        Ok(sqlx::query_scalar(
-            "SELECT account_id FROM (\
-               SELECT DISTINCT account_id FROM account_events WHERE account_id > $1 \
-               UNION SELECT account_id FROM accounts WHERE account_id > $1\
-             ) AS ids ORDER BY account_id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(conn)
-        .await?)
+    fn decode(payload: &str, stored: &Stored) -> Result<AccountEvent, String> {
+        events::decode(payload, stored)
     }
 
-    async fn lock(tx: &mut AnyConnection, key: &str) -> Result<(), Error> {
-        // The row every append updates `WHERE version = …`.
-        sqlx::query("UPDATE accounts SET version = version WHERE account_id = $1")
-            .bind(key)
-            .execute(tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn expected(
-        tx: &mut AnyConnection,
-        key: &str,
-    ) -> Result<Result<Option<Row>, String>, Error> {
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT sequence, payload, occurred_at FROM account_events WHERE account_id = $1 \
-             ORDER BY sequence",
-        )
-        .bind(key)
-        .fetch_all(tx)
-        .await?;
-        let mut balances = Balances::default();
-        for ((sequence, payload, booked), n) in rows.iter().zip(1i64..) {
-            if *sequence != n {
-                return Ok(Err(format!(
-                    "the log has event {sequence} where event {n} should be"
-                )));
-            }
-            let stored = saga_protocol::upcast::Stored {
-                recorded_at: Timestamp(*booked),
-            };
-            match events::decode(payload, &stored) {
-                Ok(event) => balances = balances.apply(&event),
-                Err(e) => return Ok(Err(format!("event {sequence}: {e}"))),
-            }
-        }
-        Ok(Ok(rows.last().map(|(version, ..)| Row {
-            balances,
-            version: *version,
-        })))
+    fn fold(events: &[(AccountEvent, Timestamp)]) -> Result<Option<Row>, String> {
+        let balances = Balances::fold(events.iter().map(|(event, _)| event));
+        let version = i64::try_from(events.len()).map_err(|e| e.to_string())?;
+        Ok((version > 0).then_some(Row { balances, version }))
     }
 
     async fn stored(tx: &mut AnyConnection, key: &str) -> Result<Option<Row>, Error> {

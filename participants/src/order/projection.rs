@@ -7,6 +7,7 @@ use super::events::{self, OrderEvent};
 use crate::participant::Error;
 use crate::projection::Projection;
 use saga_protocol::Timestamp;
+use saga_protocol::upcast::Stored;
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 
@@ -27,56 +28,23 @@ pub struct Orders;
 
 impl Projection for Orders {
     type Row = Row;
+    type Event = OrderEvent;
     const NAME: &'static str = "orders";
+    const KEY: &'static str = "order_id";
+    const LOG: &'static str = "order_events";
+    const ROWS: &'static str = "orders";
+    const PROJECTED: &'static str = "status <> 'tombstone'";
+    /// Every transition updates the row `WHERE status = …`.
+    const LOCKED: &'static str = "status";
 
-    async fn keys(conn: &mut AnyConnection, after: &str, limit: i64) -> Result<Vec<String>, Error> {
-        Ok(sqlx::query_scalar(
-            "SELECT order_id FROM (\
-               SELECT DISTINCT order_id FROM order_events WHERE order_id > $1 \
-               UNION SELECT order_id FROM orders WHERE order_id > $1 AND status <> 'tombstone'\
-             ) AS ids ORDER BY order_id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(conn)
-        .await?)
+    fn decode(payload: &str, stored: &Stored) -> Result<OrderEvent, String> {
+        events::decode(payload, stored)
     }
 
-    async fn lock(tx: &mut AnyConnection, key: &str) -> Result<(), Error> {
-        // The row every transition updates `WHERE status = …`.
-        sqlx::query("UPDATE orders SET status = status WHERE order_id = $1")
-            .bind(key)
-            .execute(tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn expected(
-        tx: &mut AnyConnection,
-        key: &str,
-    ) -> Result<Result<Option<Row>, String>, Error> {
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT sequence, payload, occurred_at FROM order_events WHERE order_id = $1 \
-             ORDER BY sequence",
-        )
-        .bind(key)
-        .fetch_all(tx)
-        .await?;
+    fn fold(events: &[(OrderEvent, Timestamp)]) -> Result<Option<Row>, String> {
         let mut row: Option<Row> = None;
-        for ((sequence, payload, at), n) in rows.iter().zip(1i64..) {
-            if *sequence != n {
-                return Ok(Err(format!(
-                    "the log has event {sequence} where event {n} should be"
-                )));
-            }
-            let stored = saga_protocol::upcast::Stored {
-                recorded_at: Timestamp(*at),
-            };
-            let event = match events::decode(payload, &stored) {
-                Ok(event) => event,
-                Err(e) => return Ok(Err(format!("event {sequence}: {e}"))),
-            };
-            let status = match (&event, &mut row) {
+        for ((event, at), sequence) in events.iter().zip(1..) {
+            let status = match (event, &row) {
                 (
                     OrderEvent::OrderCreated {
                         customer_id,
@@ -91,8 +59,8 @@ impl Projection for Orders {
                         customer_id: customer_id.clone(),
                         amount: *amount,
                         status: Status::Pending,
-                        created_at: Timestamp(*at),
-                        updated_at: Timestamp(*at),
+                        created_at: *at,
+                        updated_at: *at,
                     });
                     continue;
                 }
@@ -101,18 +69,18 @@ impl Projection for Orders {
                 (OrderEvent::OrderCancelled { .. }, Some(_)) => Status::Cancelled,
                 (OrderEvent::OrderConfirmed { .. }, Some(order)) => order.status,
                 (event, _) => {
-                    return Ok(Err(format!(
+                    return Err(format!(
                         "event {sequence} ({}) does not follow the events before it",
                         event.event_type()
-                    )));
+                    ));
                 }
             };
             if let Some(order) = &mut row {
                 order.status = status;
-                order.updated_at = Timestamp(*at);
+                order.updated_at = *at;
             }
         }
-        Ok(Ok(row))
+        Ok(row)
     }
 
     async fn stored(tx: &mut AnyConnection, key: &str) -> Result<Option<Row>, Error> {
