@@ -3,11 +3,11 @@
 
 use crate::event::{Event, Occurred};
 use saga_protocol::{CommandEnvelope, CommandKind, MessageId, SCHEMA_VERSION, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Where a saga is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// No event yet.
@@ -56,7 +56,7 @@ impl Status {
 }
 
 /// Where one step is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Running,

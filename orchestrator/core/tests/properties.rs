@@ -19,6 +19,7 @@ mod common;
 
 use common::{express_order, strict_place_order};
 use proptest::prelude::*;
+use saga_core::snapshot;
 use saga_core::{
     Action, Definition, Event, Input, Occurred, SagaState, Status, StepKind, StepStatus, actions,
     decide, evolve,
@@ -725,11 +726,19 @@ proptest! {
             }
             _ => {}
         }
-        // The replay of every prefix has the status its events name, one event per version.
+        // The replay of every prefix has the status its events name, one event per version;
+        // and a snapshot of it, with the rest of the log folded on, is the whole replay.
+        let whole = SagaState::replay(run.state.saga_id, &run.history);
         for k in 0..=run.history.len() {
             let replayed = SagaState::replay(run.state.saga_id, &run.history[..k]);
             prop_assert_eq!(replayed.status, status_named(&run.history[..k]), "after {} events", k);
             prop_assert_eq!(replayed.version as usize, k);
+            let taken = snapshot::encode(&replayed);
+            let restored = snapshot::decode(&taken, snapshot::SNAPSHOT_SCHEMA)
+                .map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&restored, &replayed, "snapshot after {} events", k);
+            let resumed = run.history[k..].iter().fold(restored, saga_core::evolve);
+            prop_assert_eq!(&resumed, &whole, "snapshot after {} events and the rest", k);
         }
     }
 }
