@@ -29,7 +29,7 @@ use crate::runtime::Orchestrator;
 use crate::store::{
     Created, DefinitionStore, DefinitionUse, EventLog, EventStore, NewDefinition, NewEvent,
     NewSaga, Projected, Projection, ReadModel, Result, Retirement, SagaRecord, SagaRow, Schedule,
-    StoredDefinition, StoredEvent, Summary,
+    Snapshot, Snapshots, StoredDefinition, StoredEvent, Summary,
 };
 use crate::transport::Transport;
 use axum::Router;
@@ -222,6 +222,28 @@ impl<S: EventStore> Projection for Watched<S> {
         row: Option<SagaRow>,
     ) -> Result<bool> {
         self.inner.reproject(saga_id, log_version, row).await
+    }
+}
+
+impl<S: EventStore> Snapshots for Watched<S> {
+    async fn put_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        self.inner.put_snapshot(snapshot).await
+    }
+
+    async fn snapshot(&self, saga_id: Uuid) -> Result<Option<Snapshot>> {
+        self.inner.snapshot(saga_id).await
+    }
+
+    async fn load_after(
+        &self,
+        saga_id: Uuid,
+        after: u64,
+    ) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
+        self.inner.load_after(saga_id, after).await
+    }
+
+    async fn drop_snapshots(&self) -> Result<u64> {
+        self.inner.drop_snapshots().await
     }
 }
 

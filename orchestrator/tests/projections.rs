@@ -4,6 +4,8 @@
 //! status and timer, a wrong version, lost tags, a lost row, a row with no log), every
 //! difference found, the rows rebuilt page by page, and the sagas going on afterwards.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use saga_orchestrator::api::{Role, required_role};
@@ -33,23 +35,6 @@ async fn call(o: &O, method: Method, uri: &str) -> (StatusCode, Value) {
         .await
         .unwrap();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-/// Answers every command of saga `id` in flight with success, `rounds` times.
-async fn play(o: &O, id: Uuid, rounds: usize) {
-    for _ in 0..rounds {
-        let loaded = o.load(id).await.unwrap();
-        let commands: Vec<_> = loaded.state.in_flight().cloned().collect();
-        for command in &commands {
-            let output = json!({"reserved": 500, "order_id": "o-1"});
-            let reply = saga_protocol::ReplyEnvelope::answering(
-                command,
-                saga_protocol::Outcome::Succeeded { output },
-                saga_protocol::Timestamp::now(),
-            );
-            o.handle_reply(&reply).await.unwrap();
-        }
-    }
 }
 
 async fn start(o: &O, customer: &str) -> Uuid {
@@ -119,7 +104,7 @@ async fn a_corrupted_read_model_is_found_and_rebuilt_while_sagas_go_on(url: &str
     );
     // Given sagas the runtime ran: one completed, three running (each with a timer).
     let done = start(&o, "ada").await;
-    play(&o, done, 10).await;
+    common::play(&o, done, 10).await;
     assert_eq!(
         o.load(done).await.unwrap().state.status.as_str(),
         "completed"
@@ -224,7 +209,7 @@ async fn a_corrupted_read_model_is_found_and_rebuilt_while_sagas_go_on(url: &str
     let (status, _) = call(&o, Method::GET, &format!("/v1/sagas/{orphan}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     for saga in [versioned, untagged, rowless] {
-        play(&o, saga, 10).await;
+        common::play(&o, saga, 10).await;
         let (status, view) = call(&o, Method::GET, &format!("/v1/sagas/{saga}")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(view["status"], "completed", "{view}");

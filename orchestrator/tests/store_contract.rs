@@ -20,6 +20,8 @@ mod projection;
 mod read_model;
 #[path = "store_contract/schedule.rs"]
 mod schedule;
+#[path = "store_contract/snapshots.rs"]
+mod snapshots;
 
 use batches::{concurrent_writes_keep_their_own_outcomes, large_batches_keep_order};
 use definitions::{
@@ -38,6 +40,7 @@ use saga_orchestrator::store::{
 use saga_protocol::Timestamp;
 use schedule::*;
 use serde_json::json;
+use snapshots::*;
 use std::sync::Arc;
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -350,4 +353,5 @@ contract!(
     saga_ids_page_through_every_saga_in_id_order,
     a_rewrite_racing_appends_loses_none_of_them,
     the_feed_holds_every_event_in_commit_order_without_holes,
+    a_saga_keeps_its_latest_snapshot_and_the_log_after_it_is_read,
 );

@@ -207,6 +207,10 @@ pub struct OrchestratorArgs {
     /// saga again (a different input, 409); after it, the key starts a new saga.
     #[arg(long, env = "SAGA_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
     pub idempotency_window: std::time::Duration,
+    /// A snapshot of a saga's state every this many events, so that a load folds only the
+    /// events after it (0: none; the snapshots are a cache, the log decides).
+    #[arg(long, env = "SAGA_SNAPSHOT_EVERY", default_value_t = saga_orchestrator::runtime::DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
     /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
     #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 1_000)]
     pub hot_sagas: usize,

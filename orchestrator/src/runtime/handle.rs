@@ -76,15 +76,12 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
             let from_cache = cached.is_some();
             let hot = match cached.take() {
                 Some(hot) => hot,
-                None => match self.load(saga_id).await {
+                None => match self.load_hot(saga_id).await {
                     Err(Error::Declined(Declined::NotFound(id))) => {
                         return Ok(Handled::Refused(Refusal::UnknownSaga(id)));
                     }
                     Err(e) => return Err(e),
-                    Ok(loaded) => hot::Hot {
-                        was_stuck: loaded.events.iter().any(|e| e.event_type == "SagaStuck"),
-                        state: loaded.state,
-                    },
+                    Ok(hot) => hot,
                 },
             };
             // A version no file holds any more is restored from the store.
@@ -178,6 +175,7 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         trace: Option<&SagaTrace>,
         now: Timestamp,
     ) -> Result<()> {
+        let before_version = before.version;
         observe::observe(
             &self.metrics,
             observe::Decision {
@@ -192,6 +190,10 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         let saga_id = state.saga_id;
         let actions = saga_core::actions(&state, events);
         let was_stuck = was_stuck || state.status == Status::Stuck;
+        let every = self.options.snapshot_every;
+        if every > 0 && state.version / every > before_version / every {
+            self.take_snapshot(&state, was_stuck, now).await;
+        }
         self.hot.put(hot::Hot { state, was_stuck });
         self.act(saga_id, &actions, trace).await
     }

@@ -51,7 +51,14 @@ pub struct Options {
     /// How long an idempotency key names its saga: a start with the key within the window
     /// gets that saga (or a conflict, with another input); after it, a new saga.
     pub idempotency_window: Duration,
+    /// A snapshot of a saga's state is stored each time its log passes a multiple of this
+    /// many events, and a load starts from it (0: no snapshots). A cache: the log decides.
+    pub snapshot_every: u64,
 }
+
+/// Events between two snapshots of a saga by default: most sagas end with fewer and are never
+/// snapshotted; one that waits, retries or is signalled for long has its replay bounded.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
 
 impl Default for Options {
     fn default() -> Self {
@@ -71,6 +78,7 @@ impl Default for Options {
             overdue_after: Duration::from_secs(300),
             max_message: saga_protocol::limits::DEFAULT_MAX_MESSAGE,
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }

@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 mod definitions;
 mod projection;
+mod snapshots;
 
 /// The event store in memory. Cheap to clone; clones share the same sagas.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +45,8 @@ struct Inner {
     last_position: i64,
     /// Stored definition versions by (name, version).
     definitions: BTreeMap<(String, u32), StoredDefinition>,
+    /// Each saga's snapshot.
+    snapshots: HashMap<Uuid, super::Snapshot>,
 }
 
 #[derive(Debug)]

@@ -10,10 +10,11 @@
 //! [`Error::Conflict`] and writes nothing. The runtime then reloads, folds again and decides
 //! again. Two writers racing on one saga can never both win.
 //!
-//! The store is five seams, which [`EventStore`] puts together: [`EventLog`] (create, append,
-//! load), [`Schedule`] (the sagas in flight, the timers due), [`ReadModel`] (list, search,
-//! counts), [`Projection`] (the read model checked against the log and rewritten from it) and
-//! [`DefinitionStore`] (the definitions stored with their sagas).
+//! The store is six seams, which [`EventStore`] puts together: [`EventLog`] (create, append,
+//! load, the feed), [`Schedule`] (the sagas in flight, the timers due), [`ReadModel`] (list,
+//! search, counts), [`Projection`] (the read model checked against the log and rewritten from
+//! it), [`Snapshots`] (a cache of folded states) and [`DefinitionStore`] (the definitions
+//! stored with their sagas).
 //!
 //! Implementations, all held to the same contract by `tests/store_contract.rs`:
 //! - [`SqlStore`]: SQLite (embedded default) or PostgreSQL (production, several replicas).
@@ -64,6 +65,7 @@ mod memory;
 mod projection;
 mod query;
 mod rows;
+mod snapshots;
 mod sql;
 mod writer;
 mod writes;
@@ -72,6 +74,7 @@ pub use definitions::{DefinitionUse, NewDefinition, Retirement, StoredDefinition
 pub use memory::MemoryStore;
 pub use projection::{Projected, Projection, SagaRow};
 pub use query::{Cursor, MAX_TAG_LEN, SagaQuery, input_tags};
+pub use snapshots::{Snapshot, Snapshots};
 pub use sql::SqlStore;
 
 use saga_protocol::Timestamp;
@@ -341,9 +344,15 @@ pub trait DefinitionStore: Clone + Send + Sync + 'static {
 
 /// Everything the runtime needs of its store: the log, the schedule, the read model (and its
 /// rewriting from the log) and the stored definitions, each a seam of its own.
-pub trait EventStore: EventLog + Schedule + ReadModel + Projection + DefinitionStore {}
+pub trait EventStore:
+    EventLog + Schedule + ReadModel + Projection + Snapshots + DefinitionStore
+{
+}
 
-impl<T: EventLog + Schedule + ReadModel + Projection + DefinitionStore> EventStore for T {}
+impl<T: EventLog + Schedule + ReadModel + Projection + Snapshots + DefinitionStore> EventStore
+    for T
+{
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 mod projection;
 mod read_model;
+mod snapshots;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -80,6 +81,55 @@ impl SqlStore {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The saga's record and its events after sequence `after`, up to the record's version.
+    async fn load_from(
+        &self,
+        saga_id: Uuid,
+        after: u64,
+    ) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
+        let Some(row) = sqlx::query(select_sagas!("WHERE saga_id = $1"))
+            .bind(saga_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::Database)?
+        else {
+            return Ok(None);
+        };
+        let record = decode_record(&row)?;
+        if record.version <= after {
+            return Ok(Some((record, Vec::new())));
+        }
+        // Two reads without a transaction are still consistent: the record and the events up to
+        // its version were committed together, and events are never changed, so bounding the
+        // second read by `record.version` hides any append that committed in between.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM saga_events WHERE saga_id = $1 AND sequence > $2 AND sequence <= $3 \
+             ORDER BY sequence"
+        ))
+        .bind(saga_id.to_string())
+        .bind(sql_int(saga_id, after)?)
+        .bind(sql_int(saga_id, record.version)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::Database)?;
+        let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
+        let dense = events
+            .iter()
+            .zip(after + 1..)
+            .all(|(event, sequence)| event.sequence == sequence);
+        if !dense || events.len() as u64 != record.version - after {
+            return Err(Error::Corrupt(format!(
+                "saga {saga_id}: read model is at version {} but the log holds {} events \
+                 after {after} up to it, or has gaps",
+                record.version,
+                events.len()
+            )));
+        }
+        Ok(Some((record, events)))
     }
 }
 
@@ -127,42 +177,7 @@ impl EventLog for SqlStore {
     }
 
     async fn load(&self, saga_id: Uuid) -> Result<Option<(SagaRecord, Vec<StoredEvent>)>> {
-        let Some(row) = sqlx::query(select_sagas!("WHERE saga_id = $1"))
-            .bind(saga_id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Error::Database)?
-        else {
-            return Ok(None);
-        };
-        let record = decode_record(&row)?;
-        // Two reads without a transaction are still consistent: the record and the events up to
-        // its version were committed together, and events are never changed, so bounding the
-        // second read by `record.version` hides any append that committed in between.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM saga_events WHERE saga_id = $1 AND sequence <= $2 ORDER BY sequence"
-        ))
-        .bind(saga_id.to_string())
-        .bind(sql_int(saga_id, record.version)?)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(Error::Database)?;
-        let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
-        let dense = events
-            .iter()
-            .zip(1u64..)
-            .all(|(event, sequence)| event.sequence == sequence);
-        if !dense || events.len() as u64 != record.version {
-            return Err(Error::Corrupt(format!(
-                "saga {saga_id}: read model is at version {} but the log holds {} events \
-                 up to it, or has gaps",
-                record.version,
-                events.len()
-            )));
-        }
-        Ok(Some((record, events)))
+        self.load_from(saga_id, 0).await
     }
 
     async fn feed(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
