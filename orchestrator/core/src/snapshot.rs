@@ -27,8 +27,11 @@ use uuid::Uuid;
 /// changes shape: older snapshots are then ignored, and rewritten as sagas go on.
 pub const SNAPSHOT_SCHEMA: u32 = 1;
 
+/// Every field of a step, through serde's remote derive: a field added to [`StepState`] and
+/// not here fails to compile.
 #[derive(Serialize, Deserialize)]
-struct Step {
+#[serde(remote = "StepState")]
+struct StepDef {
     name: String,
     attempt: u32,
     status: StepStatus,
@@ -44,8 +47,10 @@ struct Step {
     signal: Option<String>,
 }
 
+/// Every field of the state, as [`StepDef`] is of a step.
 #[derive(Serialize, Deserialize)]
-struct State {
+#[serde(remote = "SagaState")]
+struct StateDef {
     saga_id: Uuid,
     name: String,
     definition_version: u32,
@@ -53,7 +58,8 @@ struct State {
     input: serde_json::Value,
     status: Status,
     version: u64,
-    steps: Vec<Step>,
+    #[serde(with = "steps")]
+    steps: Vec<StepState>,
     reason: Option<String>,
     started_at: Option<Timestamp>,
     updated_at: Option<Timestamp>,
@@ -64,48 +70,31 @@ struct State {
     answered: BTreeSet<MessageId>,
 }
 
+/// The steps, each through [`StepDef`].
+mod steps {
+    use super::{StepDef, StepState};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Ref<'a>(#[serde(with = "StepDef")] &'a StepState);
+
+    #[derive(Deserialize)]
+    struct Owned(#[serde(with = "StepDef")] StepState);
+
+    pub fn serialize<S: Serializer>(steps: &[StepState], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(steps.iter().map(Ref))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StepState>, D::Error> {
+        let steps = Vec::<Owned>::deserialize(d)?;
+        Ok(steps.into_iter().map(|Owned(step)| step).collect())
+    }
+}
+
 /// The snapshot of `state`, at schema [`SNAPSHOT_SCHEMA`].
 pub fn encode(state: &SagaState) -> serde_json::Value {
-    let s = state.clone();
-    let steps = s
-        .steps
-        .into_iter()
-        .map(|t| Step {
-            name: t.name,
-            attempt: t.attempt,
-            status: t.status,
-            output: t.output,
-            reason: t.reason,
-            started_at: t.started_at,
-            ended_at: t.ended_at,
-            compensation_attempt: t.compensation_attempt,
-            timeout_at: t.timeout_at,
-            retry_at: t.retry_at,
-            retry_kind: t.retry_kind,
-            pending: t.pending,
-            signal: t.signal,
-        })
-        .collect();
-    let encoded = State {
-        saga_id: s.saga_id,
-        name: s.name,
-        definition_version: s.definition_version,
-        definition_hash: s.definition_hash,
-        input: s.input,
-        status: s.status,
-        version: s.version,
-        steps,
-        reason: s.reason,
-        started_at: s.started_at,
-        updated_at: s.updated_at,
-        deadline_at: s.deadline_at,
-        stuck_on: s.stuck_on,
-        stalled: s.stalled,
-        trace_context: s.trace_context,
-        answered: s.answered,
-    };
     // Every field is plain data (strings, numbers, JSON values): it always encodes.
-    serde_json::to_value(encoded).unwrap_or(serde_json::Value::Null)
+    StateDef::serialize(state, serde_json::value::Serializer).unwrap_or(serde_json::Value::Null)
 }
 
 /// The state a snapshot of schema `schema` holds, or why it cannot be read (then fold the
@@ -116,42 +105,5 @@ pub fn decode(snapshot: &serde_json::Value, schema: u32) -> Result<SagaState, St
             "snapshot schema {schema}, this build reads {SNAPSHOT_SCHEMA}"
         ));
     }
-    let s: State = serde_json::from_value(snapshot.clone()).map_err(|e| e.to_string())?;
-    let steps = s
-        .steps
-        .into_iter()
-        .map(|t| StepState {
-            name: t.name,
-            attempt: t.attempt,
-            status: t.status,
-            output: t.output,
-            reason: t.reason,
-            started_at: t.started_at,
-            ended_at: t.ended_at,
-            compensation_attempt: t.compensation_attempt,
-            timeout_at: t.timeout_at,
-            retry_at: t.retry_at,
-            retry_kind: t.retry_kind,
-            pending: t.pending,
-            signal: t.signal,
-        })
-        .collect();
-    Ok(SagaState {
-        saga_id: s.saga_id,
-        name: s.name,
-        definition_version: s.definition_version,
-        definition_hash: s.definition_hash,
-        input: s.input,
-        status: s.status,
-        version: s.version,
-        steps,
-        reason: s.reason,
-        started_at: s.started_at,
-        updated_at: s.updated_at,
-        deadline_at: s.deadline_at,
-        stuck_on: s.stuck_on,
-        stalled: s.stalled,
-        trace_context: s.trace_context,
-        answered: s.answered,
-    })
+    StateDef::deserialize(snapshot).map_err(|e| e.to_string())
 }

@@ -190,12 +190,17 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         let saga_id = state.saga_id;
         let actions = saga_core::actions(&state, events);
         let was_stuck = was_stuck || state.status == Status::Stuck;
+        // A snapshot is due when the log passed a multiple of `snapshot_every`; it is stored
+        // after the commands are published, so it never delays them.
         let every = self.options.snapshot_every;
-        if every > 0 && state.version / every > before_version / every {
+        let snapshot =
+            (every > 0 && state.version / every > before_version / every).then(|| state.clone());
+        self.hot.put(hot::Hot { state, was_stuck });
+        self.act(saga_id, &actions, trace).await?;
+        if let Some(state) = snapshot {
             self.take_snapshot(&state, was_stuck, now).await;
         }
-        self.hot.put(hot::Hot { state, was_stuck });
-        self.act(saga_id, &actions, trace).await
+        Ok(())
     }
 
     /// Publishes the commands of `actions` (in the saga's `trace`) and arms their timers.
