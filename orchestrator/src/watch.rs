@@ -169,6 +169,20 @@ impl<S: EventStore> EventLog for Watched<S> {
     }
 }
 
+impl<S: EventStore> crate::store::Archive for Watched<S> {
+    async fn archive(&self, retire: &crate::store::Retire<'_>, at: Timestamp) -> Result<Vec<Uuid>> {
+        self.inner.archive(retire, at).await
+    }
+
+    async fn archived(&self, saga_id: Uuid) -> Result<Option<crate::store::Archived>> {
+        self.inner.archived(saga_id).await
+    }
+
+    async fn archived_count(&self) -> Result<u64> {
+        self.inner.archived_count().await
+    }
+}
+
 impl<S: EventStore> Schedule for Watched<S> {
     async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
         self.inner.with_status(statuses).await

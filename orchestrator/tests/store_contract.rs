@@ -18,6 +18,8 @@ mod old_logs;
 mod projection;
 #[path = "store_contract/read_model.rs"]
 mod read_model;
+#[path = "store_contract/retention.rs"]
+mod retention;
 #[path = "store_contract/schedule.rs"]
 mod schedule;
 #[path = "store_contract/snapshots.rs"]
@@ -33,6 +35,7 @@ use idempotency::*;
 use old_logs::a_version_1_log_is_replayed_and_shown_in_the_newest_shape;
 use projection::*;
 use read_model::*;
+use retention::*;
 use saga_orchestrator::store::{
     Created, Cursor, Error, EventStore, MemoryStore, NewEvent, NewSaga, SagaQuery, SagaRecord,
     SqlStore, Summary,
@@ -63,6 +66,23 @@ fn saga(name: &str, key: Option<&str>, digest: &str) -> NewSaga {
         input_digest: digest.to_string(),
         tags: Vec::new(),
         deadline_at: None,
+    }
+}
+
+/// The whole feed, read `page` events at a time.
+async fn feed_in_pages<S: EventStore>(
+    store: &S,
+    page: u32,
+) -> Vec<saga_orchestrator::store::StoredEvent> {
+    let mut read = Vec::new();
+    let mut after = 0;
+    loop {
+        let events = store.feed(after, page).await.unwrap();
+        let Some(last) = events.last() else {
+            return read;
+        };
+        after = last.position;
+        read.extend(events);
     }
 }
 
@@ -354,4 +374,7 @@ contract!(
     a_rewrite_racing_appends_loses_none_of_them,
     the_feed_holds_every_event_in_commit_order_without_holes,
     a_saga_keeps_its_latest_snapshot_and_the_log_after_it_is_read,
+    finished_sagas_are_archived_whole_and_nothing_in_flight_is_touched,
+    an_append_racing_the_archive_either_keeps_the_saga_or_loses_to_it,
+    two_sweeps_at_once_move_each_saga_once,
 );

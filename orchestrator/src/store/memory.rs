@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
+mod archive;
 mod definitions;
 mod projection;
 mod snapshots;
@@ -47,6 +48,8 @@ struct Inner {
     definitions: BTreeMap<(String, u32), StoredDefinition>,
     /// Each saga's snapshot.
     snapshots: HashMap<Uuid, super::Snapshot>,
+    /// Sagas moved out of `sagas` by the archive.
+    archived: HashMap<Uuid, super::Archived>,
 }
 
 #[derive(Debug)]
@@ -247,6 +250,7 @@ impl EventLog for MemoryStore {
             .sagas
             .values()
             .flat_map(|saga| saga.events.iter())
+            .chain(inner.archived.values().flat_map(|saga| saga.events.iter()))
             .filter(|event| event.position > after)
             .collect();
         events.sort_by_key(|event| event.position);

@@ -10,11 +10,12 @@
 //! [`Error::Conflict`] and writes nothing. The runtime then reloads, folds again and decides
 //! again. Two writers racing on one saga can never both win.
 //!
-//! The store is six seams, which [`EventStore`] puts together: [`EventLog`] (create, append,
+//! The store is seven seams, which [`EventStore`] puts together: [`EventLog`] (create, append,
 //! load, the feed), [`Schedule`] (the sagas in flight, the timers due), [`ReadModel`] (list,
 //! search, counts), [`Projection`] (the read model checked against the log and rewritten from
-//! it), [`Snapshots`] (a cache of folded states) and [`DefinitionStore`] (the definitions
-//! stored with their sagas).
+//! it), [`Snapshots`] (a cache of folded states), [`Archive`] (finished sagas moved out of the
+//! hot tables, still readable) and [`DefinitionStore`] (the definitions stored with their
+//! sagas).
 //!
 //! Implementations, all held to the same contract by `tests/store_contract.rs`:
 //! - [`SqlStore`]: SQLite (embedded default) or PostgreSQL (production, several replicas).
@@ -60,6 +61,7 @@
 //! # Ok(()) }
 //! ```
 
+mod archive;
 mod definitions;
 mod memory;
 mod projection;
@@ -70,6 +72,7 @@ mod sql;
 mod writer;
 mod writes;
 
+pub use archive::{Archive, Archived, Retire};
 pub use definitions::{DefinitionUse, NewDefinition, Retirement, StoredDefinition};
 pub use memory::MemoryStore;
 pub use projection::{Projected, Projection, SagaRow};
@@ -232,13 +235,14 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64>> + Send;
 
     /// The saga's record and all its events in sequence order (the events are exactly those up
-    /// to `record.version`); `None` if unknown.
+    /// to `record.version`); `None` if unknown or archived ([`Archive::archived`] reads those).
     fn load(
         &self,
         saga_id: Uuid,
     ) -> impl Future<Output = Result<Option<(SagaRecord, Vec<StoredEvent>)>>> + Send;
 
-    /// Every saga's events after feed position `after`, in position order, at most `limit`.
+    /// Every saga's events after feed position `after`, in position order, at most `limit`,
+    /// archived sagas' included.
     ///
     /// Positions are handed out in commit order and without holes, so a reader that has read
     /// up to position p has missed nothing below it, whatever appends are in flight, and
@@ -343,14 +347,15 @@ pub trait DefinitionStore: Clone + Send + Sync + 'static {
 }
 
 /// Everything the runtime needs of its store: the log, the schedule, the read model (and its
-/// rewriting from the log) and the stored definitions, each a seam of its own.
+/// rewriting from the log), the snapshots, the archive and the stored definitions, each a seam
+/// of its own.
 pub trait EventStore:
-    EventLog + Schedule + ReadModel + Projection + Snapshots + DefinitionStore
+    EventLog + Schedule + ReadModel + Projection + Snapshots + Archive + DefinitionStore
 {
 }
 
-impl<T: EventLog + Schedule + ReadModel + Projection + Snapshots + DefinitionStore> EventStore
-    for T
+impl<T> EventStore for T where
+    T: EventLog + Schedule + ReadModel + Projection + Snapshots + Archive + DefinitionStore
 {
 }
 

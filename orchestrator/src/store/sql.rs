@@ -1,7 +1,7 @@
 //! [`EventStore`] on SQL through sqlx's `Any` driver: SQLite (one machine, nothing to install)
 //! or PostgreSQL (production, several orchestrator replicas), with one SQL text for both.
 //!
-//! Four tables (see `migrations/{sqlite,postgres}/`):
+//! The main tables (see `migrations/{sqlite,postgres}/`):
 //! - `saga_events`, the append-only log. `UNIQUE (saga_id, sequence)` is the last line of the
 //!   optimistic-concurrency guard: two writers cannot both store sequence n of one saga.
 //! - `sagas`, the read model, updated in the same transaction as each append. Its
@@ -11,6 +11,10 @@
 //!   field on an index instead of a scan of the log.
 //! - `saga_definitions`, every definition version loaded, with its source and content hash
 //!   (see [`super::definitions`]).
+//!
+//! Beside them: `saga_feed` (the feed's head), `saga_snapshots` (a cache of folded states),
+//! and `saga_archive` with `saga_archive_events`, where finished sagas are moved (see
+//! [`super::Archive`]).
 //!
 //! ```no_run
 //! use saga_orchestrator::store::{EventLog, ReadModel, Schedule, SqlStore};
@@ -38,6 +42,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, AssertSqlSafe};
 use uuid::Uuid;
 
+mod archive;
 mod projection;
 mod read_model;
 mod snapshots;
@@ -103,7 +108,8 @@ impl SqlStore {
         }
         // Two reads without a transaction are still consistent: the record and the events up to
         // its version were committed together, and events are never changed, so bounding the
-        // second read by `record.version` hides any append that committed in between.
+        // second read by `record.version` hides any append that committed in between. Events
+        // are only ever deleted with their record, by the archive.
         let rows = sqlx::query(concat!(
             "SELECT ",
             event_columns!(),
@@ -121,7 +127,12 @@ impl SqlStore {
             .iter()
             .zip(after + 1..)
             .all(|(event, sequence)| event.sequence == sequence);
-        if !dense || events.len() as u64 != record.version - after {
+        let whole = dense && events.len() as u64 == record.version - after;
+        if !whole && current_version(&self.pool, saga_id).await?.is_none() {
+            // Archived between the two reads: it is no longer in the hot tables.
+            return Ok(None);
+        }
+        if !whole {
             return Err(Error::Corrupt(format!(
                 "saga {saga_id}: read model is at version {} but the log holds {} events \
                  after {after} up to it, or has gaps",
@@ -181,14 +192,23 @@ impl EventLog for SqlStore {
     }
 
     async fn feed(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-        // A range scan of the unique index on position (migrations/*/0007).
+        // Range scans of the unique indexes on position of the hot and the archived events
+        // (migrations/*/0007 and 0009), in one statement so that both are read at one point:
+        // a saga being archived meanwhile is seen in one table or the other, never in neither.
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let rows = sqlx::query(concat!(
-            "SELECT ",
+            "SELECT * FROM (SELECT ",
             event_columns!(),
-            " FROM saga_events WHERE position > $1 ORDER BY position LIMIT $2"
+            " FROM saga_events WHERE position > $1 ORDER BY position LIMIT $2) AS hot \
+             UNION ALL SELECT * FROM (SELECT ",
+            event_columns!(),
+            " FROM saga_archive_events WHERE position > $3 ORDER BY position LIMIT $4) AS cold \
+             ORDER BY position LIMIT $5"
         ))
         .bind(after)
+        .bind(i64::from(limit))
+        .bind(after)
+        .bind(i64::from(limit))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await

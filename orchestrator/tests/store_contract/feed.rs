@@ -40,14 +40,7 @@ pub async fn the_feed_holds_every_event_in_commit_order_without_holes<S: EventSt
     assert_eq!(feed[2], log[1]);
 
     // Read on from any position: the rest, nothing twice.
-    let mut paged = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.feed(after, 2).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        paged.extend(page);
-    }
+    let paged = feed_in_pages(&store, 2).await;
     assert_eq!(paged, feed);
     assert!(store.feed(5, 10).await.unwrap().is_empty());
     assert_eq!(
