@@ -295,6 +295,9 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
     if let Some(trace_id) = saga["trace_id"].as_str() {
         println!("  trace:  {trace_id}");
     }
+    if let Some(archived_at) = saga["archived_at"].as_str() {
+        println!("  archived at {archived_at}");
+    }
     for step in saga["steps"].as_array().into_iter().flatten() {
         let status = step["status"].as_str().unwrap_or_default();
         let padding = " ".repeat(12usize.saturating_sub(status.len()));

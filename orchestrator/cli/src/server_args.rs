@@ -211,6 +211,11 @@ pub struct OrchestratorArgs {
     /// events after it (0: none; the snapshots are a cache, the log decides).
     #[arg(long, env = "SAGA_SNAPSHOT_EVERY", default_value_t = saga_orchestrator::runtime::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// Move a saga completed, compensated or aborted this long ago (and created longer ago
+    /// than --idempotency-window) to the archive, where the API and `saga history` still read
+    /// it; 0s: never. Running, compensating and stuck sagas are never moved.
+    #[arg(long, env = "SAGA_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
     /// Sagas in flight kept in memory, so a reply needs no read of the store (0: none).
     #[arg(long, env = "SAGA_HOT_SAGAS", default_value_t = 1_000)]
     pub hot_sagas: usize,

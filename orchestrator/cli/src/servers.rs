@@ -51,6 +51,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         overdue_after: args.overdue_after,
         idempotency_window: args.idempotency_window,
         snapshot_every: args.snapshot_every,
+        retention: args.retention,
         max_message: args.connection.max_message,
         hot_sagas: args.hot_sagas,
         replica_id: Some(args.replica_id.unwrap_or_else(|| {

@@ -105,7 +105,7 @@ pub(super) async fn status<S: EventStore, T: Transport>(
         ))
     })?;
     let saga_id = parse_id(&id)?;
-    let loaded = o.load(saga_id).await?;
+    let loaded = o.read(saga_id).await?;
     let keep = match (q.as_of_sequence, q.as_of.as_deref()) {
         (None, None) => return Ok(Json(saga_view(&o, loaded))),
         (Some(_), Some(_)) => {
@@ -182,11 +182,10 @@ pub(super) async fn history<S: EventStore, T: Transport>(
     let saga_id = parse_id(&id)?;
     // The log as stored, each event read through the upcasters on its own: an event this
     // build cannot read (a newer build's) is shown as stored, so the history stays viewable.
-    let (_, events) = o
-        .store()
-        .load(saga_id)
-        .await
-        .map_err(crate::runtime::Error::from)?
+    // An archived saga's log is read from the archive.
+    let events = o
+        .stored_log(saga_id)
+        .await?
         .ok_or(crate::runtime::Declined::NotFound(saga_id))?;
     Ok(Json(events.into_iter().map(Into::into).collect()))
 }

@@ -69,6 +69,10 @@ pub struct SagaView {
     /// compensated): what the abort left for an operator to see to. Absent unless aborted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effects_left: Option<Vec<String>>,
+    /// When it was moved to the archive (see the orchestrator's `--retention`); absent while
+    /// it is in the hot tables. An archived saga is final and is shown as it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
 }
 
 impl From<Loaded> for SagaView {
@@ -102,6 +106,7 @@ impl From<Loaded> for SagaView {
                 .map(|t| t.trace_id().to_string()),
             deadline_at: l.state.deadline_at.map(ts),
             overdue: false,
+            archived_at: l.archived_at.map(ts),
         }
     }
 }

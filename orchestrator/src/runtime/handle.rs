@@ -35,7 +35,37 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
             record,
             events,
             state,
+            archived_at: None,
         })
+    }
+
+    /// Loads a saga from the hot tables or, once it is archived, from the archive: what the
+    /// API shows. The runtime never acts on an archived saga (it is final).
+    pub async fn read(&self, saga_id: Uuid) -> Result<Loaded> {
+        match self.load(saga_id).await {
+            Err(Error::Declined(Declined::NotFound(_))) => {}
+            loaded => return loaded,
+        }
+        let archived = self
+            .store
+            .archived(saga_id)
+            .await?
+            .ok_or(Declined::NotFound(saga_id))?;
+        let occurred = decode_all(saga_id, &archived.events)?;
+        Ok(Loaded {
+            state: SagaState::replay(saga_id, &occurred),
+            record: archived.record,
+            events: archived.events,
+            archived_at: Some(archived.archived_at),
+        })
+    }
+
+    /// A saga's stored log (hot or archived), undecoded; `None` if unknown.
+    pub async fn stored_log(&self, saga_id: Uuid) -> Result<Option<Vec<StoredEvent>>> {
+        if let Some((_, events)) = self.store.load(saga_id).await? {
+            return Ok(Some(events));
+        }
+        Ok(self.store.archived(saga_id).await?.map(|a| a.events))
     }
 
     /// Records a participant's reply and acts on what it decides.

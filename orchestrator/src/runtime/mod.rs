@@ -28,6 +28,7 @@ mod overdue;
 mod recovery;
 mod registry;
 mod replies;
+pub mod retention;
 mod run;
 mod snapshots;
 mod start;
@@ -43,6 +44,7 @@ pub use options::{DEFAULT_SNAPSHOT_EVERY, Options};
 pub use overdue::{overdue_before, overdue_statuses};
 pub use registry::{CATALOGUE_FILE, Entry, Registry};
 pub use replies::SHUTDOWN_GRACE;
+pub use retention::DEFAULT_RETENTION;
 pub use start::input_digest;
 pub use timers::Timers;
 
@@ -68,6 +70,8 @@ pub struct Loaded {
     pub record: SagaRecord,
     pub events: Vec<StoredEvent>,
     pub state: SagaState,
+    /// When it was moved to the archive, if it was ([`Orchestrator::read`]).
+    pub archived_at: Option<saga_protocol::Timestamp>,
 }
 
 /// What handling an input did.

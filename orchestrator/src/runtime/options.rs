@@ -54,6 +54,9 @@ pub struct Options {
     /// A snapshot of a saga's state is stored each time its log passes a multiple of this
     /// many events, and a load starts from it (0: no snapshots). A cache: the log decides.
     pub snapshot_every: u64,
+    /// A saga completed, compensated or aborted this long ago (and created longer ago than
+    /// `idempotency_window`) is moved to the archive (see [`super::retention`]); zero: never.
+    pub retention: Duration,
 }
 
 /// Events between two snapshots of a saga by default: most sagas end with fewer and are never
@@ -79,6 +82,7 @@ impl Default for Options {
             max_message: saga_protocol::limits::DEFAULT_MAX_MESSAGE,
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            retention: super::DEFAULT_RETENTION,
         }
     }
 }

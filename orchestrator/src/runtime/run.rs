@@ -1,5 +1,5 @@
-//! Running a replica: its partition leases, the poll of the timers that fall due, and the
-//! reply consumer, started together and stopped in order (see [`Orchestrator::run`]).
+//! Running a replica: its partition leases, the poll of the timers that fall due, the
+//! archive's sweep and the reply consumer, started together and stopped in order (see [`Orchestrator::run`]).
 
 use super::{Error, Orchestrator, Result, replies};
 use crate::partitions::{self, Keeper, LeaseOptions};
@@ -10,7 +10,8 @@ use std::time::Duration;
 impl<S: EventStore, T: Transport> Orchestrator<S, T> {
     /// Runs until `shutdown` resolves: takes its share of the partition leases (recovering
     /// the sagas of each partition it gains), consumes replies, fires the timers of the
-    /// sagas it owns, and periodically re-publishes the commands of its sagas that went quiet.
+    /// sagas it owns, periodically re-publishes the commands of its sagas that went quiet, and
+    /// moves the sagas finished longer than the retention window ago to the archive.
     /// When it stops it releases its leases, so the other replicas take them at once.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let wheel = self.wheel.lock().map_err(|_| Error::AlreadyRunning)?.take();
@@ -44,8 +45,11 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
             self.clone()
                 .poll_due(due_poll_interval(bound), stop.clone().cancelled_owned()),
         );
+        let archive_task =
+            tokio::spawn(self.clone().keep_archiving(stop.clone().cancelled_owned()));
         let consumed = replies::consume(self, wheel, gained, shutdown).await;
         stop.cancel();
+        let _ = archive_task.await;
         let _ = poll_task.await;
         let _ = lease_task.await;
         consumed
