@@ -159,6 +159,8 @@ async fn together<P: Participant>(
             handled.push((reply, true));
             continue;
         }
+        // An expired command fails the batch; handled alone, it is refused by itself.
+        participant.store().inbox_window().check(&job.command, now)?;
         let (reply, encoded) =
             inbox::apply_in_tx(participant, &mut tx, &job.command, now, &job.span).await?;
         recorded.insert(id.to_string(), encoded.clone());

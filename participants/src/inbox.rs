@@ -96,6 +96,7 @@ pub(crate) async fn handle_in_tx<P: Participant>(
             .map_err(|e| Error::Corrupt(format!("inbox reply of {id}: {e}")));
     }
     let now = Timestamp::now();
+    participant.store().inbox_window().check(command, now)?;
     let (reply, encoded) = apply_in_tx(participant, tx, command, now, span).await?;
     // A unique violation here means a concurrent delivery committed first: it becomes a
     // Conflict, this transaction is dropped (rolled back) and the rerun finds its reply.

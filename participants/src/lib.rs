@@ -43,6 +43,7 @@ pub mod options;
 pub mod order;
 pub mod participant;
 pub mod projection;
+pub mod retention;
 pub mod runtime;
 pub mod service;
 pub mod store;

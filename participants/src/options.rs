@@ -98,6 +98,22 @@ pub struct Options {
     /// The largest command this process decodes, in bytes; a larger one is dead-lettered
     /// with the reason (see [`saga_protocol::limits`]).
     pub max_message: usize,
+    /// A command sent longer ago than this and not in the inbox is dead-lettered, not
+    /// applied; an inbox entry is kept this long plus twice `max_clock_skew` (see
+    /// [`crate::retention`]). Zero: every entry is kept and no command is refused.
+    pub inbox_window: Duration,
+    /// How far any clock of the system may be off.
+    pub max_clock_skew: Duration,
+}
+
+impl Options {
+    /// The inbox window these settings give.
+    pub fn inbox_window(&self) -> crate::retention::InboxWindow {
+        crate::retention::InboxWindow {
+            window: self.inbox_window,
+            max_clock_skew: self.max_clock_skew,
+        }
+    }
 }
 
 impl Default for Options {
@@ -114,6 +130,8 @@ impl Default for Options {
             listen: None,
             failover_after: saga_protocol::consumers::DEFAULT_FAILOVER_AFTER,
             max_message: saga_protocol::limits::DEFAULT_MAX_MESSAGE,
+            inbox_window: crate::retention::DEFAULT_WINDOW,
+            max_clock_skew: crate::retention::DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }

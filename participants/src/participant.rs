@@ -68,6 +68,10 @@ pub enum Error {
     /// A failure raised by a tower layer around the handler.
     #[error("{0}")]
     Layer(String),
+    /// A command too old to apply without its inbox record (see [`crate::retention`]):
+    /// dead-lettered with the reason, never applied.
+    #[error("{0}")]
+    Expired(String),
 }
 
 impl Error {
@@ -76,7 +80,7 @@ impl Error {
         match self {
             Error::Database(e) => saga_sql::is_transient(e),
             Error::Conflict(_) | Error::Timeout(_) | Error::Layer(_) => true,
-            Error::Corrupt(_) => false,
+            Error::Corrupt(_) | Error::Expired(_) => false,
         }
     }
 }

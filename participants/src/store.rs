@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::retention::InboxWindow;
 use saga_protocol::Timestamp;
 use saga_sql::{self as db, Backend};
 use sqlx::migrate::Migrator;
@@ -30,6 +31,7 @@ pub static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres")
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    inbox_window: InboxWindow,
 }
 
 impl Store {
@@ -43,7 +45,24 @@ impl Store {
             &POSTGRES_MIGRATIONS,
         )
         .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            inbox_window: InboxWindow::default(),
+        })
+    }
+
+    /// The same store with its inbox kept for `window` (see [`crate::retention`]).
+    pub fn with_inbox_window(self, window: InboxWindow) -> Self {
+        Store {
+            inbox_window: window,
+            ..self
+        }
+    }
+
+    /// How long its inbox entries are kept, and which commands are too old to apply.
+    pub fn inbox_window(&self) -> InboxWindow {
+        self.inbox_window
     }
 
     pub fn pool(&self) -> &AnyPool {

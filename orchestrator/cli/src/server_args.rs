@@ -250,6 +250,15 @@ pub struct ParticipantArgs {
     /// Address of the health and metrics endpoints (/livez, /readyz, /metrics); none when unset.
     #[arg(long, env = "SAGA_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Dead-letter, instead of applying, a command sent longer ago than this that is not in
+    /// the inbox; keep each inbox entry this long plus twice --max-clock-skew, then prune it
+    /// (0s: keep every entry, refuse nothing). Above the longest a saga may wait for this
+    /// participant.
+    #[arg(long, env = "SAGA_INBOX_WINDOW", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub inbox_window: std::time::Duration,
+    /// How far any clock of the system (the orchestrator's, each participant's) may be off.
+    #[arg(long, env = "SAGA_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: std::time::Duration,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }

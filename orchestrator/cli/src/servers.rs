@@ -110,6 +110,8 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
         listen: args.listen,
         failover_after: args.connection.failover_after,
         max_message: args.connection.max_message,
+        inbox_window: args.inbox_window,
+        max_clock_skew: args.max_clock_skew,
     };
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;

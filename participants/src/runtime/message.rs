@@ -121,6 +121,7 @@ where
                 nak(&message, RETRY_DELAY).await;
             }
         },
+        Err(Error::Expired(reason)) => dead_letter(ctx, &message, &reason).await,
         Err(e) if e.is_transient() => {
             span.set_status(Status::error(e.to_string()));
             let delivered = message.info().map(|i| i.delivered).unwrap_or(1);

@@ -92,7 +92,10 @@ pub async fn run<P: Participant>(
     // A database that is not up yet is waited out; bad settings are not.
     let store = saga_protocol::retry::transient(
         "open the participant's database",
-        || Store::open(&options.database_url, connections),
+        || async {
+            let store = Store::open(&options.database_url, connections).await?;
+            Ok(store.with_inbox_window(options.inbox_window()))
+        },
         saga_sql::Error::is_transient,
     );
     let store = tokio::select! {
@@ -201,6 +204,14 @@ async fn serve<P: Participant>(
     info!(participant = name, consumer = %ctx.consumer, concurrency, "participant ready");
     let _ = ready.send(());
 
+    // The inbox's pruning stops when `stop_pruning` is dropped or sent on.
+    let (stop_pruning, pruning) = oneshot::channel::<()>();
+    let prune_task = tokio::spawn(crate::retention::keep_pruning(
+        participant.store().clone(),
+        async move {
+            let _ = pruning.await;
+        },
+    ));
     let mut commands = JoinSet::new();
     let mut admins = JoinSet::new();
     let mut admin_open = true;
@@ -232,6 +243,8 @@ async fn serve<P: Participant>(
         in_hand = commands.len(),
         "shutting down"
     );
+    drop(stop_pruning);
+    let _ = prune_task.await;
     drop(messages);
     if let Err(e) = admin_requests.unsubscribe().await {
         warn!(error = %e, "admin unsubscribe failed");
