@@ -160,7 +160,10 @@ async fn together<P: Participant>(
             continue;
         }
         // An expired command fails the batch; handled alone, it is refused by itself.
-        participant.store().inbox_window().check(&job.command, now)?;
+        participant
+            .store()
+            .inbox_window()
+            .check(&job.command, now)?;
         let (reply, encoded) =
             inbox::apply_in_tx(participant, &mut tx, &job.command, now, &job.span).await?;
         recorded.insert(id.to_string(), encoded.clone());

@@ -67,7 +67,9 @@ impl InboxWindow {
         if self.window.is_zero() {
             return None;
         }
-        let keep = self.window.saturating_add(self.max_clock_skew.saturating_mul(2));
+        let keep = self
+            .window
+            .saturating_add(self.max_clock_skew.saturating_mul(2));
         let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         Some(Timestamp(now.millis().saturating_sub(keep)))
     }
@@ -134,7 +136,10 @@ mod tests {
             window: Duration::from_secs(100),
             max_clock_skew: Duration::from_secs(5),
         };
-        assert_eq!(w.prune_before(Timestamp(1_000_000)), Some(Timestamp(890_000)));
+        assert_eq!(
+            w.prune_before(Timestamp(1_000_000)),
+            Some(Timestamp(890_000))
+        );
         let off = InboxWindow {
             window: Duration::ZERO,
             ..w

@@ -11,3 +11,4 @@ mod inbox;
 mod old_events;
 mod order;
 mod projections;
+mod retention;
