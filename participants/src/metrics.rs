@@ -5,7 +5,8 @@
 //! `saga_participant_handle_duration_seconds` (`participant`, `command`),
 //! `saga_participant_duplicates_total` (`participant`, `command`: copies of a command whose
 //! message id the inbox held already, answered with the recorded reply), and, sampled when
-//! `/metrics` is read, `saga_consumer_pending` and `saga_consumer_ack_pending`
+//! `/metrics` is read, `saga_participant_inbox_pruned_total` (`participant`: inbox entries
+//! deleted past the inbox window, see [`crate::retention`]), `saga_consumer_pending` and `saga_consumer_ack_pending`
 //! (`consumer`: `participant-{kind}`); `saga_dead_letters_total` (`consumer`).
 //!
 //! The server is started by the runtime when [`crate::Options::listen`] is set
@@ -122,6 +123,33 @@ impl Duplicates {
                 KeyValue::new("command", command.to_string()),
             ],
         );
+    }
+}
+
+/// Counts the inbox entries a participant pruned past its inbox window.
+#[derive(Debug, Clone)]
+pub struct Pruned {
+    participant: KeyValue,
+    pruned: Counter<u64>,
+}
+
+impl Pruned {
+    /// The counter on the process's meter (a no-op until telemetry is installed).
+    pub fn new(participant: &'static str) -> Self {
+        Pruned {
+            participant: KeyValue::new("participant", participant),
+            pruned: saga_telemetry::metrics::meter()
+                .u64_counter("saga.participant.inbox.pruned")
+                .with_description(
+                    "Inbox entries deleted once past the inbox window and twice the clock skew",
+                )
+                .build(),
+        }
+    }
+
+    /// Counts `n` entries pruned.
+    pub fn count(&self, n: u64) {
+        self.pruned.add(n, std::slice::from_ref(&self.participant));
     }
 }
 

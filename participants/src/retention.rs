@@ -105,7 +105,11 @@ pub async fn prune(store: &Store, now: Timestamp) -> Result<u64, sqlx::Error> {
 }
 
 /// Prunes `store`'s inbox every [`InboxWindow::prune_every`] until `stop`.
-pub(crate) async fn keep_pruning(store: Store, stop: impl Future<Output = ()> + Send) {
+pub(crate) async fn keep_pruning(
+    store: Store,
+    pruned: crate::metrics::Pruned,
+    stop: impl Future<Output = ()> + Send,
+) {
     let window = store.inbox_window();
     if window.window.is_zero() {
         return;
@@ -118,7 +122,10 @@ pub(crate) async fn keep_pruning(store: Store, stop: impl Future<Output = ()> + 
             () = &mut stop => return,
             _ = ticks.tick() => match prune(&store, Timestamp::now()).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(pruned = n, "pruned inbox entries past their window"),
+                Ok(n) => {
+                    pruned.count(n);
+                    tracing::info!(pruned = n, "pruned inbox entries past their window");
+                }
                 // Tried again at the next tick: the database may be away for a while.
                 Err(e) => tracing::warn!(error = %e, "pruning the inbox failed"),
             },

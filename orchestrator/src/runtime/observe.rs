@@ -21,7 +21,8 @@
 //! `saga_duration_seconds` (`saga`, `outcome`); gauges `saga_in_flight`, `saga_overdue`,
 //! `saga_partitions_owned`, `saga_consumer_pending` and `saga_consumer_ack_pending`
 //! (`consumer`), sampled when
-//! `/metrics` is read; `saga_dead_letters_total` (`consumer`).
+//! `/metrics` is read; `saga_dead_letters_total` (`consumer`); `saga_archived_total`
+//! (finished sagas this replica moved to the archive, see [`super::retention`]).
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
@@ -50,6 +51,7 @@ pub(crate) struct Metrics {
     pub consumer_pending: Gauge<u64>,
     pub consumer_ack_pending: Gauge<u64>,
     pub dead_letters: Counter<u64>,
+    pub archived: Counter<u64>,
 }
 
 impl Metrics {
@@ -111,6 +113,10 @@ impl Metrics {
             dead_letters: counter(
                 "saga.dead_letters",
                 "Messages sent to the dead-letter stream",
+            ),
+            archived: counter(
+                "saga.archived",
+                "Finished sagas moved to the archive by this replica",
             ),
         }
     }

@@ -48,6 +48,7 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
                 self.hot.forget(*id);
             }
             moved += page.len() as u64;
+            self.metrics.archived.add(page.len() as u64, &[]);
             if page.len() < PAGE as usize {
                 return Ok(moved);
             }

@@ -208,6 +208,7 @@ async fn serve<P: Participant>(
     let (stop_pruning, pruning) = oneshot::channel::<()>();
     let prune_task = tokio::spawn(crate::retention::keep_pruning(
         participant.store().clone(),
+        crate::metrics::Pruned::new(name),
         async move {
             let _ = pruning.await;
         },

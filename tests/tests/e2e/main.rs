@@ -14,6 +14,7 @@ mod failures;
 mod health;
 mod place_order;
 mod projections;
+mod retention;
 mod security;
 mod shutdown;
 mod signals;
