@@ -48,6 +48,22 @@ async fn get(o: &O, uri: &str) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+async fn post(o: &O, uri: &str, body: Value) -> (StatusCode, Value) {
+    let request = Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = saga_orchestrator::api::router(o.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 /// Waits until the clock has passed `at` by more than the 1 ms retention window.
 async fn past(at: Timestamp) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -120,6 +136,22 @@ async fn finished_sagas_are_archived_and_still_shown(url: &str) {
             (status, first["version"].as_u64()),
             (StatusCode::OK, Some(1))
         );
+        // Final: an operator action or a signal is refused with the reason, not "not found".
+        let act = json!({"by": "ops", "reason": "too late"});
+        for uri in [
+            format!("/v1/sagas/{id}/abort"),
+            format!("/v1/sagas/{id}/signals/approval"),
+        ] {
+            let (status, problem) = post(&o, &uri, act.clone()).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{uri}: {problem}");
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(
+                detail.starts_with(&format!("saga {id} is completed and was archived at "))
+                    && detail
+                        .ends_with("an archived saga is final, nothing more can be done to it"),
+                "{detail}"
+            );
+        }
     }
     assert_eq!(
         get(&o, "/v1/events?after=0&limit=1000").await.1,

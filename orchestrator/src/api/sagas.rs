@@ -204,7 +204,7 @@ pub(super) struct OperatorBody {
 #[utoipa::path(post, path = "/v1/sagas/{id}/{action}", tag = "operator",
     params(("id" = Uuid, Path), ("action" = String, Path, description = "retry or skip a stuck saga, abort a stuck saga, or cancel a running one before its pivot")),
     request_body = OperatorBody,
-    responses((status = 200, description = "The action was recorded; the saga as it is now", body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict; `detail` says why", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The action was recorded; the saga as it is now", body = SagaView), (status = 400, description = "The request does not validate; `detail` says how to fix it", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga or definition", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The saga's state does not allow it (it is archived, say); `detail` says why", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn operate<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     caller: Option<Extension<Caller>>,
@@ -247,11 +247,30 @@ pub(super) async fn operate<S: EventStore, T: Transport>(
         reason: body.reason,
     };
     match o.operate(saga_id, action).await? {
-        Handled::Refused(Refusal::UnknownSaga(_)) => {
-            Err(Error::NotFound(format!("saga {saga_id} not found")))
-        }
+        Handled::Refused(Refusal::UnknownSaga(_)) => Err(not_in_flight(&o, saga_id).await),
         Handled::Refused(reason) => Err(Error::Conflict(reason.to_string())),
         Handled::Applied | Handled::Unchanged => Ok(Json(saga_view(&o, o.load(saga_id).await?))),
+    }
+}
+
+/// Why nothing can be done to a saga the runtime does not hold: it is archived (final, so
+/// 409), or there is no such saga (404).
+async fn not_in_flight<S: EventStore, T: Transport>(
+    o: &Orchestrator<S, T>,
+    saga_id: Uuid,
+) -> Error {
+    match o.read(saga_id).await {
+        Ok(Loaded {
+            archived_at: Some(at),
+            state,
+            ..
+        }) => Error::Conflict(format!(
+            "saga {saga_id} is {} and was archived at {at}: an archived saga is final, nothing \
+             more can be done to it",
+            state.status.as_str()
+        )),
+        Ok(_) => Error::NotFound(format!("saga {saga_id} not found")),
+        Err(e) => Error::from(e),
     }
 }
 
@@ -270,7 +289,7 @@ pub struct SignalView {
 #[utoipa::path(post, path = "/v1/sagas/{id}/signals/{name}", tag = "sagas",
     params(("id" = Uuid, Path), ("name" = String, Path, description = "the signal an await step of the saga's definition waits for")),
     request_body(content = Object, description = "The signal's payload: a JSON object with the fields the definition's [step.signal] declares"),
-    responses((status = 200, description = "The signal was taken, or recorded and ignored (`accepted`)", body = SignalView), (status = 400, description = "The payload does not fit the signal's fields; `detail` names the field", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga, or no step of it awaits that signal", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The step that awaits it has not begun waiting yet; `detail` says so", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The signal was taken, or recorded and ignored (`accepted`)", body = SignalView), (status = 400, description = "The payload does not fit the signal's fields; `detail` names the field", body = Problem, content_type = "application/problem+json"), (status = 401, description = "A token is required and was missing or wrong", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The caller's role may not do this; `detail` names the role needed", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such saga, or no step of it awaits that signal", body = Problem, content_type = "application/problem+json"), (status = 409, description = "The step that awaits it has not begun waiting yet, or the saga is archived; `detail` says so", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than the API accepts (--api-max-body)", body = Problem, content_type = "application/problem+json")))]
 pub(super) async fn signal<S: EventStore, T: Transport>(
     State(o): State<Orchestrator<S, T>>,
     Path((id, name)): Path<(String, String)>,
@@ -284,9 +303,7 @@ pub(super) async fn signal<S: EventStore, T: Transport>(
         )
     })?;
     match o.signal(saga_id, &name, payload).await? {
-        Handled::Refused(Refusal::UnknownSaga(_)) => {
-            Err(Error::NotFound(format!("saga {saga_id} not found")))
-        }
+        Handled::Refused(Refusal::UnknownSaga(_)) => Err(not_in_flight(&o, saga_id).await),
         Handled::Refused(Refusal::Rejected(r @ saga_core::Rejection::UnknownSignal(_))) => {
             Err(Error::NotFound(r.to_string()))
         }
