@@ -16,8 +16,14 @@
 //! # Ok(()) }
 //! ```
 
+use crate::account::passbook::{Clock, Statement};
+use saga_protocol::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+fn occurred() -> Clock {
+    Clock::Occurred
+}
 
 /// Admin subject of the account participant.
 pub const ACCOUNT_SUBJECT: &str = "saga.admin.account";
@@ -50,6 +56,18 @@ pub enum Request {
     },
     /// Every account.
     Balances,
+    /// An account's passbook over `[from, to)` (ms since the epoch; either end open when
+    /// absent) by one clock, with the correction notices of its late entries (see
+    /// [`crate::account::passbook`]).
+    Statement {
+        customer_id: String,
+        #[serde(default = "occurred")]
+        by: Clock,
+        #[serde(default)]
+        from: Option<Timestamp>,
+        #[serde(default)]
+        to: Option<Timestamp>,
+    },
     /// Every order.
     Orders,
     /// Compares a page of the participant's read model (`accounts` or `orders`) with the
@@ -213,6 +231,23 @@ pub async fn balance(client: &async_nats::Client, customer_id: &str) -> Result<B
 /// The balances of every account, by customer id.
 pub async fn balances(client: &async_nats::Client) -> Result<Vec<Balance>, Error> {
     call(client, ACCOUNT_SUBJECT, &Request::Balances).await
+}
+
+/// The passbook of `customer_id` over `[from, to)` by `by`, with its correction notices.
+pub async fn statement(
+    client: &async_nats::Client,
+    customer_id: &str,
+    by: Clock,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) -> Result<Statement, Error> {
+    let request = Request::Statement {
+        customer_id: customer_id.to_string(),
+        by,
+        from,
+        to,
+    };
+    call(client, ACCOUNT_SUBJECT, &request).await
 }
 
 /// Every order, oldest first.

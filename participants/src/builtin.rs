@@ -36,7 +36,11 @@ pub async fn run_with_ready(
     ready: oneshot::Sender<()>,
 ) -> Result<(), Error> {
     match kind {
-        Kind::Account => runtime::run(Account::new, options, shutdown, ready).await,
+        Kind::Account => {
+            let periods = options.statement_periods();
+            let account = move |store| Account::new(store).with_periods(periods);
+            runtime::run(account, options, shutdown, ready).await
+        }
         Kind::Order => {
             let limit = options.review_limit;
             let orders = move |store| Orders::new(store, limit);

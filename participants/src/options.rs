@@ -104,9 +104,24 @@ pub struct Options {
     pub inbox_window: Duration,
     /// How far any clock of the system may be off.
     pub max_clock_skew: Duration,
+    /// The account's statement periods: their length, where they start past midnight UTC,
+    /// and how long after its end a period still takes what occurred in it (see
+    /// [`crate::account::passbook`]).
+    pub statement_period: Duration,
+    pub statement_cutoff: Duration,
+    pub statement_max_delay: Duration,
 }
 
 impl Options {
+    /// The statement periods these settings give.
+    pub fn statement_periods(&self) -> crate::account::passbook::Periods {
+        crate::account::passbook::Periods {
+            length: self.statement_period,
+            cutoff: self.statement_cutoff,
+            max_delay: self.statement_max_delay,
+        }
+    }
+
     /// The inbox window these settings give.
     pub fn inbox_window(&self) -> crate::retention::InboxWindow {
         crate::retention::InboxWindow {
@@ -132,6 +147,9 @@ impl Default for Options {
             max_message: saga_protocol::limits::DEFAULT_MAX_MESSAGE,
             inbox_window: crate::retention::DEFAULT_WINDOW,
             max_clock_skew: crate::retention::DEFAULT_MAX_CLOCK_SKEW,
+            statement_period: crate::account::passbook::DEFAULT_LENGTH,
+            statement_cutoff: Duration::ZERO,
+            statement_max_delay: crate::account::passbook::DEFAULT_MAX_DELAY,
         }
     }
 }

@@ -340,9 +340,77 @@ pub async fn account(args: AccountArgs) -> Result<ExitCode, Error> {
             customer_id: Some(id),
         } => vec![admin::balance(&client, &id).await?],
         AccountAction::Balance { customer_id: None } => admin::balances(&client).await?,
+        AccountAction::Statement {
+            customer_id,
+            by,
+            from,
+            to,
+            output,
+        } => {
+            let statement = admin::statement(&client, &customer_id, by, from, to).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&statement)?),
+                Output::Text => print_statement(&statement),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     super::print_table(&balance_table(&balances));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A passbook as text: its span, the opening balance, one row per entry with the balance
+/// after it, the closing balance, then each correction notice.
+fn print_statement(s: &saga_participants::account::passbook::Statement) {
+    println!("{}", statement_text(s));
+}
+
+fn statement_text(s: &saga_participants::account::passbook::Statement) -> String {
+    let span = |t: Option<saga_protocol::Timestamp>, open: &str| {
+        t.map_or_else(|| open.to_string(), |t| t.to_string())
+    };
+    let mut t = super::table([
+        "seq",
+        "occurred",
+        "booked",
+        "entry",
+        "reference",
+        "available",
+        "reserved",
+        "note",
+    ]);
+    for line in &s.lines {
+        let e = &line.entry;
+        let note = if line.late {
+            format!("late: booked in {}", e.booked_in)
+        } else {
+            String::new()
+        };
+        t.add_row([
+            e.sequence.to_string(),
+            e.occurred_at.to_string(),
+            e.booked_at.to_string(),
+            format!("{} {}", e.kind, e.amount),
+            e.reference.clone(),
+            line.balance.available.to_string(),
+            line.balance.reserved.to_string(),
+            note,
+        ]);
+    }
+    let mut text = format!(
+        "account {}  by {}  from {} to {}\n  opening  {}\n{}\n  closing  {}",
+        s.account_id,
+        s.by,
+        span(s.from, "the start"),
+        span(s.to, "now"),
+        s.opening,
+        t.trim_fmt(),
+        s.closing
+    );
+    for notice in &s.corrections {
+        text.push_str(&format!("\n  correction: {}", notice.detail));
+    }
+    text
 }
 
 /// Balances as a table: customer, available, reserved, deposited.
@@ -357,4 +425,56 @@ pub(crate) fn balance_table(balances: &[saga_participants::admin::Balance]) -> c
         ]);
     }
     t
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use saga_participants::account::events::AccountEvent;
+    use saga_participants::account::passbook::{self, Clock, Periods};
+    use saga_protocol::Timestamp;
+
+    /// 2026-12-01T00:00:00Z plus `hours`.
+    fn at(hours: f64) -> Timestamp {
+        Timestamp(1_796_083_200_000 + (hours * 3_600_000.0) as i64)
+    }
+
+    #[test]
+    fn a_statement_prints_its_entries_balances_and_notices() {
+        let reserve = |amount, key: &str, sent| AccountEvent::CreditReserved {
+            amount,
+            effect_key: key.into(),
+            requested_at: sent,
+        };
+        let log = [
+            (
+                1,
+                AccountEvent::AccountOpened {
+                    account_id: "ada".into(),
+                },
+                at(9.0),
+            ),
+            (
+                2,
+                AccountEvent::FundsDeposited {
+                    amount: 1000,
+                    operation_id: "open".into(),
+                },
+                at(9.0),
+            ),
+            (3, reserve(300, "s1.reserve_credit", at(10.0)), at(10.001)),
+            (4, reserve(100, "s3.reserve_credit", at(23.5)), at(26.0)),
+        ];
+        let periods = Periods::default();
+        let entries = passbook::entries(&log, &periods);
+        let statement = passbook::statement(
+            "ada",
+            &entries,
+            &periods,
+            Clock::Occurred,
+            Some(at(0.0)),
+            Some(at(24.0)),
+        );
+        insta::assert_snapshot!(super::statement_text(&statement));
+    }
 }

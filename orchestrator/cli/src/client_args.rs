@@ -337,4 +337,35 @@ pub enum AccountAction {
     },
     /// Show an account's balance, or every account's without an id.
     Balance { customer_id: Option<String> },
+    /// Show an account's passbook: each entry with the balance after it, when it occurred and
+    /// when it was booked, and the correction notices of entries booked after their period
+    /// closed.
+    Statement {
+        customer_id: String,
+        /// occurred: in the order things happened, late entries backfilled; booked: in the
+        /// order they were booked, as reported at the time.
+        #[arg(long, default_value = "occurred")]
+        by: saga_participants::account::passbook::Clock,
+        /// From this time on, by the chosen clock (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, value_parser = rfc3339)]
+        from: Option<saga_protocol::Timestamp>,
+        /// Before this time (RFC 3339).
+        #[arg(long, value_parser = rfc3339)]
+        to: Option<saga_protocol::Timestamp>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// An RFC 3339 time, as a timestamp.
+fn rfc3339(text: &str) -> Result<saga_protocol::Timestamp, String> {
+    let at = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e}: give an RFC 3339 time such as 2026-12-01T00:00:00Z"))?;
+    let millis = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{text} is before 1970"))?
+        .as_millis();
+    Ok(saga_protocol::Timestamp(
+        i64::try_from(millis).map_err(|e| e.to_string())?,
+    ))
 }

@@ -259,6 +259,16 @@ pub struct ParticipantArgs {
     /// How far any clock of the system (the orchestrator's, each participant's) may be off.
     #[arg(long, env = "SAGA_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
     pub max_clock_skew: std::time::Duration,
+    /// The account's statement periods last this long (at least 1s).
+    #[arg(long, env = "SAGA_STATEMENT_PERIOD", default_value = "24h", value_parser = period_length)]
+    pub statement_period: std::time::Duration,
+    /// Periods start this long past midnight UTC (17h: days that end at 17:00).
+    #[arg(long, env = "SAGA_STATEMENT_CUTOFF", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub statement_cutoff: std::time::Duration,
+    /// A period closes this long after it ends: an entry that occurred in it and is booked
+    /// later is booked in the open period, with a correction notice against the closed one.
+    #[arg(long, env = "SAGA_STATEMENT_MAX_DELAY", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub statement_max_delay: std::time::Duration,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -267,4 +277,15 @@ pub struct ParticipantArgs {
 pub enum ParticipantKind {
     Account,
     Order,
+}
+
+/// A statement period's length: a duration of at least a second.
+fn period_length(text: &str) -> Result<std::time::Duration, String> {
+    let length = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if length < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "a statement period of {text} is too short: give at least 1s (24h is a day)"
+        ));
+    }
+    Ok(length)
 }

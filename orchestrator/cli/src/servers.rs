@@ -112,6 +112,9 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
         max_message: args.connection.max_message,
         inbox_window: args.inbox_window,
         max_clock_skew: args.max_clock_skew,
+        statement_period: args.statement_period,
+        statement_cutoff: args.statement_cutoff,
+        statement_max_delay: args.statement_max_delay,
     };
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;

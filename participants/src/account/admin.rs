@@ -1,10 +1,12 @@
-//! The account participant's side of the admin requests: open, deposit, balance, balances.
+//! The account participant's side of the admin requests: open, deposit, balance, balances,
+//! statement.
 //!
 //! Opening is idempotent by customer id; a deposit is idempotent by operation id, recorded in
 //! the inbox under `admin.deposit.{operation_id}` in the same transaction as the deposit.
 
 use super::events::AccountEvent;
 use super::ledger::{self, Account};
+use super::passbook::{self, Periods};
 use super::projection::Accounts;
 use crate::admin::{Balance, Reply, Request};
 use crate::participant::{Error, retry_conflicts};
@@ -25,7 +27,11 @@ fn no_account(customer_id: &str) -> Reply {
     Reply::Error(format!("no account for customer `{customer_id}`"))
 }
 
-pub(super) async fn answer(store: &Store, request: Request) -> Result<Reply, Error> {
+pub(super) async fn answer(
+    store: &Store,
+    periods: &Periods,
+    request: Request,
+) -> Result<Reply, Error> {
     match request {
         Request::Open {
             customer_id,
@@ -67,6 +73,34 @@ pub(super) async fn answer(store: &Store, request: Request) -> Result<Reply, Err
             let mut conn = store.pool().acquire().await?;
             let accounts = ledger::all(&mut conn).await?;
             Ok(Reply::ok(&accounts.iter().map(balance).collect::<Vec<_>>()))
+        }
+        Request::Statement {
+            customer_id,
+            by,
+            from,
+            to,
+        } => {
+            if let (Some(from), Some(to)) = (from, to)
+                && to < from
+            {
+                return Ok(Reply::Error(format!(
+                    "`to` ({to}) is before `from` ({from}): a statement covers from..to"
+                )));
+            }
+            let mut conn = store.pool().acquire().await?;
+            let log = ledger::log(&mut conn, &customer_id).await?;
+            if log.is_empty() {
+                return Ok(no_account(&customer_id));
+            }
+            let entries = passbook::entries(&log, periods);
+            Ok(Reply::ok(&passbook::statement(
+                &customer_id,
+                &entries,
+                periods,
+                by,
+                from,
+                to,
+            )))
         }
         Request::Orders => Ok(Reply::Error(
             "`orders` is served by the order participant".into(),

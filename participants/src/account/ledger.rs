@@ -128,18 +128,34 @@ pub async fn events(
     conn: &mut AnyConnection,
     account_id: &str,
 ) -> Result<Vec<AccountEvent>, Error> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT payload, occurred_at FROM account_events WHERE account_id = $1 ORDER BY sequence",
+    Ok(log(conn, account_id)
+        .await?
+        .into_iter()
+        .map(|(_, event, _)| event)
+        .collect())
+}
+
+/// The log of `account_id`, oldest first: each event with its sequence and when it was booked
+/// (for the passbook).
+pub async fn log(
+    conn: &mut AnyConnection,
+    account_id: &str,
+) -> Result<Vec<(i64, AccountEvent, Timestamp)>, Error> {
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT sequence, payload, occurred_at FROM account_events WHERE account_id = $1 \
+         ORDER BY sequence",
     )
     .bind(account_id)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|(payload, booked)| {
+    rows.into_iter()
+        .map(|(sequence, payload, booked)| {
+            let booked = Timestamp(booked);
             let stored = saga_protocol::upcast::Stored {
-                recorded_at: Timestamp(*booked),
+                recorded_at: booked,
             };
-            events::decode(payload, &stored).map_err(Error::Corrupt)
+            let event = events::decode(&payload, &stored).map_err(Error::Corrupt)?;
+            Ok((sequence, event, booked))
         })
         .collect()
 }

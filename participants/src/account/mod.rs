@@ -21,6 +21,7 @@
 mod admin;
 pub mod events;
 pub mod ledger;
+pub mod passbook;
 pub mod projection;
 
 use crate::participant::{self, Error, Participant, payload, rejected, succeeded};
@@ -42,11 +43,20 @@ pub const RELEASE_CREDIT: &str = "ReleaseCredit";
 #[derive(Debug, Clone)]
 pub struct Account {
     store: Store,
+    periods: passbook::Periods,
 }
 
 impl Account {
     pub fn new(store: Store) -> Self {
-        Account { store }
+        Account {
+            store,
+            periods: passbook::Periods::default(),
+        }
+    }
+
+    /// The same participant, its statements cut into `periods`.
+    pub fn with_periods(self, periods: passbook::Periods) -> Self {
+        Account { periods, ..self }
     }
 }
 
@@ -84,7 +94,7 @@ impl Participant for Account {
         &self,
         request: crate::admin::Request,
     ) -> impl Future<Output = Result<crate::admin::Reply, Error>> + Send + '_ {
-        admin::answer(&self.store, request)
+        admin::answer(&self.store, &self.periods, request)
     }
 }
 

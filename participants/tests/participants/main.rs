@@ -10,5 +10,6 @@ mod dead_letters;
 mod inbox;
 mod old_events;
 mod order;
+mod passbook;
 mod projections;
 mod retention;

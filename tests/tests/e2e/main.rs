@@ -12,6 +12,7 @@ mod definitions;
 mod dev;
 mod failures;
 mod health;
+mod passbook;
 mod place_order;
 mod projections;
 mod retention;
