@@ -98,8 +98,10 @@ async fn a_command_held_up_past_its_close_is_booked_late_with_a_notice(backend: 
     .await
     .expect("statement");
     assert!(closed_by_booking.lines.is_empty());
-    // And from now on, both reservations in the order they were booked, the late one flagged.
-    let booked_now = admin::statement(&p.client, "ada", Clock::Booked, Some(now), None)
+    // And from the late one's booking on, both reservations in the order they were booked,
+    // the late one flagged.
+    let late_booked = late.entry.booked_at;
+    let booked_now = admin::statement(&p.client, "ada", Clock::Booked, Some(late_booked), None)
         .await
         .expect("statement");
     let references: Vec<(&str, bool)> = booked_now
