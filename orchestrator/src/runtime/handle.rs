@@ -225,28 +225,25 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         let every = self.options.snapshot_every;
         let snapshot =
             (every > 0 && state.version / every > before_version / every).then(|| state.clone());
+        // The state's timers replace those of the state before (a step that answered takes
+        // its timeout with it, an ended saga leaves none); the actions only publish.
+        self.timers.set(saga_id, state.version, state.timers());
         self.hot.put(hot::Hot { state, was_stuck });
-        self.act(saga_id, &actions, trace).await?;
+        self.act(&actions, trace).await?;
         if let Some(state) = snapshot {
             self.take_snapshot(&state, was_stuck, now).await;
         }
         Ok(())
     }
 
-    /// Publishes the commands of `actions` (in the saga's `trace`) and arms their timers.
-    /// Finishing needs no I/O: the status is stored with the events.
-    async fn act(
-        &self,
-        saga_id: Uuid,
-        actions: &[Action],
-        trace: Option<&SagaTrace>,
-    ) -> Result<()> {
+    /// Publishes the commands of `actions` (in the saga's `trace`). Timers are set from the
+    /// state by [`Self::settle`]; finishing needs no I/O: the status is stored with the events.
+    async fn act(&self, actions: &[Action], trace: Option<&SagaTrace>) -> Result<()> {
         let mut commands = Vec::with_capacity(actions.len());
         for action in actions {
             match action {
                 Action::SendCommand(c) | Action::SendCompensation(c) => commands.push(c),
-                Action::ScheduleTimer { at } => self.timers.schedule(saga_id, *at),
-                Action::Finish { .. } => {}
+                Action::ScheduleTimer { .. } | Action::Finish { .. } => {}
             }
         }
         self.transport.publish(&commands, trace).await?;
