@@ -44,6 +44,8 @@ pub struct Phase {
     /// Most sagas started (their POST answered) and not yet ended at one time.
     pub most_in_flight: u64,
     pub elapsed: Duration,
+    /// Sagas ended in each [`WINDOW`] of the phase, from its start.
+    pub windows: Vec<u64>,
     /// Every saga started: (id, customer index, amount, status once ended).
     pub sagas: Vec<(Uuid, u64, i64, Option<String>)>,
     pub first_error: Option<String>,
@@ -63,6 +65,9 @@ struct Counters {
     open: AtomicU64,
     most_open: AtomicU64,
 }
+
+/// The span of each throughput window of a phase.
+pub const WINDOW: Duration = Duration::from_secs(10);
 
 /// Whether saga number `i` orders above the review limit: a fixed pseudo-random choice, so
 /// runs are comparable and the expected number of compensations is known.
@@ -91,6 +96,7 @@ pub async fn run(
     )?));
     let counters = Arc::new(Counters::default());
     let sagas = Arc::new(Mutex::new(Vec::new()));
+    let windows: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
     let first_error = Arc::new(Mutex::new(None));
     let next = Arc::new(AtomicU64::new(first));
     let started_at = Instant::now();
@@ -105,6 +111,7 @@ pub async fn run(
             first_error.clone(),
             progress.clone(),
         );
+        let windows = windows.clone();
         clients.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -118,6 +125,19 @@ pub async fn run(
                             .unwrap_or(u64::MAX);
                         if let Ok(mut h) = histogram.lock() {
                             let _ = h.record(us.max(1));
+                        }
+                        let window = usize::try_from(
+                            ended.at.saturating_duration_since(started_at).as_secs()
+                                / WINDOW.as_secs(),
+                        )
+                        .unwrap_or(usize::MAX);
+                        if let Ok(mut w) = windows.lock()
+                            && window < 100_000
+                        {
+                            if w.len() <= window {
+                                w.resize(window + 1, 0);
+                            }
+                            w[window] += 1;
                         }
                         let counter = match ended.status.as_str() {
                             "completed" => &counters.completed,
@@ -156,6 +176,7 @@ pub async fn run(
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let sagas = std::mem::take(&mut *sagas.lock().unwrap_or_else(|e| e.into_inner()));
     let first_error = first_error.lock().ok().and_then(|mut f| f.take());
+    let windows = std::mem::take(&mut *windows.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Phase {
         latency_us,
         started: get(&c.started),
@@ -168,6 +189,7 @@ pub async fn run(
         expected_failures: get(&c.expected_failures),
         most_in_flight: get(&c.most_open),
         elapsed,
+        windows,
         sagas,
         first_error,
     })

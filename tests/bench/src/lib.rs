@@ -342,6 +342,7 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         },
         elapsed_s: elapsed,
         throughput_per_s: throughput,
+        windows_per_s: windows_per_s(&measured.windows, measured.elapsed),
         latency_ms: Latency::of(&measured.latency_us),
         cpu_ms_per_saga,
         processes,
@@ -350,4 +351,18 @@ async fn bench(args: &BenchArgs, system: &System) -> Result<Report, Error> {
         floor_ratio,
         correctness,
     })
+}
+
+/// Each full window's sagas per second; a last window shorter than a second (the end of a
+/// `--duration` run) is left out, a longer one divided by the time it lasted.
+fn windows_per_s(windows: &[u64], elapsed: std::time::Duration) -> Vec<f64> {
+    let span = driver::WINDOW.as_secs_f64();
+    windows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let lasted = (elapsed.as_secs_f64() - i as f64 * span).min(span);
+            (lasted >= 1.0).then(|| *n as f64 / lasted)
+        })
+        .collect()
 }

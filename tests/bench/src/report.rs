@@ -10,6 +10,9 @@ pub struct Report {
     pub sagas: Counts,
     pub elapsed_s: f64,
     pub throughput_per_s: f64,
+    /// Sagas per second in each 10 s window of the run, from its start (a last window under a
+    /// second is left out).
+    pub windows_per_s: Vec<f64>,
     pub latency_ms: Latency,
     /// CPU time per saga of every process of the system together (the bench's driver is not
     /// part of it); `None` when the system was not started by the bench.
@@ -161,6 +164,10 @@ pub fn print(r: &Report) {
         ]);
     }
     print_table(&t);
+    if r.windows_per_s.len() > 1 {
+        let windows: Vec<String> = r.windows_per_s.iter().map(|w| format!("{w:.0}")).collect();
+        println!("\nsagas/s per 10 s: {}", windows.join(" "));
+    }
     if let Some(ratio) = r.floor_ratio {
         println!(
             "\nthroughput is {:.0} % of the transport floor",
