@@ -132,6 +132,18 @@ async fn a_command_held_up_past_its_close_is_booked_late_with_a_notice(backend: 
             "{by}"
         );
     }
+    let backwards = admin::statement(
+        &p.client,
+        "ada",
+        Clock::Booked,
+        Some(closed.end),
+        Some(closed.start),
+    )
+    .await;
+    assert!(
+        matches!(&backwards, Err(admin::Error::Refused(r)) if r.contains("is before `from`")),
+        "{backwards:?}"
+    );
     let refused = admin::statement(&p.client, "nobody", Clock::Booked, None, None).await;
     assert!(
         matches!(&refused, Err(admin::Error::Refused(r)) if r == "no account for customer `nobody`"),
