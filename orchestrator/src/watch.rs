@@ -188,6 +188,10 @@ impl<S: EventStore> Schedule for Watched<S> {
         self.inner.with_status(statuses).await
     }
 
+    async fn quiet(&self, statuses: &[&str], updated_before: Timestamp) -> Result<Vec<Uuid>> {
+        self.inner.quiet(statuses, updated_before).await
+    }
+
     async fn due(&self, until: Timestamp, limit: u32) -> Result<Vec<(Uuid, Timestamp)>> {
         self.inner.due(until, limit).await
     }

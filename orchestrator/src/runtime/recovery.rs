@@ -45,8 +45,14 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         chosen: impl Fn(Uuid) -> bool,
     ) -> Result<usize> {
         let active: Vec<&str> = Status::ACTIVE.iter().map(|s| s.as_str()).collect();
-        let ids = self.store.with_status(&active).await?;
         let now = self.now();
+        // Only the quiet ones are loaded; each is checked again once loaded, since it may
+        // have moved on in between.
+        let before = Timestamp(
+            now.millis()
+                .saturating_sub(i64::try_from(quiet_for.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let ids = self.store.quiet(&active, before).await?;
         let mut published = 0;
         let mut tasks = tokio::task::JoinSet::new();
         for id in ids.into_iter().filter(|id| chosen(*id)) {

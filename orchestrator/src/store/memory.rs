@@ -278,19 +278,30 @@ impl EventLog for MemoryStore {
     }
 }
 
-impl Schedule for MemoryStore {
-    async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
+impl MemoryStore {
+    fn by_status(&self, statuses: &[&str], updated_before: Option<Timestamp>) -> Vec<Uuid> {
         let inner = self.lock();
         let mut matching: Vec<&SagaRecord> = inner
             .sagas
             .values()
             .map(|saga| &saga.record)
             .filter(|record| statuses.contains(&record.status.as_str()))
+            .filter(|record| updated_before.is_none_or(|before| record.updated_at < before))
             .collect();
         // Same order as the SQL store's `ORDER BY created_at, saga_id` (uuid text order is the
         // byte order of the uuid).
         matching.sort_by_key(|record| (record.created_at, record.saga_id));
-        Ok(matching.into_iter().map(|record| record.saga_id).collect())
+        matching.into_iter().map(|record| record.saga_id).collect()
+    }
+}
+
+impl Schedule for MemoryStore {
+    async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
+        Ok(self.by_status(statuses, None))
+    }
+
+    async fn quiet(&self, statuses: &[&str], updated_before: Timestamp) -> Result<Vec<Uuid>> {
+        Ok(self.by_status(statuses, Some(updated_before)))
     }
 
     async fn due(&self, until: Timestamp, limit: u32) -> Result<Vec<(Uuid, Timestamp)>> {

@@ -267,6 +267,14 @@ pub trait Schedule: Clone + Send + Sync + 'static {
     /// ones), oldest first (by `created_at`, then id).
     fn with_status(&self, statuses: &[&str]) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
 
+    /// Like [`Schedule::with_status`], only the sagas whose last append was recorded before
+    /// `updated_before`: those gone quiet, which the recovery sweep republishes.
+    fn quiet(
+        &self,
+        statuses: &[&str],
+        updated_before: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
+
     /// Sagas whose timer ([`Summary::due_at`]) falls due at or before `until`, earliest first,
     /// at most `limit`, with when it does.
     fn due(

@@ -234,8 +234,14 @@ impl EventLog for SqlStore {
     }
 }
 
-impl Schedule for SqlStore {
-    async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
+impl SqlStore {
+    /// The sagas with one of `statuses`, updated before `updated_before` if given, oldest
+    /// first.
+    async fn by_status(
+        &self,
+        statuses: &[&str],
+        updated_before: Option<Timestamp>,
+    ) -> Result<Vec<Uuid>> {
         if statuses.is_empty() {
             return Ok(Vec::new());
         }
@@ -243,19 +249,36 @@ impl Schedule for SqlStore {
             .map(|n| format!("${n}"))
             .collect::<Vec<_>>()
             .join(", ");
-        // Only generated placeholders are spliced in; the statuses themselves are bound.
+        let quiet = match updated_before {
+            Some(_) => format!(" AND updated_at < ${}", statuses.len() + 1),
+            None => String::new(),
+        };
+        // Only generated placeholders are spliced in; the values themselves are bound.
         let sql = format!(
-            "SELECT saga_id FROM sagas WHERE status IN ({placeholders}) \
+            "SELECT saga_id FROM sagas WHERE status IN ({placeholders}){quiet} \
              ORDER BY created_at, saga_id"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for status in statuses {
             query = query.bind(*status);
         }
+        if let Some(before) = updated_before {
+            query = query.bind(before.millis());
+        }
         let rows = query.fetch_all(&self.pool).await.map_err(Error::Database)?;
         rows.iter()
             .map(|row| parse_uuid(&get::<String>(row, "saga_id")?))
             .collect()
+    }
+}
+
+impl Schedule for SqlStore {
+    async fn with_status(&self, statuses: &[&str]) -> Result<Vec<Uuid>> {
+        self.by_status(statuses, None).await
+    }
+
+    async fn quiet(&self, statuses: &[&str], updated_before: Timestamp) -> Result<Vec<Uuid>> {
+        self.by_status(statuses, Some(updated_before)).await
     }
 
     async fn due(&self, until: Timestamp, limit: u32) -> Result<Vec<(Uuid, Timestamp)>> {

@@ -38,6 +38,25 @@ pub async fn with_status_filters_and_orders_oldest_first<S: EventStore>(store: S
         .unwrap();
     assert_eq!(store.with_status(&in_flight).await.unwrap(), [a, d]);
     assert_eq!(store.with_status(&["completed"]).await.unwrap(), [b, c]);
+
+    // Quiet: the same, of those last appended to before the time given (a at 10, d at 40).
+    assert_eq!(
+        store.quiet(&in_flight, Timestamp(41)).await.unwrap(),
+        [a, d]
+    );
+    assert_eq!(store.quiet(&in_flight, Timestamp(40)).await.unwrap(), [a]);
+    assert!(
+        store
+            .quiet(&in_flight, Timestamp(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.quiet(&["completed"], Timestamp(50)).await.unwrap(),
+        [b]
+    );
+    assert!(store.quiet(&[], Timestamp(100)).await.unwrap().is_empty());
 }
 
 pub async fn list_is_newest_first_and_limited<S: EventStore>(store: S) {
