@@ -110,6 +110,8 @@ pub struct Options {
     pub statement_period: Duration,
     pub statement_cutoff: Duration,
     pub statement_max_delay: Duration,
+    /// What a handled command survives: a process crash, or a power loss too.
+    pub durability: saga_sql::Durability,
 }
 
 impl Options {
@@ -150,6 +152,7 @@ impl Default for Options {
             statement_period: crate::account::passbook::DEFAULT_LENGTH,
             statement_cutoff: Duration::ZERO,
             statement_max_delay: crate::account::passbook::DEFAULT_MAX_DELAY,
+            durability: saga_sql::Durability::default(),
         }
     }
 }

@@ -38,9 +38,19 @@ impl Store {
     /// Opens `url` (`sqlite:<path>` or `postgres://…`) with at most `max_connections` and
     /// applies the participant migrations.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, db::Error> {
+        Self::open_with(url, max_connections, db::Durability::default()).await
+    }
+
+    /// [`Store::open`] with what an acknowledged command survives.
+    pub async fn open_with(
+        url: &str,
+        max_connections: u32,
+        durability: db::Durability,
+    ) -> Result<Self, db::Error> {
         let (pool, backend) = db::connect(
             url,
             max_connections,
+            durability,
             &SQLITE_MIGRATIONS,
             &POSTGRES_MIGRATIONS,
         )

@@ -159,6 +159,10 @@ pub struct Connection {
     /// Database URL: sqlite:<path> or postgres://user@host/db.
     #[arg(long, env = "SAGA_DATABASE_URL", hide_env_values = true)]
     pub database: String,
+    /// What an acknowledged write survives: process (a crash of any process, kill -9) or
+    /// power (a power loss too: SQLite syncs at every commit; PostgreSQL always does).
+    #[arg(long, env = "SAGA_DURABILITY", default_value = "process")]
+    pub durability: saga_sql::Durability,
     /// Copies of each JetStream stream (3 in a cluster).
     #[arg(long, env = "SAGA_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,

@@ -44,6 +44,7 @@ pub async fn orchestrator(args: OrchestratorArgs) -> Result<ExitCode, Error> {
         nats_no_auth: args.connection.nats_auth.no_auth,
         nats_ca: args.connection.nats_auth.ca.clone(),
         database_url: args.connection.database,
+        durability: args.connection.durability,
         sagas_dir: args.sagas,
         stream_replicas: args.connection.stream_replicas,
         failover_after: args.connection.failover_after,
@@ -115,6 +116,7 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
         statement_period: args.statement_period,
         statement_cutoff: args.statement_cutoff,
         statement_max_delay: args.statement_max_delay,
+        durability: args.connection.durability,
     };
     let shutdown = shutdown_on_signal();
     saga_participants::run(kind, options, shutdown.cancelled_owned()).await?;

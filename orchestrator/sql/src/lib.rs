@@ -23,6 +23,51 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use std::time::Duration;
 
+/// What an acknowledged write survives: the choice each deployment states (see the README's
+/// Durability section).
+///
+/// ```
+/// use saga_sql::Durability;
+/// assert_eq!("power".parse::<Durability>(), Ok(Durability::Power));
+/// assert_eq!(Durability::default().to_string(), "process");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// A crash of any process (kill -9): SQLite commits to its write-ahead log without
+    /// waiting for the disk (`synchronous = NORMAL`).
+    #[default]
+    Process,
+    /// A power loss too: SQLite syncs its write-ahead log at every commit
+    /// (`synchronous = FULL`). PostgreSQL is run with its own durable defaults in both modes
+    /// (`fsync`, `synchronous_commit`).
+    Power,
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Process => "process",
+            Durability::Power => "power",
+        })
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(Durability::Process),
+            "power" => Ok(Durability::Power),
+            other => Err(format!(
+                "`{other}` is not a durability: use `process` (survives a crash of any process) \
+                 or `power` (survives a power loss too)"
+            )),
+        }
+    }
+}
+
 /// Which SQL backend a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -116,10 +161,12 @@ fn unsupported(url: &str) -> Error {
 /// migrations depending on the backend.
 ///
 /// SQLite files are created when missing and put in WAL mode, so readers do not block the
-/// writer; `synchronous = NORMAL` keeps commits durable across a process crash (kill -9).
+/// writer; `durability` sets `synchronous` (NORMAL: commits survive a process crash, kill -9;
+/// FULL: a power loss too).
 pub async fn connect(
     url: &str,
     max_connections: u32,
+    durability: Durability,
     sqlite: &Migrator,
     postgres: &Migrator,
 ) -> Result<(AnyPool, Backend), Error> {
@@ -139,7 +186,11 @@ pub async fn connect(
             Box::pin(async move {
                 if backend == Backend::Sqlite {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute(match durability {
+                        Durability::Process => "PRAGMA synchronous = NORMAL",
+                        Durability::Power => "PRAGMA synchronous = FULL",
+                    })
+                    .await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                 }
                 Ok(())

@@ -139,7 +139,7 @@ impl Orchestrator<SqlStore, JetStream> {
         // waited out; bad settings and refused credentials are not.
         let store = saga_protocol::retry::transient(
             "open the event store",
-            || SqlStore::open(&options.database_url, connections),
+            || SqlStore::open_with(&options.database_url, connections, options.durability),
             crate::store::Error::is_transient,
         )
         .await

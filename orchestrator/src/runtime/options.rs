@@ -23,6 +23,8 @@ pub struct Options {
     pub nats_ca: Option<PathBuf>,
     /// `sqlite:<path>` or `postgres://…`.
     pub database_url: String,
+    /// What an acknowledged append survives: a process crash, or a power loss too.
+    pub durability: saga_sql::Durability,
     /// Directory of `*.toml` saga definitions.
     pub sagas_dir: PathBuf,
     /// Copies of each JetStream stream (1, or 3 in a cluster).
@@ -71,6 +73,7 @@ impl Default for Options {
             nats_no_auth: false,
             nats_ca: None,
             database_url: "sqlite:saga.db".into(),
+            durability: saga_sql::Durability::default(),
             sagas_dir: PathBuf::from("sagas"),
             stream_replicas: 1,
             failover_after: saga_protocol::consumers::DEFAULT_FAILOVER_AFTER,

@@ -63,9 +63,19 @@ impl SqlStore {
     /// Opens `sqlite:<path>` (created when missing) or `postgres://…` with at most
     /// `max_connections`, and applies the event store's migrations.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
+        Self::open_with(url, max_connections, db::Durability::default()).await
+    }
+
+    /// [`SqlStore::open`] with what an acknowledged append survives.
+    pub async fn open_with(
+        url: &str,
+        max_connections: u32,
+        durability: db::Durability,
+    ) -> Result<Self> {
         let (pool, backend) = db::connect(
             url,
             max_connections,
+            durability,
             &SQLITE_MIGRATIONS,
             &POSTGRES_MIGRATIONS,
         )

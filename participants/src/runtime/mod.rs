@@ -93,7 +93,8 @@ pub async fn run<P: Participant>(
     let store = saga_protocol::retry::transient(
         "open the participant's database",
         || async {
-            let store = Store::open(&options.database_url, connections).await?;
+            let store =
+                Store::open_with(&options.database_url, connections, options.durability).await?;
             Ok(store.with_inbox_window(options.inbox_window()))
         },
         saga_sql::Error::is_transient,

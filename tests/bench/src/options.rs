@@ -40,10 +40,15 @@ pub struct BenchArgs {
     /// JetStream storage of the protocol streams (and of the floor's streams).
     #[arg(long, value_enum, default_value_t = Storage::File)]
     pub js_storage: Storage,
-    /// JetStream fsync: `default` (nats-server's, every 2 minutes), `always` (every write),
-    /// or an interval such as `100ms`.
+    /// JetStream fsync: `default` (nats-server's, every 2 minutes, or `always` with
+    /// `--durability power`), `always` (every write), or an interval such as `100ms`.
     #[arg(long, default_value = "default")]
     pub js_sync: String,
+    /// What an acknowledged write survives, in the system and the floor alike: `process` (a
+    /// crash of any process) or `power` (a power loss too: SQLite syncs at every commit and
+    /// JetStream at every write).
+    #[arg(long, default_value = "process")]
+    pub durability: saga_sql::Durability,
     /// Commands each participant handles at once.
     #[arg(long, default_value_t = 64)]
     pub participant_concurrency: usize,
@@ -151,6 +156,16 @@ impl BenchArgs {
     }
 
     /// Checks the settings that clap cannot.
+    /// nats-server's `sync_interval`: none for its default, `always` under `--durability
+    /// power`.
+    pub fn js_sync_interval(&self) -> Option<String> {
+        match (self.js_sync.as_str(), self.durability) {
+            ("default", saga_sql::Durability::Power) => Some("always".into()),
+            ("default", saga_sql::Durability::Process) => None,
+            (other, _) => Some(other.to_string()),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.fail_rate) {
             return Err(format!(
@@ -169,6 +184,14 @@ impl BenchArgs {
         }
         if !self.server.is_empty() && self.nats.is_none() {
             return Err("--server needs --nats (the running system's NATS)".into());
+        }
+        if self.durability == saga_sql::Durability::Power
+            && !matches!(self.js_sync.as_str(), "default" | "always")
+        {
+            return Err(format!(
+                "--durability power syncs JetStream at every write: leave --js-sync out, not `{}`",
+                self.js_sync
+            ));
         }
         match self.js_sync.as_str() {
             "default" | "always" => Ok(()),

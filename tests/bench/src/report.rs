@@ -38,6 +38,8 @@ pub struct Settings {
     pub replicas: usize,
     pub js_storage: &'static str,
     pub js_sync: String,
+    /// `process` or `power` (see `--durability`).
+    pub durability: String,
     pub preload: u64,
     pub cpus: usize,
 }
@@ -116,7 +118,7 @@ fn f2(x: f64) -> String {
 pub fn print(r: &Report) {
     let s = &r.settings;
     println!(
-        "\nsaga bench: {} sagas, {} in flight, {:.0} % rejected at approve_order, {} ({}), {} orchestrator replica(s), JetStream {} / sync {}{}",
+        "\nsaga bench: {} sagas, {} in flight, {:.0} % rejected at approve_order, {} ({}), {} orchestrator replica(s), JetStream {} / sync {}, durability {}{}",
         s.sagas,
         s.in_flight,
         s.fail_rate * 100.0,
@@ -125,6 +127,7 @@ pub fn print(r: &Report) {
         s.replicas,
         s.js_storage,
         s.js_sync,
+        s.durability,
         if s.preload > 0 {
             format!(", {} sagas preloaded", s.preload)
         } else {

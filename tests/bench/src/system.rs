@@ -196,6 +196,7 @@ impl System {
         let mut cmd = Command::new(exe);
         cmd.args(command)
             .args(["--nats", &self.nats_url, "--database", database])
+            .args(["--durability", &args.durability.to_string()])
             .args(
                 self.nats
                     .as_ref()
@@ -250,6 +251,7 @@ impl System {
                     .and_then(|n| n.identities().nkey(kind.as_str())),
                 nats_ca: self.nats.as_ref().and_then(|n| n.identities().ca()),
                 database_url: db.to_string(),
+                durability: args.durability,
                 review_limit: REVIEW_LIMIT,
                 concurrency: args.participant_concurrency,
                 stream_replicas: 1,
@@ -272,6 +274,7 @@ impl System {
                     .and_then(|n| n.identities().nkey("orchestrator")),
                 nats_ca: self.nats.as_ref().and_then(|n| n.identities().ca()),
                 database_url: orchestrator_db.to_string(),
+                durability: args.durability,
                 sagas_dir: args.sagas_dir.clone(),
                 ..OrchestratorOptions::default()
             };
@@ -392,7 +395,7 @@ fn start_nats(root: &Path, args: &BenchArgs) -> Result<NatsServer, Error> {
     let options = NatsOptions {
         dir: Some(root.to_path_buf()),
         max_payload: Some("64MB".into()),
-        sync_interval: (args.js_sync != "default").then(|| args.js_sync.clone()),
+        sync_interval: args.js_sync_interval(),
         ..NatsOptions::default()
     };
     Ok(tokio::task::block_in_place(|| NatsServer::launch(options))?)
