@@ -171,3 +171,34 @@ pub async fn record_many(
 
 /// Rows per statement of [`recorded_many`] and [`record_many`] (3 binds a row at most).
 const ROWS_PER_STATEMENT: usize = 500;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// SQLite's `synchronous` on every connection of the pool: 1 is NORMAL, 2 is FULL.
+    async fn synchronous(durability: db::Durability) -> Vec<i64> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("p.db").display());
+        let store = Store::open_with(&url, 2, durability).await.unwrap();
+        let mut held = Vec::new();
+        let mut modes = Vec::new();
+        for _ in 0..2 {
+            let mut conn = store.pool().acquire().await.unwrap();
+            let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            modes.push(mode);
+            held.push(conn);
+        }
+        modes
+    }
+
+    #[tokio::test]
+    async fn power_durability_syncs_every_commit_and_process_durability_does_not() {
+        assert_eq!(synchronous(db::Durability::Process).await, [1, 1]);
+        assert_eq!(synchronous(db::Durability::Power).await, [2, 2]);
+    }
+}
