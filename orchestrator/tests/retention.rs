@@ -36,23 +36,7 @@ fn orchestrator(store: &SqlStore, idempotency_window: Duration) -> O {
     )
 }
 
-async fn get(o: &O, uri: &str) -> (StatusCode, Value) {
-    let response = saga_orchestrator::api::router(o.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-async fn post(o: &O, uri: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::post(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
+async fn call(o: &O, request: Request<Body>) -> (StatusCode, Value) {
     let response = saga_orchestrator::api::router(o.clone())
         .oneshot(request)
         .await
@@ -62,6 +46,18 @@ async fn post(o: &O, uri: &str, body: Value) -> (StatusCode, Value) {
         .await
         .unwrap();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn get(o: &O, uri: &str) -> (StatusCode, Value) {
+    call(o, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn post(o: &O, uri: &str, body: Value) -> (StatusCode, Value) {
+    let request = Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    call(o, request).await
 }
 
 /// Waits until the clock has passed `at` by more than the 1 ms retention window.

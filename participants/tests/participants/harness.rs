@@ -172,6 +172,27 @@ impl Participant {
             .expect("pub ack");
     }
 
+    /// The reason and payload of the dead letter at `sequence` of `SAGA_DLQ`, once it is there.
+    pub async fn dead_letter(&self, sequence: u64) -> (String, Vec<u8>) {
+        let dlq = self
+            .js
+            .get_stream(subjects::DLQ_STREAM)
+            .await
+            .expect("dlq stream");
+        let letter = wait_for("the dead letter", DEADLINE, || {
+            let dlq = dlq.clone();
+            async move { dlq.get_raw_message(sequence).await.ok() }
+        })
+        .await
+        .expect("dead letter");
+        let reason = letter
+            .headers
+            .get(saga_protocol::headers::DLQ_REASON)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        (reason, letter.payload.to_vec())
+    }
+
     /// Every reply to `command_id` stored in `SAGA_REPLIES` so far.
     pub fn stored_replies(&self, command_id: &MessageId) -> Vec<StoredReply> {
         let seen = self.replies.lock().expect("lock");

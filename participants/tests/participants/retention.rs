@@ -7,7 +7,7 @@ use crate::harness::{Backend, DEADLINE, Database, Participant, output};
 use futures::StreamExt;
 use saga_participants::retention::{self, InboxWindow};
 use saga_participants::{Kind, Options, admin, store};
-use saga_protocol::{CommandEnvelope, ReplyEnvelope, Timestamp, headers, subjects};
+use saga_protocol::{CommandEnvelope, ReplyEnvelope, Timestamp, subjects};
 use saga_testkit::wait_for;
 use std::time::Duration;
 use uuid::Uuid;
@@ -34,26 +34,6 @@ fn sent_ago(mut command: CommandEnvelope, ago: Duration) -> CommandEnvelope {
     let ago = i64::try_from(ago.as_millis()).unwrap();
     command.sent_at = Timestamp(Timestamp::now().millis() - ago);
     command
-}
-
-/// The reason and payload of the dead letter at `sequence` of `SAGA_DLQ`, once it is there.
-async fn dead_letter(p: &Participant, sequence: u64) -> (String, Vec<u8>) {
-    let dlq =
-        p.js.get_stream(subjects::DLQ_STREAM)
-            .await
-            .expect("dlq stream");
-    let letter = wait_for("the dead letter", DEADLINE, || {
-        let dlq = dlq.clone();
-        async move { dlq.get_raw_message(sequence).await.ok() }
-    })
-    .await
-    .expect("dead letter");
-    let reason = letter
-        .headers
-        .get(headers::DLQ_REASON)
-        .map(|v| v.as_str().to_string())
-        .unwrap_or_default();
-    (reason, letter.payload.to_vec())
 }
 
 async fn dead_letters(p: &Participant) -> u64 {
@@ -90,7 +70,7 @@ async fn a_command_older_than_the_window_is_dead_lettered_unapplied(backend: Bac
     p.publish(&fresh, fresh.message_id.as_str()).await;
 
     assert_eq!(output(&p.reply(&fresh).await)["reserved"], 5);
-    let (reason, payload) = dead_letter(&p, 1).await;
+    let (reason, payload) = p.dead_letter(1).await;
     assert_eq!(
         reason,
         format!(
@@ -171,7 +151,7 @@ async fn a_copy_arriving_after_its_entry_was_pruned_is_refused(backend: Backend)
     .expect("the participant prunes its inbox");
     p.publish(&command, "second").await;
 
-    let (reason, payload) = dead_letter(&p, 1).await;
+    let (reason, payload) = p.dead_letter(1).await;
     assert!(
         reason.contains("more than the inbox window (2s) ago"),
         "{reason}"
