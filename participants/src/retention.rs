@@ -70,8 +70,7 @@ impl InboxWindow {
         let keep = self
             .window
             .saturating_add(self.max_clock_skew.saturating_mul(2));
-        let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-        Some(Timestamp(now.millis().saturating_sub(keep)))
+        Some(now.minus(keep))
     }
 
     /// How often an instance prunes: a tenth of the window, between 100 ms and an hour.

@@ -32,6 +32,14 @@ impl Timestamp {
         )
     }
 
+    /// This instant moved back by `d` (saturating): the start of a window of `d` ending now.
+    pub fn minus(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
@@ -56,6 +64,17 @@ mod tests {
         assert_eq!(
             Timestamp(1_795_456_800_123).to_string(),
             "2026-11-23T18:00:00.123Z"
+        );
+        let at = Timestamp(10_000);
+        assert_eq!(at.minus(Duration::from_secs(3)), Timestamp(7_000));
+        assert_eq!(
+            at.minus(Duration::from_secs(3))
+                .plus(Duration::from_secs(3)),
+            at
+        );
+        assert_eq!(
+            Timestamp(i64::MIN + 1).minus(Duration::MAX),
+            Timestamp(i64::MIN)
         );
     }
 }

@@ -20,8 +20,7 @@ use saga_protocol::Timestamp;
 
 /// The time before which a saga's deadline (or start) makes it overdue at `now`.
 pub fn overdue_before(options: &Options, now: Timestamp) -> Timestamp {
-    let margin = i64::try_from(options.overdue_after.as_millis()).unwrap_or(i64::MAX);
-    Timestamp(now.millis().saturating_sub(margin))
+    now.minus(options.overdue_after)
 }
 
 /// The statuses in which a saga can be overdue: those in which it still acts by itself.

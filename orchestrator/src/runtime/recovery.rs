@@ -48,11 +48,7 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         let now = self.now();
         // Only the quiet ones are loaded; each is checked again once loaded, since it may
         // have moved on in between.
-        let before = Timestamp(
-            now.millis()
-                .saturating_sub(i64::try_from(quiet_for.as_millis()).unwrap_or(i64::MAX)),
-        );
-        let ids = self.store.quiet(&active, before).await?;
+        let ids = self.store.quiet(&active, now.minus(quiet_for)).await?;
         let mut published = 0;
         let mut tasks = tokio::task::JoinSet::new();
         for id in ids.into_iter().filter(|id| chosen(*id)) {

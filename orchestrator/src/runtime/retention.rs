@@ -12,7 +12,6 @@ use super::{Orchestrator, Result};
 use crate::store::{EventStore, Retire};
 use crate::transport::Transport;
 use saga_core::Status;
-use saga_protocol::Timestamp;
 use std::time::Duration;
 
 /// How long a finished saga stays in the hot tables unless set otherwise.
@@ -37,8 +36,8 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
         let now = self.now();
         let retire = Retire {
             statuses: &statuses,
-            ended_before: before(now, retention),
-            created_before: before(now, self.options().idempotency_window),
+            ended_before: now.minus(retention),
+            created_before: now.minus(self.options().idempotency_window),
             limit: PAGE,
         };
         let mut moved = 0;
@@ -72,13 +71,6 @@ impl<S: EventStore, T: Transport> Orchestrator<S, T> {
             }
         }
     }
-}
-
-fn before(now: Timestamp, window: Duration) -> Timestamp {
-    Timestamp(
-        now.millis()
-            .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX)),
-    )
 }
 
 /// How often a replica sweeps: a tenth of the retention window, between 100 ms and a minute,
