@@ -130,12 +130,11 @@ pub async fn recorded_many(
 ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
     let mut found = std::collections::HashMap::new();
     for chunk in message_ids.chunks(ROWS_PER_STATEMENT) {
-        let list = (1..=chunk.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         // Only generated placeholders are spliced in; the ids themselves are bound.
-        let sql = format!("SELECT message_id, reply FROM inbox WHERE message_id IN ({list})");
+        let sql = format!(
+            "SELECT message_id, reply FROM inbox WHERE message_id IN ({})",
+            db::placeholders(1, chunk.len())
+        );
         // Kept prepared only for one row: each row count is a statement text of its own.
         let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql))
             .persistent(chunk.len() == 1);

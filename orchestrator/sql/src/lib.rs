@@ -23,6 +23,20 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use std::time::Duration;
 
+/// `$first, $first+1, …`: `count` bind placeholders for an `IN (…)` list or a row of
+/// values. Only these are spliced into SQL text; the values themselves are bound.
+///
+/// ```
+/// assert_eq!(saga_sql::placeholders(3, 2), "$3, $4");
+/// assert_eq!(saga_sql::placeholders(1, 0), "");
+/// ```
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What an acknowledged write survives: the choice each deployment states (see the README's
 /// Durability section).
 ///

@@ -255,10 +255,7 @@ impl SqlStore {
         if statuses.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (1..=statuses.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = db::placeholders(1, statuses.len());
         let quiet = match updated_before {
             Some(_) => format!(" AND updated_at < ${}", statuses.len() + 1),
             None => String::new(),

@@ -1,11 +1,10 @@
 //! The account participant over NATS: reservations, releases, rejections, duplicates and
 //! compensation before the action.
 
-use crate::harness::{Backend, DEADLINE, Participant, command, output, rejection};
-use futures::StreamExt;
+use crate::harness::{Backend, Participant, answers, command, output, rejection};
 use saga_participants::account::{RELEASE_CREDIT, RESERVE_CREDIT, events::Balances, ledger};
 use saga_participants::{Kind, admin};
-use saga_protocol::{CommandEnvelope, CommandKind, ReplyEnvelope, subjects};
+use saga_protocol::{CommandEnvelope, CommandKind};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -164,27 +163,12 @@ async fn duplicate_command_applies_once(backend: Backend) {
         .await
         .expect("open");
     // Both answers are visible on the wire; the stream keeps one (same reply message id).
-    let mut wire = p
-        .client
-        .subscribe(subjects::reply("account"))
-        .await
-        .expect("subscribe");
-    p.client.flush().await.expect("flush");
+    let mut wire = p.wire().await;
     let c = reserve(Uuid::new_v4(), 1, "dave", 40);
     p.publish(&c, "first-header").await;
     p.publish(&c, "second-header").await;
 
-    let mut answers: Vec<ReplyEnvelope> = Vec::new();
-    while answers.len() < 2 {
-        let message = tokio::time::timeout(DEADLINE, wire.next())
-            .await
-            .expect("two replies in time")
-            .expect("subscription open");
-        let reply = ReplyEnvelope::decode(&message.payload).expect("reply decodes");
-        if reply.command_id == c.message_id {
-            answers.push(reply);
-        }
-    }
+    let answers = answers(&mut wire, &c.message_id, 2).await;
     assert_eq!(answers[0], answers[1]);
     assert_eq!(output(&answers[0])["reserved"], 40);
     let b = balance(&p, "dave").await;

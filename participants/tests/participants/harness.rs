@@ -18,6 +18,27 @@ use uuid::Uuid;
 /// How long a test waits for anything to happen.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// The next `n` replies to `command_id` on `wire` (see [`Participant::wire`]), copies included.
+pub async fn answers(
+    wire: &mut async_nats::Subscriber,
+    command_id: &MessageId,
+    n: usize,
+) -> Vec<ReplyEnvelope> {
+    use futures::StreamExt;
+    let mut answers = Vec::new();
+    while answers.len() < n {
+        let message = tokio::time::timeout(DEADLINE, wire.next())
+            .await
+            .expect("the replies in time")
+            .expect("subscription open");
+        let reply = ReplyEnvelope::decode(&message.payload).expect("reply decodes");
+        if &reply.command_id == command_id {
+            answers.push(reply);
+        }
+    }
+    answers
+}
+
 /// Runs the same test body against both backends:
 /// `both_backends!(name, …)` makes `sqlite::name` and `postgres::name` calling `name(backend)`.
 #[macro_export]
@@ -93,6 +114,7 @@ pub struct StoredReply {
 
 /// A participant process under test.
 pub struct Participant {
+    kind: Kind,
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub db: Database,
@@ -137,6 +159,7 @@ impl Participant {
         let replies = Arc::new(Mutex::new(Vec::new()));
         let reader = read_replies(&js, kind, replies.clone()).await;
         Participant {
+            kind,
             client,
             js,
             db,
@@ -191,6 +214,18 @@ impl Participant {
             .map(|v| v.as_str().to_string())
             .unwrap_or_default();
         (reason, letter.payload.to_vec())
+    }
+
+    /// A subscription to this participant's replies as they are published, before JetStream
+    /// drops a copy: read it with [`answers`].
+    pub async fn wire(&self) -> async_nats::Subscriber {
+        let wire = self
+            .client
+            .subscribe(subjects::reply(self.kind.as_str()))
+            .await
+            .expect("subscribe");
+        self.client.flush().await.expect("flush");
+        wire
     }
 
     /// Every reply to `command_id` stored in `SAGA_REPLIES` so far.

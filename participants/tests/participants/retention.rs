@@ -3,11 +3,10 @@
 //! the window (and twice the clock skew) are pruned by the running participant.
 
 use crate::account::reserve;
-use crate::harness::{Backend, DEADLINE, Database, Participant, output};
-use futures::StreamExt;
+use crate::harness::{Backend, DEADLINE, Database, Participant, answers, output};
 use saga_participants::retention::{self, InboxWindow};
 use saga_participants::{Kind, Options, admin, store};
-use saga_protocol::{CommandEnvelope, ReplyEnvelope, Timestamp, subjects};
+use saga_protocol::{CommandEnvelope, Timestamp, subjects};
 use saga_testkit::wait_for;
 use std::time::Duration;
 use uuid::Uuid;
@@ -93,12 +92,7 @@ async fn an_old_copy_of_a_handled_command_gets_its_recorded_reply(backend: Backe
     admin::open_account(&p.client, "bob", 100)
         .await
         .expect("open");
-    let mut wire = p
-        .client
-        .subscribe(subjects::reply("account"))
-        .await
-        .expect("subscribe");
-    p.client.flush().await.expect("flush");
+    let mut wire = p.wire().await;
     let handled = reserve(Uuid::new_v4(), 1, "bob", 40);
     p.publish(&handled, "first").await;
     let first = p.reply(&handled).await;
@@ -107,17 +101,7 @@ async fn an_old_copy_of_a_handled_command_gets_its_recorded_reply(backend: Backe
     let copy = sent_ago(handled.clone(), 2 * HOUR);
     p.publish(&copy, "second").await;
 
-    let mut answers: Vec<ReplyEnvelope> = Vec::new();
-    while answers.len() < 2 {
-        let message = tokio::time::timeout(DEADLINE, wire.next())
-            .await
-            .expect("two replies in time")
-            .expect("subscription open");
-        let reply = ReplyEnvelope::decode(&message.payload).expect("reply decodes");
-        if reply.command_id == handled.message_id {
-            answers.push(reply);
-        }
-    }
+    let answers = answers(&mut wire, &handled.message_id, 2).await;
     assert_eq!(answers[0], first);
     assert_eq!(answers[1], first);
     assert_eq!(balance(&p, "bob").await, (60, 40));

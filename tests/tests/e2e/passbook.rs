@@ -24,17 +24,10 @@ async fn a_reservation_held_up_across_a_close_is_backfilled_by_occurrence_with_a
         cutoff: Duration::ZERO,
         max_delay: Duration::from_secs(1),
     };
-    let env = [
+    let options = Options::with_env(&[
         ("SAGA_STATEMENT_PERIOD", "2s"),
         ("SAGA_STATEMENT_MAX_DELAY", "1s"),
-    ];
-    let options = Options {
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Options::default()
-    };
+    ]);
     let mut system = System::start_with_options(Backend::Sqlite, options).await;
     system.open_account("pass", 10_000).await;
     let on_time = system.start_saga("pass", 100).await;

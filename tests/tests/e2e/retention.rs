@@ -29,20 +29,15 @@ async fn metric(system: &System, service: Service, name: &str, labels: &[(&str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_sagas_are_archived_and_inboxes_pruned_and_nothing_applies_twice() {
-    let env = [
-        ("SAGA_RETENTION", "1s"),
-        ("SAGA_IDEMPOTENCY_WINDOW", "1s"),
-        ("SAGA_INBOX_WINDOW", "2s"),
-        ("SAGA_MAX_CLOCK_SKEW", "0s"),
-    ];
     let options = Options {
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
         // Long enough that no command is republished while the test reads the stream.
         republish_after: "1h",
-        ..Options::default()
+        ..Options::with_env(&[
+            ("SAGA_RETENTION", "1s"),
+            ("SAGA_IDEMPOTENCY_WINDOW", "1s"),
+            ("SAGA_INBOX_WINDOW", "2s"),
+            ("SAGA_MAX_CLOCK_SKEW", "0s"),
+        ])
     };
     let system = System::start_with_options(Backend::Sqlite, options).await;
     let deposit = 10 * REVIEW_LIMIT;

@@ -69,6 +69,19 @@ pub struct Options {
     pub republish_after: &'static str,
 }
 
+impl Options {
+    /// The default start, with `env` added to every `saga` process.
+    pub fn with_env(env: &[(&str, &str)]) -> Self {
+        Options {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Options::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {

@@ -86,12 +86,7 @@ impl Archive for SqlStore {
 /// Deletes the `sagas` rows `retire` selects and returns them.
 async fn claim(tx: &mut AnyConnection, retire: &Retire<'_>) -> Result<Vec<SagaRecord>> {
     // Only generated placeholders are spliced in; every value is bound.
-    let statuses = |from: usize| {
-        (from..from + retire.statuses.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let statuses = |from: usize| saga_sql::placeholders(from, retire.statuses.len());
     let n = retire.statuses.len();
     let (outer, inner) = (statuses(1), statuses(n + 3));
     let (ended, created) = (n + 1, n + 2);

@@ -77,12 +77,11 @@ impl ReadModel for SqlStore {
         if statuses.is_empty() {
             return Ok(0);
         }
-        let list: Vec<String> = (1..=statuses.len()).map(|i| format!("${i}")).collect();
         // The (status, created_at) index finds the active sagas; few are active at once.
         let sql = format!(
             "SELECT COUNT(*) AS n FROM sagas WHERE status IN ({}) \
              AND COALESCE(deadline_at, created_at) < ${}",
-            list.join(", "),
+            saga_sql::placeholders(1, statuses.len()),
             statuses.len() + 1
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
