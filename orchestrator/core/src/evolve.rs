@@ -2,7 +2,7 @@
 
 use crate::event::{Event, Occurred};
 use crate::state::{SagaState, Status, StepState, StepStatus};
-use saga_protocol::CommandKind;
+use saga_protocol::{CommandKind, MessageId};
 
 /// Applies one event. Pure and total: an event that does not fit the state changes only the
 /// version, so replaying any stored log never fails.
@@ -66,6 +66,8 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             attempt,
             output,
         } => {
+            let id = MessageId::command(state.saga_id, step, *attempt, CommandKind::Forward);
+            state.decided.insert(id);
             if let Some(s) = state.settle(step, *attempt, CommandKind::Forward) {
                 s.status = StepStatus::Succeeded;
                 s.output = Some(output.clone());
@@ -77,6 +79,8 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             attempt,
             reason,
         } => {
+            let id = MessageId::command(state.saga_id, step, *attempt, CommandKind::Forward);
+            state.decided.insert(id);
             if let Some(s) = state.settle(step, *attempt, CommandKind::Forward) {
                 s.status = StepStatus::Rejected;
                 s.reason = Some(reason.clone());
@@ -120,8 +124,17 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
                 }
             }
         }
-        Event::LateReplyRecorded { command_id, .. } => {
+        Event::LateReplyRecorded {
+            command_id,
+            kind,
+            outcome,
+            ..
+        } => {
             state.answered.insert(command_id.clone());
+            let decision = !matches!(outcome, saga_protocol::Outcome::Failed { .. });
+            if *kind == CommandKind::Forward && decision {
+                state.decided.insert(command_id.clone());
+            }
         }
         Event::SagaFailed { step, reason } => {
             compensating(&mut state, format!("{step}: {reason}"));

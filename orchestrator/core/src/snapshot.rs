@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 /// The shape of the snapshots this build writes and reads. Raise it whenever [`SagaState`]
 /// changes shape: older snapshots are then ignored, and rewritten as sagas go on.
-pub const SNAPSHOT_SCHEMA: u32 = 1;
+pub const SNAPSHOT_SCHEMA: u32 = 2;
 
 /// Every field of a step, through serde's remote derive: a field added to [`StepState`] and
 /// not here fails to compile.
@@ -68,6 +68,7 @@ struct StateDef {
     stalled: Option<CommandKind>,
     trace_context: Option<String>,
     answered: BTreeSet<MessageId>,
+    decided: BTreeSet<MessageId>,
 }
 
 /// The steps, each through [`StepDef`].

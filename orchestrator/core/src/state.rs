@@ -144,6 +144,12 @@ pub struct SagaState {
     /// Commands whose reply has been recorded: a second copy changes nothing.
     #[serde(skip)]
     pub answered: std::collections::BTreeSet<MessageId>,
+    /// Forward commands answered with a decision (a success or a refusal, which the
+    /// participant records under the message id): no copy of them can apply later. A
+    /// timed-out command is not, nor one answered with a transient failure, which the
+    /// participant could not record.
+    #[serde(skip)]
+    pub decided: std::collections::BTreeSet<MessageId>,
 }
 
 impl SagaState {
@@ -166,6 +172,7 @@ impl SagaState {
             stalled: None,
             trace_context: None,
             answered: Default::default(),
+            decided: Default::default(),
         }
     }
 
@@ -309,8 +316,29 @@ impl SagaState {
     pub fn effects_left(&self) -> Vec<&StepState> {
         self.steps
             .iter()
-            .filter(|s| s.status.may_have_applied() || s.status == StepStatus::Compensating)
+            .filter(|s| self.may_have_applied(s) || s.status == StepStatus::Compensating)
             .collect()
+    }
+
+    /// Whether an earlier attempt of `step`'s command has no decision recorded (it timed
+    /// out, or failed transiently): a copy of it may still reach the participant and apply,
+    /// whatever the later attempts met. A refusal of a retry is then no proof that nothing
+    /// applied.
+    pub fn earlier_attempt_open(&self, step: &str) -> bool {
+        let Some(s) = self.step(step) else {
+            return false;
+        };
+        (1..s.attempt).any(|attempt| {
+            let id = MessageId::command(self.saga_id, step, attempt, CommandKind::Forward);
+            !self.decided.contains(&id)
+        })
+    }
+
+    /// Whether `step`'s effect may exist: it succeeded or may have, or it was refused while
+    /// an earlier attempt of it is still open ([`SagaState::earlier_attempt_open`]).
+    pub fn may_have_applied(&self, step: &StepState) -> bool {
+        step.status.may_have_applied()
+            || (step.status == StepStatus::Rejected && self.earlier_attempt_open(&step.name))
     }
 
     /// Whether `command_id` is the unanswered command of `step`.

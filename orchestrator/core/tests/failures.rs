@@ -357,3 +357,84 @@ fn a_command_too_large_for_the_bus_fails_its_step_instead_of_being_sent() {
     }
     insta::assert_yaml_snapshot!(saga.story);
 }
+
+/// Found by `saga simulate`: attempt 1 of ReserveCredit is delayed past its timeout, the
+/// retry is refused (no credit yet), and attempt 1 arrives later and reserves. The refusal
+/// proves nothing about attempt 1, so the step is compensated like one of unknown outcome:
+/// ReleaseCredit shares the effect key, and leaves a tombstone that refuses the late attempt.
+#[test]
+fn a_retry_refused_while_an_earlier_attempt_may_still_apply_is_compensated() {
+    let mut saga = Saga::given(strict_place_order(), vec![]);
+    saga.start(500);
+    saga.tick(2_010);
+    let second = saga.tick(2_110);
+    assert_eq!(command(&second[0]).attempt, 2);
+    let release = saga.reply(&second[0], rejected("insufficient credit"));
+    assert_eq!(command(&release[0]).command, "ReleaseCredit");
+    assert_eq!(
+        command(&release[0]).effect_key,
+        command(&second[0]).effect_key
+    );
+    let done = saga.reply(&release[0], ok(json!({"released": 0, "tombstone": true})));
+    assert_eq!(
+        done,
+        vec![Action::Finish {
+            status: Status::Compensated
+        }]
+    );
+    insta::assert_yaml_snapshot!(saga.story);
+}
+
+/// A transient failure is not recorded by the participant (its database was away), so a copy
+/// of that attempt may still apply: a later refusal is compensated the same way.
+#[test]
+fn a_retry_refused_after_a_transient_failure_is_compensated() {
+    let mut saga = Saga::given(strict_place_order(), vec![]);
+    let first = saga.start(500);
+    saga.reply(&first[0], failed("account database unreachable"));
+    let second = saga.tick(1_125);
+    let release = saga.reply(&second[0], rejected("insufficient credit"));
+    assert_eq!(command(&release[0]).command, "ReleaseCredit");
+    // Refused on its first attempt, a step has nothing to undo.
+    let mut saga = Saga::given(strict_place_order(), vec![]);
+    let first = saga.start(500);
+    let done = saga.reply(&first[0], rejected("insufficient credit"));
+    assert_eq!(
+        done,
+        vec![Action::Finish {
+            status: Status::Compensated
+        }]
+    );
+}
+
+/// The pivot refused on attempt 2 while attempt 1 timed out: attempt 1 may still approve the
+/// order, and nothing undoes a pivot, so the saga neither compensates nor goes on. It is
+/// stuck on the pivot with the reason; an operator checks the order and skips or retries.
+#[test]
+fn a_pivot_refused_while_an_earlier_attempt_may_still_apply_is_stuck() {
+    let mut saga = Saga::given(strict_place_order(), vec![]);
+    let a = saga.start(500);
+    let a = saga.reply(&a[0], ok(json!({"reserved": 500})));
+    let approve = saga.reply(&a[0], ok(json!({"order_id": "o-1"})));
+    assert_eq!(command(&approve[0]).command, "ApproveOrder");
+    let clock = saga.clock;
+    saga.tick(clock + 1_010);
+    let second = saga.tick(clock + 1_500);
+    assert_eq!(command(&second[0]).attempt, 2);
+    let stuck = saga.reply(&second[0], rejected("over the review limit"));
+    assert_eq!(
+        stuck,
+        vec![Action::Finish {
+            status: Status::Stuck
+        }]
+    );
+    assert!(
+        saga.state
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("an earlier attempt timed out and may still apply")),
+        "{:?}",
+        saga.state.reason
+    );
+    insta::assert_yaml_snapshot!(saga.story);
+}

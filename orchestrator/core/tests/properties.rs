@@ -177,7 +177,10 @@ struct Looks {
 /// saga, after it makes the saga stuck; a transient failure or a silence is retried with
 /// backoff, without limit from the pivot on, else up to `retries` attempts, after which the
 /// step's outcome is unknown and the saga fails; failing compensates, newest first, every
-/// step that succeeded or may have applied; a compensation is retried up to
+/// step that succeeded or may have applied (a refused step with an earlier attempt that
+/// timed out and never answered, or failed transiently, may have: a copy of that attempt can
+/// still arrive); a refused pivot with
+/// such an attempt makes the saga stuck; a compensation is retried up to
 /// `compensation_retries` attempts and a refused or exhausted one makes the saga stuck; a
 /// late reply is recorded and moves nothing.
 struct Model<'p> {
@@ -189,6 +192,9 @@ struct Model<'p> {
     pending: Option<Cmd>,
     /// The command a tick sends again once its backoff has passed.
     retry: Option<Cmd>,
+    /// Steps with a forward attempt that timed out and never answered, or failed transiently:
+    /// it may still apply, so a refusal of a later attempt proves nothing.
+    open: std::collections::BTreeSet<usize>,
 }
 
 impl<'p> Model<'p> {
@@ -202,6 +208,7 @@ impl<'p> Model<'p> {
             trail: Vec::new(),
             pending: None,
             retry: None,
+            open: Default::default(),
         };
         m.looks.status = Status::Running;
         m.emit("SagaStarted".into());
@@ -219,9 +226,18 @@ impl<'p> Model<'p> {
                         m.unanswered(cmd, "CommandTimedOut");
                         if late {
                             m.emit(format!("LateReplyRecorded {}", show(cmd)));
+                        } else if cmd.1 == CommandKind::Forward {
+                            m.open.insert(cmd.0);
                         }
                     }
-                    Answer::Failed => m.unanswered(cmd, "CommandFailed"),
+                    Answer::Failed => {
+                        m.unanswered(cmd, "CommandFailed");
+                        // The participant could not record a transient failure: a copy of
+                        // the command may still apply.
+                        if cmd.1 == CommandKind::Forward {
+                            m.open.insert(cmd.0);
+                        }
+                    }
                     Answer::Succeeded | Answer::Rejected => m.answered(cmd, answer),
                 }
             } else if let Some(cmd) = m.retry.take() {
@@ -286,7 +302,10 @@ impl<'p> Model<'p> {
             (CommandKind::Forward, _) => {
                 self.set(step, StepStatus::Rejected);
                 self.emit(format!("StepRejected {}", show(cmd)));
-                if step_kind == StepKind::Retriable {
+                // A refused pivot whose earlier attempt may still apply cannot be undone nor
+                // gone past: an operator decides.
+                let open_pivot = step_kind == StepKind::Pivot && self.open.contains(&step);
+                if step_kind == StepKind::Retriable || open_pivot {
                     self.stuck(step, kind);
                 } else {
                     self.fail(step);
@@ -335,14 +354,18 @@ impl<'p> Model<'p> {
         self.compensate_next();
     }
 
-    /// Compensates the newest step that succeeded or may have applied, or ends compensated.
+    /// Compensates the newest step that succeeded or may have applied (a refused one whose
+    /// earlier attempt is open, too), or ends compensated.
     fn compensate_next(&mut self) {
         let next = (0..self.plan.kinds.len()).rev().find(|&i| {
             self.plan.kinds[i] == StepKind::Compensatable
-                && matches!(
-                    self.status_of(i),
-                    Some(StepStatus::Succeeded | StepStatus::Unknown | StepStatus::Retrying)
-                )
+                && match self.status_of(i) {
+                    Some(StepStatus::Succeeded | StepStatus::Unknown | StepStatus::Retrying) => {
+                        true
+                    }
+                    Some(StepStatus::Rejected) => self.open.contains(&i),
+                    _ => false,
+                }
         });
         match next {
             Some(i) => self.send((i, CommandKind::Compensation, 1)),

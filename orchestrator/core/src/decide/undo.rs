@@ -95,7 +95,7 @@ impl Decision<'_> {
         let undo = |s: &crate::state::StepState| {
             let def = self.def.step(&s.name)?;
             def.compensation.as_ref()?;
-            s.status.may_have_applied().then(|| s.name.clone())
+            self.state.may_have_applied(s).then(|| s.name.clone())
         };
         let Some(last) = self.state.steps.iter().rev().find_map(undo) else {
             return self.push(self.now, Event::SagaCompensated);
