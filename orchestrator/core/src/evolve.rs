@@ -125,15 +125,24 @@ pub fn evolve(mut state: SagaState, occurred: &Occurred) -> SagaState {
             }
         }
         Event::LateReplyRecorded {
+            step,
             command_id,
             kind,
             outcome,
             ..
         } => {
             state.answered.insert(command_id.clone());
-            let decision = !matches!(outcome, saga_protocol::Outcome::Failed { .. });
-            if *kind == CommandKind::Forward && decision {
-                state.decided.insert(command_id.clone());
+            if *kind == CommandKind::Forward {
+                match outcome {
+                    saga_protocol::Outcome::Succeeded { .. } => {
+                        state.decided.insert(command_id.clone());
+                        state.succeeded_late.insert(step.clone());
+                    }
+                    saga_protocol::Outcome::Rejected { .. } => {
+                        state.decided.insert(command_id.clone());
+                    }
+                    saga_protocol::Outcome::Failed { .. } => {}
+                }
             }
         }
         Event::SagaFailed { step, reason } => {

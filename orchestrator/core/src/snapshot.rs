@@ -69,6 +69,7 @@ struct StateDef {
     trace_context: Option<String>,
     answered: BTreeSet<MessageId>,
     decided: BTreeSet<MessageId>,
+    succeeded_late: BTreeSet<String>,
 }
 
 /// The steps, each through [`StepDef`].

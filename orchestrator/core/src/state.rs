@@ -150,6 +150,10 @@ pub struct SagaState {
     /// participant could not record.
     #[serde(skip)]
     pub decided: std::collections::BTreeSet<MessageId>,
+    /// Steps whose forward command succeeded after it had timed out: the effect exists,
+    /// whatever a later attempt met.
+    #[serde(skip)]
+    pub succeeded_late: std::collections::BTreeSet<String>,
 }
 
 impl SagaState {
@@ -173,6 +177,7 @@ impl SagaState {
             trace_context: None,
             answered: Default::default(),
             decided: Default::default(),
+            succeeded_late: Default::default(),
         }
     }
 
@@ -320,18 +325,19 @@ impl SagaState {
             .collect()
     }
 
-    /// Whether an earlier attempt of `step`'s command has no decision recorded (it timed
-    /// out, or failed transiently): a copy of it may still reach the participant and apply,
-    /// whatever the later attempts met. A refusal of a retry is then no proof that nothing
-    /// applied.
+    /// Whether an earlier attempt of `step`'s command may have applied, or did: it has no
+    /// decision recorded (it timed out, or failed transiently, so a copy of it may still
+    /// reach the participant), or it succeeded after its timeout. A refusal of a retry is
+    /// then no proof that nothing applied: the retry may have reached the participant first.
     pub fn earlier_attempt_open(&self, step: &str) -> bool {
         let Some(s) = self.step(step) else {
             return false;
         };
-        (1..s.attempt).any(|attempt| {
-            let id = MessageId::command(self.saga_id, step, attempt, CommandKind::Forward);
-            !self.decided.contains(&id)
-        })
+        self.succeeded_late.contains(step)
+            || (1..s.attempt).any(|attempt| {
+                let id = MessageId::command(self.saga_id, step, attempt, CommandKind::Forward);
+                !self.decided.contains(&id)
+            })
     }
 
     /// Whether `step`'s effect may exist: it succeeded or may have, or it was refused while

@@ -178,8 +178,8 @@ struct Looks {
 /// backoff, without limit from the pivot on, else up to `retries` attempts, after which the
 /// step's outcome is unknown and the saga fails; failing compensates, newest first, every
 /// step that succeeded or may have applied (a refused step with an earlier attempt that
-/// timed out and never answered, or failed transiently, may have: a copy of that attempt can
-/// still arrive); a refused pivot with
+/// timed out, or failed transiently, may have: a copy of that attempt can still arrive, or
+/// it succeeded late); a refused pivot with
 /// such an attempt makes the saga stuck; a compensation is retried up to
 /// `compensation_retries` attempts and a refused or exhausted one makes the saga stuck; a
 /// late reply is recorded and moves nothing.
@@ -192,8 +192,9 @@ struct Model<'p> {
     pending: Option<Cmd>,
     /// The command a tick sends again once its backoff has passed.
     retry: Option<Cmd>,
-    /// Steps with a forward attempt that timed out and never answered, or failed transiently:
-    /// it may still apply, so a refusal of a later attempt proves nothing.
+    /// Steps with a forward attempt that timed out (never answered, or succeeded late) or
+    /// failed transiently: it may still apply, or did, so a refusal of a later attempt proves
+    /// nothing.
     open: std::collections::BTreeSet<usize>,
 }
 
@@ -226,7 +227,9 @@ impl<'p> Model<'p> {
                         m.unanswered(cmd, "CommandTimedOut");
                         if late {
                             m.emit(format!("LateReplyRecorded {}", show(cmd)));
-                        } else if cmd.1 == CommandKind::Forward {
+                        }
+                        // Unanswered, it may still apply; answered late, it did (a success).
+                        if cmd.1 == CommandKind::Forward {
                             m.open.insert(cmd.0);
                         }
                     }

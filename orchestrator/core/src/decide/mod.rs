@@ -241,11 +241,11 @@ impl Decision<'_> {
                 } else if self.kind_of(&step) == StepKind::Pivot
                     && self.state.earlier_attempt_open(&step)
                 {
-                    // An earlier attempt timed out and may still apply the pivot, which
-                    // nothing undoes: neither going on nor undoing is safe without knowing.
+                    // An earlier attempt may have applied the pivot, which nothing undoes:
+                    // neither going on nor undoing is safe without knowing.
                     self.stuck(
                         format!(
-                            "pivot `{step}` was rejected on attempt {attempt} ({reason}), but an earlier attempt timed out and may still apply: check the participant, then skip or retry"
+                            "pivot `{step}` was rejected on attempt {attempt} ({reason}), but an earlier attempt may have applied it (it timed out, failed for a while, or succeeded late): check the participant, then skip or retry"
                         ),
                         &step,
                         kind,
