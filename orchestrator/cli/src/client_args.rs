@@ -68,6 +68,45 @@ pub struct ValidateArgs {
     /// `text` for people, `json` for tools.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub format: Output,
+    /// Then simulate every valid definition (see `saga simulate`), `--seeds` schedules each.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Schedules per definition with `--simulate`.
+    #[arg(long, default_value_t = 1_000, requires = "simulate")]
+    pub seeds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Definition files, or directories of them.
+    #[arg(default_value = "sagas")]
+    pub paths: Vec<PathBuf>,
+    /// Schedules per definition: seeds `--seed` to `--seed + --seeds - 1`.
+    #[arg(long, default_value_t = 10_000)]
+    pub seeds: u64,
+    /// The first seed (with `--replay`, the seed of the schedule).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Faults to inject: `all`, `none`, or some of lose, duplicate, reorder, delay, crash,
+    /// refuse, fail (comma-separated).
+    #[arg(long, default_value = "all")]
+    pub faults: saga_core::simulate::Faults,
+    /// Run one schedule again, event by event: the one a failure printed (`3:998,7:1`), of
+    /// `--seed`, on one definition.
+    #[arg(long, conflicts_with = "trace")]
+    pub replay: Option<saga_core::simulate::Schedule>,
+    /// Run the schedule of `--seed` alone, event by event, on one definition.
+    #[arg(long)]
+    pub trace: bool,
+    /// The saga input as JSON (default: made up from the declared fields).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// The participants catalogue (default: participants.toml beside the definitions).
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
+    /// `text` for people, `json` for tools.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub format: Output,
 }
 
 /// NATS for an operator's command: the server, and the admin identity to be there.

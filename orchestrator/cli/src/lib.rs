@@ -16,6 +16,7 @@ mod operator;
 mod projections;
 mod server_args;
 mod servers;
+mod simulate;
 mod style;
 mod validate;
 
@@ -68,6 +69,9 @@ pub enum Command {
     Projections(ProjectionsArgs),
     /// Check saga definitions (files or directories) before deploying them.
     Validate(ValidateArgs),
+    /// Run definitions against model participants under injected faults, checking the
+    /// guarantees; prints the smallest failing schedule, replayable.
+    Simulate(SimulateArgs),
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
     /// Measure throughput, latency, CPU and memory against the raw JetStream floor.
@@ -119,6 +123,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Projections(args) => projections::run(args).await,
         Command::Validate(args) => validate::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Account(args) => client::account(args).await,
         Command::Nats(args) => nats::run(args),
         Command::Api(args) => api_token::run(args),

@@ -10,9 +10,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
+/// The files `paths` name: each file, and the `.toml` files of each directory, sorted.
+pub(crate) fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut files: Vec<PathBuf> = Vec::new();
-    for path in &args.paths {
+    for path in paths {
         if path.is_dir() {
             let mut in_dir: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?
@@ -25,13 +26,23 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
             files.push(path.clone());
         }
     }
-    let catalogue_path = args.catalogue.clone().or_else(|| {
+    Ok(files)
+}
+
+/// The catalogue given, or the first `participants.toml` beside one of `files`.
+pub(crate) fn catalogue_path(given: Option<&Path>, files: &[PathBuf]) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| {
         files
             .iter()
             .filter_map(|f| f.parent().map(|d| d.join(CATALOGUE_FILE)))
             .find(|c| c.exists())
-    });
-    let mut report: Vec<(PathBuf, String, Result<String, Errors>)> = Vec::new();
+    })
+}
+
+pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
+    let files = files(&args.paths)?;
+    let catalogue_path = catalogue_path(args.catalogue.as_deref(), &files);
+    let mut report: Vec<(PathBuf, String, Result<Definition, Errors>)> = Vec::new();
     let catalogue = match &catalogue_path {
         Some(path) => {
             let src = std::fs::read_to_string(path).unwrap_or_default();
@@ -62,17 +73,17 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
             Err(e)
         } else {
             Definition::parse(&file.display().to_string(), &src, catalogue.as_ref())
-                .map(|d| format!("{} v{}", d.name, d.version))
         };
         report.push((file.clone(), src, result));
     }
     let failed = report.iter().any(|(_, _, r)| r.is_err());
+    let saga = |d: &Definition| format!("{} v{}", d.name, d.version);
     match args.format {
         Output::Json => {
             let files: Vec<serde_json::Value> = report
                 .iter()
                 .map(|(path, _, r)| match r {
-                    Ok(what) => serde_json::json!({"file": path, "valid": true, "saga": what}),
+                    Ok(d) => serde_json::json!({"file": path, "valid": true, "saga": saga(d)}),
                     Err(e) => serde_json::json!({"file": path, "valid": false, "errors": e.0}),
                 })
                 .collect();
@@ -85,7 +96,7 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
             let color = std::io::stdout().is_terminal();
             for (path, src, r) in &report {
                 match r {
-                    Ok(what) => println!("{}: ok ({what})", path.display()),
+                    Ok(d) => println!("{}: ok ({})", path.display(), saga(d)),
                     Err(e) if color => print!("{}", saga_core::definition::render_styled(e, src)),
                     Err(e) => print!("{}", saga_core::definition::render(e, src)),
                 }
@@ -97,11 +108,29 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode, Error> {
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    if failed {
+        return Ok(ExitCode::FAILURE);
+    }
+    if args.simulate {
+        let Some(catalogue) = catalogue else {
+            return Err(
+                format!("--simulate needs the participants catalogue ({CATALOGUE_FILE})").into(),
+            );
+        };
+        let defs: Vec<(PathBuf, Definition)> = report
+            .into_iter()
+            .filter_map(|(path, _, r)| r.ok().map(|d| (path, d)))
+            .collect();
+        let settings = saga_core::simulate::Settings {
+            seeds: args.seeds,
+            ..Default::default()
+        };
+        let out = &mut std::io::stdout().lock();
+        let simulated =
+            crate::simulate::simulate_all(&defs, &catalogue, &settings, args.format, out);
+        return crate::simulate::quiet_on_closed_pipe(simulated);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn is_catalogue(path: &Path) -> bool {

@@ -32,6 +32,7 @@ pub mod definition;
 mod event;
 mod evolve;
 pub mod policy;
+pub mod simulate;
 pub mod snapshot;
 mod state;
 
