@@ -155,6 +155,7 @@ fn status_name(status: StepStatus) -> &'static str {
         StepStatus::Unknown => "of unknown outcome",
         StepStatus::Retrying => "retrying",
         StepStatus::Compensating => "being compensated",
+        StepStatus::Rejected => "refused while an earlier attempt may have applied",
         _ => "open",
     }
 }
