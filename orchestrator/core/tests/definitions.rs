@@ -63,3 +63,36 @@ fn a_definition_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
     let error = saga_core::definition::source_text("latin1.toml", bytes).unwrap_err();
     insta::assert_snapshot!(error.to_string(), @"latin1.toml:3:6: error: byte 0xE9 is not UTF-8: save the definition as UTF-8");
 }
+
+#[test]
+fn a_catalogue_says_which_compensation_undoes_which_command_and_checks_it() {
+    let catalogue = catalogue();
+    assert_eq!(
+        catalogue.pairs("order"),
+        [
+            ("ApproveOrder", None),
+            ("ConfirmOrder", None),
+            ("CreateOrder", Some("CancelOrder"))
+        ]
+    );
+    let src = r#"
+[p.Do]
+kind = "forward"
+undoes = "Undo"
+
+[p.Undo]
+kind = "compensation"
+undoes = "Missing"
+
+[p.Again]
+kind = "compensation"
+undoes = "Undo"
+"#;
+    let errors = Catalogue::from_toml("c.toml", src).unwrap_err();
+    let rendered: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+    insta::assert_snapshot!(rendered.join("\n"), @r"
+    c.toml:12:10: error: p.Undo, which p.Again undoes, is not a forward command
+    c.toml:4:10: error: p.Do is a forward command: only a compensation undoes one
+    c.toml:8:10: error: p has no command `Missing` for p.Undo to undo
+    ");
+}

@@ -11,9 +11,11 @@
 //!
 //!     [account.ReleaseCredit]
 //!     kind = "compensation"
+//!     undoes = "ReserveCredit"
 //!     input = { customer_id = "string" }
 //! "#).unwrap();
 //! assert!(catalogue.command("account", "ReserveCredit").is_some());
+//! assert_eq!(catalogue.pairs("account"), [("ReserveCredit", Some("ReleaseCredit"))]);
 //! ```
 
 use super::types::{Field, RawField};
@@ -27,6 +29,10 @@ use toml::Spanned;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CommandSpec {
     pub kind: CommandKind,
+    /// For a compensation, the forward command of the same participant whose effect it
+    /// undoes (`undoes = "ReserveCredit"`): a step using it must run that command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<String>,
     pub input: BTreeMap<String, Field>,
     pub output: BTreeMap<String, Field>,
 }
@@ -42,6 +48,8 @@ pub struct Catalogue {
 struct RawCommand {
     kind: CommandKind,
     #[serde(default)]
+    undoes: Option<Spanned<String>>,
+    #[serde(default)]
     input: BTreeMap<String, Spanned<RawField>>,
     #[serde(default)]
     output: BTreeMap<String, Spanned<RawField>>,
@@ -55,6 +63,7 @@ impl Catalogue {
             toml::from_str(src).map_err(|e| Errors(vec![map.toml_error(&e)]))?;
         let mut errors = Vec::new();
         let mut participants = BTreeMap::new();
+        let mut undone = Vec::new();
         for (participant, commands) in raw {
             let mut specs = BTreeMap::new();
             for (name, cmd) in commands {
@@ -73,16 +82,49 @@ impl Catalogue {
                 };
                 let input = fields(cmd.input);
                 let output = fields(cmd.output);
+                let undoes = cmd.undoes.map(|u| {
+                    undone.push((
+                        participant.clone(),
+                        name.clone(),
+                        cmd.kind,
+                        u.span(),
+                        u.get_ref().clone(),
+                    ));
+                    u.into_inner()
+                });
                 specs.insert(
                     name,
                     CommandSpec {
                         kind: cmd.kind,
+                        undoes,
                         input,
                         output,
                     },
                 );
             }
             participants.insert(participant, specs);
+        }
+        // `undoes` names a forward command of the same participant, on a compensation only.
+        for (participant, name, kind, span, target) in undone {
+            let commands = participants.get(&participant);
+            let problem = if kind != CommandKind::Compensation {
+                Some(format!(
+                    "{participant}.{name} is a forward command: only a compensation undoes one"
+                ))
+            } else {
+                match commands.and_then(|c| c.get(&target)) {
+                    Some(spec) if spec.kind == CommandKind::Forward => None,
+                    Some(_) => Some(format!(
+                        "{participant}.{target}, which {participant}.{name} undoes, is not a forward command"
+                    )),
+                    None => Some(format!(
+                        "{participant} has no command `{target}` for {participant}.{name} to undo"
+                    )),
+                }
+            };
+            if let Some(problem) = problem {
+                errors.push(map.error(span, problem));
+            }
         }
         if errors.is_empty() {
             Ok(Catalogue { participants })
@@ -105,6 +147,24 @@ impl Catalogue {
 
     pub fn command(&self, participant: &str, command: &str) -> Option<&CommandSpec> {
         self.participants.get(participant)?.get(command)
+    }
+
+    /// The forward commands of `participant` with the compensation that undoes each, if the
+    /// catalogue says (`undoes`).
+    pub fn pairs(&self, participant: &str) -> Vec<(&str, Option<&str>)> {
+        let Some(commands) = self.participants.get(participant) else {
+            return Vec::new();
+        };
+        commands
+            .iter()
+            .filter(|(_, spec)| spec.kind == CommandKind::Forward)
+            .map(|(forward, _)| {
+                let undo = commands.iter().find_map(|(name, spec)| {
+                    (spec.undoes.as_deref() == Some(forward.as_str())).then_some(name.as_str())
+                });
+                (forward.as_str(), undo)
+            })
+            .collect()
     }
 
     /// Checks a participant's implementation against the catalogue: every command the

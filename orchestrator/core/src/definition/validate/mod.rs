@@ -300,13 +300,31 @@ impl Checker<'_, '_> {
                 CommandKind::Forward,
             );
             let undo = compensation.as_ref().and_then(|(span, c)| {
-                self.offered(
+                let spec = self.offered(
                     commands,
                     &participant,
                     c,
                     span.clone(),
                     CommandKind::Compensation,
-                )
+                )?;
+                // The compensation must undo this step's command, not another one.
+                let wrong = spec.undoes.as_deref().filter(|t| *t != command);
+                if let Some(target) = wrong.filter(|_| forward.is_some()) {
+                    let e = self.err(
+                        span.clone(),
+                        format!("`{c}` undoes `{target}`, not this step's `{command}`"),
+                    );
+                    let undoers: Vec<&str> = commands
+                        .iter()
+                        .filter(|(_, s)| s.undoes.as_deref() == Some(command.as_str()))
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    e.hint = Some(match undoers.as_slice() {
+                        [] => format!("the catalogue lists no compensation of `{command}`"),
+                        names => format!("`{command}` is undone by {}", names.join(", ")),
+                    });
+                }
+                Some(spec)
             });
             (forward, undo)
         });
