@@ -45,8 +45,9 @@ impl Identities {
         self.ca.clone()
     }
 
-    /// Makes the identities of the orchestrator, the admin, `participants` (default: `account`
-    /// and `order`) and the harness, with their seeds in `dir`.
+    /// Makes the identities of the orchestrator, the admin, the conformance kit,
+    /// `participants` (default: `account` and `order`) and the harness, with their seeds in
+    /// `dir`.
     pub fn make(dir: &Path, participants: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let failed = |e: auth::Error| Error::Command {
@@ -59,7 +60,7 @@ impl Identities {
         } else {
             participants
         };
-        let mut roles = vec![Role::Orchestrator, Role::Admin];
+        let mut roles = vec![Role::Orchestrator, Role::Admin, Role::Conformance];
         for name in participants {
             roles.push(Role::participant(name).map_err(failed)?);
         }
@@ -131,6 +132,7 @@ impl Identities {
             HARNESS => None,
             "orchestrator" => Some(Role::Orchestrator),
             "admin" => Some(Role::Admin),
+            "conformance" => Some(Role::Conformance),
             other => Some(Role::Participant(other.into())),
         };
         if let Some(role) = role {

@@ -109,6 +109,36 @@ pub struct SimulateArgs {
     pub format: Output,
 }
 
+#[derive(Debug, Args)]
+pub struct ConformanceArgs {
+    /// The participant to check: the second token of its command subjects.
+    #[arg(long)]
+    pub participant: String,
+    /// NATS server URL.
+    #[arg(long, env = "SAGA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// As the conformance identity (`conformance.nk` of `saga nats credentials --conformance`).
+    #[command(flatten)]
+    pub nats_auth: crate::NatsAuth,
+    /// The participants catalogue listing its commands.
+    #[arg(
+        long,
+        env = "SAGA_CATALOGUE",
+        default_value = "sagas/participants.toml"
+    )]
+    pub catalogue: PathBuf,
+    /// A command's payload, `Command=JSON` (default: made up from its declared input); give
+    /// one that the participant applies to check retries too. Repeatable.
+    #[arg(long = "payload", value_parser = crate::conformance::parse_payload)]
+    pub payloads: Vec<(String, serde_json::Value)>,
+    /// How long to wait for each reply or dead letter.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// `text` for people, `json` for tools.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
 /// NATS for an operator's command: the server, and the admin identity to be there.
 #[derive(Debug, Args)]
 pub struct AdminNats {
@@ -356,6 +386,10 @@ pub enum NatsAction {
         /// and route peers reach the servers by).
         #[arg(long = "tls-host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
         tls_hosts: Vec<String>,
+        /// Also the identity of `saga conformance` (`conformance.nk`), for a test system:
+        /// it may publish any command and hear every reply.
+        #[arg(long)]
+        conformance: bool,
     },
 }
 

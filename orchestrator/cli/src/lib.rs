@@ -9,6 +9,7 @@
 mod api_token;
 mod client;
 mod client_args;
+mod conformance;
 mod dev;
 mod dlq;
 mod nats;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Run definitions against model participants under injected faults, checking the
     /// guarantees; prints the smallest failing schedule, replayable.
     Simulate(SimulateArgs),
+    /// Check a running participant (any language) against the participant contract, over
+    /// NATS only.
+    Conformance(ConformanceArgs),
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
     /// Measure throughput, latency, CPU and memory against the raw JetStream floor.
@@ -124,6 +128,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Projections(args) => projections::run(args).await,
         Command::Validate(args) => validate::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Conformance(args) => conformance::run(args).await,
         Command::Account(args) => client::account(args).await,
         Command::Nats(args) => nats::run(args),
         Command::Api(args) => api_token::run(args),

@@ -19,8 +19,12 @@ pub fn run(args: NatsArgs) -> Result<ExitCode, Error> {
             out,
             participants,
             tls_hosts,
+            conformance,
         } => {
             let mut roles = vec![Role::Orchestrator, Role::Admin];
+            if conformance {
+                roles.push(Role::Conformance);
+            }
             for name in &participants {
                 roles.push(Role::participant(name)?);
             }

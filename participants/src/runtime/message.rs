@@ -108,7 +108,7 @@ where
     ctx.metrics
         .command(&failed_for.command, outcome, started.elapsed());
     match handled {
-        Ok(reply) => match publish_reply(ctx, &reply).await {
+        Ok(reply) => match publish_reply(ctx, &reply, message.headers.as_ref()).await {
             Ok(()) => {
                 match message.double_ack().await {
                     Ok(()) => debug!(%message_id, "replied and acked"),
@@ -139,7 +139,7 @@ where
                 ReplyEnvelope::answering(&failed_for, outcome, saga_protocol::Timestamp::now());
             ctx.metrics
                 .command(&failed_for.command, "failed", started.elapsed());
-            match publish_reply(ctx, &reply).await {
+            match publish_reply(ctx, &reply, message.headers.as_ref()).await {
                 Ok(()) => {
                     if let Err(e) = message.double_ack().await {
                         warn!(%message_id, error = %e, "ack failed");
@@ -157,7 +157,14 @@ where
 }
 
 /// Publishes `reply` with `Nats-Msg-Id` = its message id and waits for the stream's PubAck.
-async fn publish_reply(ctx: &Context, reply: &ReplyEnvelope) -> Result<(), async_nats::Error> {
+/// The reply is in the command's trace: with tracing on, as the child of its publish span;
+/// with tracing off, carrying the command's own trace context on, so the trace does not end
+/// here.
+async fn publish_reply(
+    ctx: &Context,
+    reply: &ReplyEnvelope,
+    command_headers: Option<&HeaderMap>,
+) -> Result<(), async_nats::Error> {
     let subject = subjects::reply(ctx.participant);
     let payload = reply.encode();
     let span =
@@ -165,6 +172,12 @@ async fn publish_reply(ctx: &Context, reply: &ReplyEnvelope) -> Result<(), async
     let mut trace_headers = HeaderMap::new();
     if !span.is_none() {
         saga_telemetry::propagation::inject(&span.context(), &mut trace_headers);
+    } else if let Some(headers) = command_headers {
+        for name in [saga_protocol::headers::TRACEPARENT, saga_protocol::headers::TRACESTATE] {
+            if let Some(value) = headers.get(name) {
+                trace_headers.insert(name, value.as_str());
+            }
+        }
     }
     let publish = Publish::build()
         .payload(payload.into())

@@ -46,7 +46,7 @@
 mod check;
 mod faults;
 mod participants;
-mod sample;
+pub mod sample;
 mod tape;
 mod world;
 

@@ -1,5 +1,5 @@
-//! Values a model participant or a simulated caller makes up for declared fields: a saga's
-//! input, a signal's payload, a command's output.
+//! Values made up for declared fields: a simulated saga's input and signals, a model
+//! participant's outputs, the commands `saga conformance` sends.
 
 use crate::definition::{Field, FieldType};
 use serde_json::{Map, Value, json};
@@ -8,12 +8,7 @@ use std::collections::BTreeMap;
 /// An object with a value for every required field of `fields` (and for the optional ones
 /// when `all`), each taken from `given` when it holds that field with a fitting value (a
 /// command's output echoes its input), else made up, the same for the same `key`.
-pub(crate) fn object(
-    fields: &BTreeMap<String, Field>,
-    given: &Value,
-    key: &str,
-    all: bool,
-) -> Value {
+pub fn object(fields: &BTreeMap<String, Field>, given: &Value, key: &str, all: bool) -> Value {
     let mut out = Map::new();
     for (name, field) in fields {
         if !field.required && !all {

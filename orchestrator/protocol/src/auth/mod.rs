@@ -10,7 +10,9 @@
 //!   publishes only `saga.reply.p` and `saga.dlq.p`, and answers admin requests on
 //!   `saga.admin.p`; it cannot publish a command or another participant's reply;
 //! - the **admin** identity (the `saga` command line's operator commands) calls the admin
-//!   subjects and reads and replays the dead-letter stream.
+//!   subjects and reads and replays the dead-letter stream;
+//! - the **conformance** identity (`saga conformance`, on a test system) publishes commands
+//!   and listens to the replies and dead letters, never through a consumer.
 //!
 //! The grants are written for the server by [`authorization`]; a process loads its seed with
 //! [`Credentials`]. Every user's request inboxes live under its own prefix
@@ -60,6 +62,8 @@ pub enum Role {
     /// A participant, by its name (the second token of its command subjects).
     Participant(String),
     Admin,
+    /// `saga conformance`: drives a participant as the orchestrator would.
+    Conformance,
 }
 
 impl Role {
@@ -82,6 +86,7 @@ impl Role {
             Role::Orchestrator => "orchestrator",
             Role::Participant(name) => name,
             Role::Admin => "admin",
+            Role::Conformance => "conformance",
         }
     }
 
@@ -108,6 +113,17 @@ impl Role {
             Role::Admin => Permissions {
                 publish: admin_publish(),
                 subscribe: vec![inbox],
+                allow_responses: false,
+            },
+            // Commands go to the stream (its acks come to the inbox); replies and dead
+            // letters are heard as they are published, no consumer taking them from anyone.
+            Role::Conformance => Permissions {
+                publish: vec![crate::subjects::COMMANDS_SUBJECTS.to_string()],
+                subscribe: vec![
+                    inbox,
+                    crate::subjects::REPLIES_SUBJECTS.to_string(),
+                    crate::subjects::DLQ_SUBJECTS.to_string(),
+                ],
                 allow_responses: false,
             },
         }
