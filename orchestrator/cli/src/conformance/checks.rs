@@ -30,15 +30,27 @@ impl Verdict {
     }
 }
 
-/// What the checks send: the participant's commands, with their payloads.
+/// A forward command the checks send, with its payload, and the compensation that undoes it
+/// with that compensation's payload.
+pub(crate) struct Forward {
+    pub command: String,
+    pub payload: Value,
+    pub undo: Option<(String, Value)>,
+}
+
+/// What the checks send: the participant's forward commands.
 pub(crate) struct Plan {
-    /// Forward commands, each with its payload and the compensation that undoes it.
-    pub forward: Vec<(String, Value, Option<(String, Value)>)>,
+    pub forward: Vec<Forward>,
 }
 
 pub(crate) async fn run(probe: &mut Probe, plan: &Plan) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
-    for (command, payload, undo) in &plan.forward {
+    for Forward {
+        command,
+        payload,
+        undo,
+    } in &plan.forward
+    {
         let (duplicate, envelope) = duplicate_and_envelope(probe, command, payload).await;
         verdicts.push(Verdict::of("duplicate", command, duplicate));
         verdicts.push(Verdict::of("envelope", command, envelope));
@@ -49,7 +61,10 @@ pub(crate) async fn run(probe: &mut Probe, plan: &Plan) -> Vec<Verdict> {
             verdicts.push(Verdict::of("compensation-twice", undo, twice));
         }
     }
-    if let Some((command, payload, _)) = plan.forward.first() {
+    if let Some(Forward {
+        command, payload, ..
+    }) = plan.forward.first()
+    {
         let malformed = malformed(probe, command, payload).await;
         verdicts.push(Verdict::of("malformed", command, malformed));
         let unknown = unknown_command(probe).await;

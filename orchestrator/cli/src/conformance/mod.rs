@@ -124,7 +124,11 @@ fn plan(
                 }
                 (undo.to_string(), Value::Object(merged))
             });
-            (command.to_string(), forward_payload, undo)
+            checks::Forward {
+                command: command.to_string(),
+                payload: forward_payload,
+                undo,
+            }
         })
         .collect::<Vec<_>>();
     if forward.is_empty() {
