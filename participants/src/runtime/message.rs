@@ -173,7 +173,10 @@ async fn publish_reply(
     if !span.is_none() {
         saga_telemetry::propagation::inject(&span.context(), &mut trace_headers);
     } else if let Some(headers) = command_headers {
-        for name in [saga_protocol::headers::TRACEPARENT, saga_protocol::headers::TRACESTATE] {
+        for name in [
+            saga_protocol::headers::TRACEPARENT,
+            saga_protocol::headers::TRACESTATE,
+        ] {
             if let Some(value) = headers.get(name) {
                 trace_headers.insert(name, value.as_str());
             }
