@@ -29,6 +29,8 @@ fn occurred() -> Clock {
 pub const ACCOUNT_SUBJECT: &str = "saga.admin.account";
 /// Admin subject of the order participant.
 pub const ORDER_SUBJECT: &str = "saga.admin.order";
+/// Admin subject of the inventory participant.
+pub const INVENTORY_SUBJECT: &str = "saga.admin.inventory";
 
 /// The admin subject served by participant `participant`: `saga.admin.{participant}`.
 pub fn subject(participant: &str) -> String {
@@ -70,6 +72,13 @@ pub enum Request {
     },
     /// Every order.
     Orders,
+    /// Creates a show with `capacity` seats; idempotent: an existing show is left as it is.
+    CreateShow {
+        show_id: String,
+        capacity: i64,
+    },
+    /// Every show's seat map.
+    Shows,
     /// Compares a page of the participant's read model (`accounts` or `orders`) with the
     /// fold of its log; changes nothing.
     Verify {
@@ -253,6 +262,26 @@ pub async fn statement(
 /// Every order, oldest first.
 pub async fn orders(client: &async_nats::Client) -> Result<Vec<OrderView>, Error> {
     call(client, ORDER_SUBJECT, &Request::Orders).await
+}
+
+/// Creates show `show_id` with `capacity` seats, or returns the existing one's seat map.
+pub async fn create_show(
+    client: &async_nats::Client,
+    show_id: &str,
+    capacity: i64,
+) -> Result<crate::inventory::seats::SeatMap, Error> {
+    let request = Request::CreateShow {
+        show_id: show_id.to_string(),
+        capacity,
+    };
+    call(client, INVENTORY_SUBJECT, &request).await
+}
+
+/// Every show's seat map, by show.
+pub async fn shows(
+    client: &async_nats::Client,
+) -> Result<Vec<crate::inventory::seats::SeatMap>, Error> {
+    call(client, INVENTORY_SUBJECT, &Request::Shows).await
 }
 
 /// A page of the read model of the participant behind `subject` ([`ACCOUNT_SUBJECT`] or

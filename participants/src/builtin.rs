@@ -1,4 +1,4 @@
-//! The two participants of this crate by [`Kind`], for the `saga participant` command: the
+//! The participants of this crate by [`Kind`], for the `saga participant` command: the
 //! only place that names them, on top of the generic [`runtime`](crate::runtime).
 //!
 //! ```no_run
@@ -12,7 +12,7 @@
 
 use crate::participant::Participant;
 use crate::runtime::{self, Error};
-use crate::{Kind, Options, account::Account, order::Orders};
+use crate::{Kind, Options, account::Account, inventory::Inventory, order::Orders};
 use saga_protocol::CommandKind;
 use std::future::Future;
 use tokio::sync::oneshot;
@@ -46,6 +46,7 @@ pub async fn run_with_ready(
             let orders = move |store| Orders::new(store, limit);
             runtime::run(orders, options, shutdown, ready).await
         }
+        Kind::Inventory => runtime::run(Inventory::new, options, shutdown, ready).await,
     }
 }
 
@@ -55,5 +56,6 @@ pub fn commands(kind: Kind) -> &'static [(&'static str, CommandKind)] {
     match kind {
         Kind::Account => Account::COMMANDS,
         Kind::Order => Orders::COMMANDS,
+        Kind::Inventory => Inventory::COMMANDS,
     }
 }

@@ -14,14 +14,15 @@
 //! - [`batch`]: group commit, the commands in hand at one moment in one transaction.
 //! - [`service`]: the tower service around it all, and its in-process layers.
 //! - [`store`]: the database, migrations and the durable inbox table.
-//! - [`account`], [`order`]: the two participants; [`builtin`] runs them by [`Kind`]
+//! - [`account`], [`order`], [`inventory`]: the built-in participants; [`builtin`] runs them
+//!   by [`Kind`]
 //!   ([`run`] is the entry point of `saga participant`).
 //! - [`admin`]: core NATS request/reply helpers to open and fund accounts and read state.
 //! - [`health`]: `/livez` and `/readyz` for Kubernetes probes.
 //! - [`metrics`]: the participant's metrics and its `/metrics` HTTP endpoint.
 //!
 //! Tables (one set per participant database): `inbox`, `account_events`, `accounts`,
-//! `reservations`, `orders`, `order_events`.
+//! `reservations`, `orders`, `order_events`, `seat_maps`, `seat_holds`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), saga_participants::Error> {
@@ -38,6 +39,7 @@ pub mod batch;
 pub mod builtin;
 pub mod health;
 pub mod inbox;
+pub mod inventory;
 pub mod metrics;
 pub mod options;
 pub mod order;

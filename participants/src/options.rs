@@ -23,6 +23,8 @@ pub enum Kind {
     Account,
     /// The order lifecycle: pending, approved, rejected, cancelled.
     Order,
+    /// The seats of shows: held by reservations, released, sold.
+    Inventory,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
         match self {
             Kind::Account => "account",
             Kind::Order => "order",
+            Kind::Inventory => "inventory",
         }
     }
 
@@ -49,7 +52,7 @@ impl fmt::Display for Kind {
 /// Why a string is not a [`Kind`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unknown participant `{0}`: expected `account` or `order`")]
+    #[error("unknown participant `{0}`: expected `account`, `order` or `inventory`")]
     UnknownKind(String),
 }
 
@@ -60,6 +63,7 @@ impl FromStr for Kind {
         match s {
             "account" => Ok(Kind::Account),
             "order" => Ok(Kind::Order),
+            "inventory" => Ok(Kind::Inventory),
             other => Err(Error::UnknownKind(other.to_string())),
         }
     }
@@ -163,7 +167,7 @@ mod tests {
 
     #[test]
     fn kind_round_trips_through_its_name() {
-        for kind in [Kind::Account, Kind::Order] {
+        for kind in [Kind::Account, Kind::Order, Kind::Inventory] {
             assert_eq!(kind.to_string().parse::<Kind>().ok(), Some(kind));
         }
         assert!("bank".parse::<Kind>().is_err());

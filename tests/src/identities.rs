@@ -46,7 +46,7 @@ impl Identities {
     }
 
     /// Makes the identities of the orchestrator, the admin, the conformance kit,
-    /// `participants` (default: `account` and `order`) and the harness, with their seeds in
+    /// `participants` (default: `account`, `order` and `inventory`) and the harness, with their seeds in
     /// `dir`.
     pub fn make(dir: &Path, participants: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
@@ -54,7 +54,11 @@ impl Identities {
             command: "make the NATS identities".into(),
             output: e.to_string(),
         };
-        let defaults = ["account".to_string(), "order".to_string()];
+        let defaults = [
+            "account".to_string(),
+            "order".to_string(),
+            "inventory".to_string(),
+        ];
         let participants = if participants.is_empty() {
             &defaults[..]
         } else {

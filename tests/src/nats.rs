@@ -51,7 +51,7 @@ pub struct NatsOptions {
     /// Accept clients without credentials (default: every client authenticates with an
     /// NKey of [`NatsServer::nkey`] and gets only its role's permissions).
     pub no_auth: bool,
-    /// The participants to make identities for (default: `account` and `order`).
+    /// The participants to make identities for (default: `account`, `order` and `inventory`).
     pub participants: Vec<String>,
     /// Accept plain TCP (default: TLS only, with a CA and certificate made under `tls/`,
     /// which every identity's credentials trust).

@@ -337,6 +337,27 @@ pub struct AccountArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(subcommand)]
+    pub action: InventoryAction,
+    /// Shows are managed through the inventory participant, over NATS.
+    #[command(flatten)]
+    pub admin: AdminNats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryAction {
+    /// Add a show with its seats (idempotent: an existing show is left as it is).
+    AddShow {
+        show_id: String,
+        #[arg(long)]
+        capacity: i64,
+    },
+    /// Every show's seats: free, held by reservations, sold.
+    Shows,
+}
+
+#[derive(Debug, Args)]
 pub struct NatsArgs {
     #[command(subcommand)]
     pub action: NatsAction,
@@ -380,7 +401,7 @@ pub enum NatsAction {
         #[arg(long)]
         out: std::path::PathBuf,
         /// Participants to make identities for.
-        #[arg(long = "participant", default_values_t = ["account".to_string(), "order".to_string()])]
+        #[arg(long = "participant", default_values_t = ["account".to_string(), "order".to_string(), "inventory".to_string()])]
         participants: Vec<String>,
         /// Host names and addresses the server certificate is valid for (the names clients
         /// and route peers reach the servers by).

@@ -1,9 +1,9 @@
 //! `saga dev`: the whole system on one machine with nothing to set up.
 //!
-//! Starts a nats-server with JetStream (store under the data directory), the account and
-//! order participants and the orchestrator (each on its own SQLite file), serves the API,
-//! opens a few demo accounts, runs a batch of demo sagas, prints what happened, and keeps
-//! serving until Ctrl-C.
+//! Starts a nats-server with JetStream (store under the data directory), the account, order
+//! and inventory participants and the orchestrator (each on its own SQLite file), serves the
+//! API, opens a few demo accounts and a show, runs a batch of demo sagas, prints what
+//! happened, and keeps serving until Ctrl-C.
 
 use super::{DevArgs, Error};
 use saga_core::Status;
@@ -20,6 +20,11 @@ const CUSTOMERS: [(&str, i64); 4] = [
     ("carol", 3_000_000),
     ("dave", 20_000),
 ];
+
+/// The demo show and its seats: the third booking of the default demo finds too few left.
+const SHOW: (&str, i64) = ("opening-night", 5);
+/// The price of a seat (minor units).
+const SEAT_PRICE: i64 = 2_500;
 
 pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     std::fs::create_dir_all(&args.data_dir)
@@ -52,6 +57,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
     for (kind, file) in [
         (saga_participants::Kind::Account, "account.db"),
         (saga_participants::Kind::Order, "order.db"),
+        (saga_participants::Kind::Inventory, "inventory.db"),
     ] {
         super::servers::check_catalogue(
             kind,
@@ -71,7 +77,7 @@ pub async fn run(args: DevArgs) -> Result<ExitCode, Error> {
                 .map_err(|e| format!("{kind} participant: {e}"))
         });
         println!(
-            "participant   {kind:<8} sqlite {}",
+            "participant   {kind:<9} sqlite {}",
             data.join(file).display()
         );
     }
@@ -186,10 +192,11 @@ struct DemoSaga {
     started: Instant,
 }
 
-/// Opens the demo accounts and runs `count` sagas: mostly place_order, every fourth an
-/// express_order (a parallel group, a pivot and a retriable step), some approved_order (an
-/// await step, whose approval the demo sends). Most complete; those above the review limit
-/// and those beyond a customer's credit are compensated.
+/// Opens the demo accounts and the show and runs `count` sagas: mostly place_order, every
+/// fourth an express_order (a parallel group, a pivot and a retriable step), some
+/// approved_order (an await step, whose approval the demo sends), some book_seats (seats of
+/// the show, charged to the account). Most complete; those above the review limit, beyond a
+/// customer's credit or beyond the seats left are compensated.
 async fn demo(
     orchestrator: &Orchestrator,
     client: &async_nats::Client,
@@ -198,6 +205,8 @@ async fn demo(
     for (customer, deposit) in CUSTOMERS {
         retry_admin(|| saga_participants::admin::open_account(client, customer, deposit)).await?;
     }
+    let (show, capacity) = SHOW;
+    retry_admin(|| saga_participants::admin::create_show(client, show, capacity)).await?;
     let mut sagas = Vec::with_capacity(count);
     for i in 0..count {
         let (customer, _) = CUSTOMERS[i % CUSTOMERS.len()];
@@ -206,9 +215,18 @@ async fn demo(
             _ if customer == "dave" => 15_000, // dave's credit covers one such order only
             _ => 1_000 + 2_500 * i64::try_from(i).unwrap_or(0),
         };
-        let input = serde_json::json!({ "customer_id": customer, "amount": amount });
+        let mut input = serde_json::json!({ "customer_id": customer, "amount": amount });
         let loaded = |name: &str| orchestrator.registry().latest(name).is_some();
-        let name = if i % 4 == 2 && loaded("express_order") {
+        let name = if i % 5 == 1 && loaded("book_seats") {
+            let seats = [2, 1, 3][(i / 5) % 3];
+            input = serde_json::json!({
+                "customer_id": customer,
+                "show_id": show,
+                "seats": seats,
+                "amount": seats * SEAT_PRICE,
+            });
+            "book_seats"
+        } else if i % 4 == 2 && loaded("express_order") {
             "express_order"
         } else if i % 6 == 3 && loaded("approved_order") {
             "approved_order"
@@ -216,6 +234,7 @@ async fn demo(
             "place_order"
         };
         let started = Instant::now();
+        let amount = input["amount"].as_i64().unwrap_or(amount);
         let saga = orchestrator.start(name, input, None).await?;
         sagas.push(DemoSaga {
             saga_id: saga.saga_id,
@@ -276,9 +295,14 @@ async fn demo(
     super::print_table(&table);
     let summary: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!("\n{}", summary.join(", "));
-    println!("\naccounts (available + reserved = deposited; reserved = approved orders):\n");
+    println!(
+        "\naccounts (available + reserved = deposited; reserved = approved orders and booked seats):\n"
+    );
     let balances = saga_participants::admin::balances(client).await?;
     super::print_table(&super::client::balance_table(&balances));
+    println!("\nshows (capacity = free + held + sold; sold = confirmed bookings):\n");
+    let shows = saga_participants::admin::shows(client).await?;
+    super::print_table(&super::client::seat_table(&shows));
     let unfinished = sagas.len()
         - by_status
             .iter()
@@ -304,7 +328,7 @@ async fn retry_admin<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if Instant::now() > deadline => {
-                return Err(format!("account participant: {e}").into());
+                return Err(format!("participant: {e}").into());
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }

@@ -78,6 +78,8 @@ pub enum Command {
     Conformance(ConformanceArgs),
     /// Open, fund and inspect accounts of the account participant.
     Account(AccountArgs),
+    /// Add and inspect the shows of the inventory participant.
+    Inventory(InventoryArgs),
     /// Measure throughput, latency, CPU and memory against the raw JetStream floor.
     Bench(BenchCommand),
     /// NATS credentials and permissions for every identity of the system.
@@ -96,6 +98,7 @@ impl Cli {
                 let service = match a.kind {
                     ParticipantKind::Account => "saga-account",
                     ParticipantKind::Order => "saga-order",
+                    ParticipantKind::Inventory => "saga-inventory",
                 };
                 a.telemetry.settings(service, "info")
             }
@@ -130,6 +133,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Conformance(args) => conformance::run(args).await,
         Command::Account(args) => client::account(args).await,
+        Command::Inventory(args) => client::inventory(args).await,
         Command::Nats(args) => nats::run(args),
         Command::Api(args) => api_token::run(args),
         Command::Bench(args) => {

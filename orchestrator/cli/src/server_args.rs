@@ -281,6 +281,7 @@ pub struct ParticipantArgs {
 pub enum ParticipantKind {
     Account,
     Order,
+    Inventory,
 }
 
 /// A statement period's length: a duration of at least a second.

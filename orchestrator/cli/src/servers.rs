@@ -97,6 +97,7 @@ pub async fn participant(args: ParticipantArgs) -> Result<ExitCode, Error> {
     let kind = match args.kind {
         ParticipantKind::Account => saga_participants::Kind::Account,
         ParticipantKind::Order => saga_participants::Kind::Order,
+        ParticipantKind::Inventory => saga_participants::Kind::Inventory,
     };
     check_catalogue(kind, &args.catalogue)?;
     let options = saga_participants::Options {

@@ -28,7 +28,7 @@ fn every_shipped_definition_is_simulated_clean_and_the_counts_are_the_same_every
     let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(report["ok"], true);
     let definitions = report["definitions"].as_array().unwrap();
-    assert_eq!(definitions.len(), 3, "{report}");
+    assert_eq!(definitions.len(), 4, "{report}");
     for d in definitions {
         assert_eq!(d["schedules"], 500, "{d}");
         assert!(d["failure"].is_null(), "{d}");
@@ -86,7 +86,7 @@ fn validate_simulates_what_it_validated() {
         text.lines()
             .filter(|l| l.trim_end().ends_with(" ok"))
             .count(),
-        3,
+        4,
         "{text}"
     );
 }
@@ -109,7 +109,7 @@ fn bad_arguments_say_what_is_expected() {
     let output = saga(&["simulate", "sagas", "--trace"]);
     assert_eq!(output.status.code(), Some(1));
     let error = String::from_utf8(output.stderr).unwrap();
-    assert!(error.contains("one definition; 3 given"), "{error}");
+    assert!(error.contains("one definition; 4 given"), "{error}");
 
     let output = saga(&[
         "simulate",

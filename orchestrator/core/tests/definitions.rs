@@ -31,7 +31,12 @@ fn every_saga_in_the_repository_is_valid() {
     names.sort();
     assert_eq!(
         names,
-        ["approved_order v1", "express_order v1", "place_order v1"]
+        [
+            "approved_order v1",
+            "book_seats v1",
+            "express_order v1",
+            "place_order v1"
+        ]
     );
 }
 

@@ -12,7 +12,12 @@ fn the_repository_definitions_load_with_their_catalogue() {
         .collect();
     assert_eq!(
         loaded,
-        ["approved_order v1", "express_order v1", "place_order v1"]
+        [
+            "approved_order v1",
+            "book_seats v1",
+            "express_order v1",
+            "place_order v1"
+        ]
     );
     assert!(registry.catalogue().is_some());
 }

@@ -105,6 +105,9 @@ pub(super) async fn answer(
         Request::Orders => Ok(Reply::Error(
             "`orders` is served by the order participant".into(),
         )),
+        Request::CreateShow { .. } | Request::Shows => Ok(Reply::Error(
+            "shows are served by the inventory participant".into(),
+        )),
         Request::Verify { after, limit } => {
             projection::answer::<Accounts>(store, after, limit, false).await
         }

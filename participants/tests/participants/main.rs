@@ -8,6 +8,7 @@ mod account;
 mod admin;
 mod dead_letters;
 mod inbox;
+mod inventory;
 mod old_events;
 mod order;
 mod passbook;

@@ -436,13 +436,16 @@ fn problems_of(container: &Container<'_>, objects: &[Value]) -> Vec<String> {
         }
         Command::Participant(args)
             if (workload, args.kind) == ("Deployment/account", ParticipantKind::Account)
-                || (workload, args.kind) == ("Deployment/order", ParticipantKind::Order) =>
+                || (workload, args.kind) == ("Deployment/order", ParticipantKind::Order)
+                || (workload, args.kind)
+                    == ("Deployment/inventory", ParticipantKind::Inventory) =>
         {
             check_listen(container, args.listen, &mut problems);
             check_nats(&args.connection, objects, &mut problems);
             let identity = match args.kind {
                 ParticipantKind::Account => "account",
                 ParticipantKind::Order => "order",
+                ParticipantKind::Inventory => "inventory",
             };
             check_nats_auth(container, &args.connection, identity, &mut problems);
             check_database(&parsed, &args.connection, &mut problems);
@@ -472,6 +475,7 @@ fn every_saga_container_runs_a_command_line_the_binary_accepts() {
             workloads,
             [
                 "Deployment/account",
+                "Deployment/inventory",
                 "Deployment/orchestrator",
                 "Deployment/order"
             ],

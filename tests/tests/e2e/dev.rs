@@ -51,6 +51,15 @@ fn dev_runs_the_demo_and_every_saga_ends() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("ran 6 demo sagas"), "{stdout}");
+    // The second books 2 of the show's 5 seats, charged to bob: confirmed, so sold.
+    assert!(stdout.contains("book_seats"), "{stdout}");
+    let show = ["opening-night", "5", "3", "0", "2"];
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(show.iter().copied())),
+        "the show with 3 free and 2 sold:\n{stdout}"
+    );
     // The sixth (i = 4) is above the review limit: approval refused, compensated.
     assert!(stdout.contains("5 completed"), "{stdout}");
     assert!(stdout.contains("1 compensated"), "{stdout}");

@@ -2,3 +2,4 @@
 CREATE DATABASE saga_orchestrator;
 CREATE DATABASE saga_account;
 CREATE DATABASE saga_order;
+CREATE DATABASE saga_inventory;

@@ -20,7 +20,7 @@ fn root() -> PathBuf {
 
 fn server() -> NatsServer {
     NatsServer::launch(NatsOptions {
-        participants: ["account", "order", "points", "broken"]
+        participants: ["account", "order", "inventory", "points", "broken"]
             .map(String::from)
             .to_vec(),
         ..NatsOptions::default()
@@ -109,11 +109,12 @@ async fn participant(nats: &NatsServer, kind: &str, dir: &Path) -> Process {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_account_and_order_participants_pass_every_check() {
+async fn the_built_in_participants_pass_every_check() {
     let nats = server();
     let dir = tempfile::tempdir().unwrap();
     let _account = participant(&nats, "account", dir.path()).await;
     let _order = participant(&nats, "order", dir.path()).await;
+    let _inventory = participant(&nats, "inventory", dir.path()).await;
     let opened = Command::new(env!("CARGO_BIN_EXE_saga"))
         .args([
             "account",
@@ -162,6 +163,38 @@ async fn the_account_and_order_participants_pass_every_check() {
     assert_eq!(failed(&report), Vec::<String>::new(), "{report:#}");
     // Three forward commands, one of them with its compensation: 3 × 2 + 2 + 2.
     assert_eq!(report["checks"].as_array().unwrap().len(), 10, "{report:#}");
+
+    let added = Command::new(env!("CARGO_BIN_EXE_saga"))
+        .args([
+            "inventory",
+            "add-show",
+            "conformance-show",
+            "--capacity",
+            "100",
+            "--nats",
+            &nats.url(),
+        ])
+        .args(nats.auth_args("admin"))
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let payload = r#"ReserveSeats={"show_id":"conformance-show","seats":2}"#;
+    let (output, report) = conformance(&nats, "inventory", &catalogue, &["--payload", payload]);
+    assert!(output.status.success(), "{report:#}");
+    assert_eq!(failed(&report), Vec::<String>::new(), "{report:#}");
+    let reserve = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["command"] == "ReserveSeats" && c["check"] == "duplicate")
+        .unwrap();
+    assert!(
+        reserve["detail"]
+            .as_str()
+            .unwrap()
+            .contains("found the effect"),
+        "{reserve}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
