@@ -407,11 +407,12 @@ fn a_retry_refused_after_a_transient_failure_is_compensated() {
     );
 }
 
-/// The pivot refused on attempt 2 while attempt 1 timed out: attempt 1 may still approve the
-/// order, and nothing undoes a pivot, so the saga neither compensates nor goes on. It is
-/// stuck on the pivot with the reason; an operator checks the order and skips or retries.
+/// The pivot refused on attempt 2 while attempt 1 timed out: a pivot's participant records
+/// its refusal under the effect key (the order keeps the order `rejected`), so the late
+/// attempt 1 is refused too, and nothing undoes a pivot anyway. The refusal is final: the saga
+/// compensates what came before it, newest first.
 #[test]
-fn a_pivot_refused_while_an_earlier_attempt_may_still_apply_is_stuck() {
+fn a_pivot_refused_on_a_retry_is_final_and_the_saga_compensates() {
     let mut saga = Saga::given(strict_place_order(), vec![]);
     let a = saga.start(500);
     let a = saga.reply(&a[0], ok(json!({"reserved": 500})));
@@ -421,21 +422,9 @@ fn a_pivot_refused_while_an_earlier_attempt_may_still_apply_is_stuck() {
     saga.tick(clock + 1_010);
     let second = saga.tick(clock + 1_500);
     assert_eq!(command(&second[0]).attempt, 2);
-    let stuck = saga.reply(&second[0], rejected("over the review limit"));
-    assert_eq!(
-        stuck,
-        vec![Action::Finish {
-            status: Status::Stuck
-        }]
-    );
-    assert!(
-        saga.state
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.contains("an earlier attempt may have applied it")),
-        "{:?}",
-        saga.state.reason
-    );
+    let cancel = saga.reply(&second[0], rejected("over the review limit"));
+    assert_eq!(command(&cancel[0]).command, "CancelOrder");
+    assert_eq!(saga.state.status, Status::Compensating);
     insta::assert_yaml_snapshot!(saga.story);
 }
 

@@ -179,8 +179,8 @@ struct Looks {
 /// step's outcome is unknown and the saga fails; failing compensates, newest first, every
 /// step that succeeded or may have applied (a refused step with an earlier attempt that
 /// timed out, or failed transiently, may have: a copy of that attempt can still arrive, or
-/// it succeeded late); a refused pivot with
-/// such an attempt makes the saga stuck; a compensation is retried up to
+/// it succeeded late; a pivot's participant records its refusals, so a refused pivot
+/// did not apply); a compensation is retried up to
 /// `compensation_retries` attempts and a refused or exhausted one makes the saga stuck; a
 /// late reply is recorded and moves nothing.
 struct Model<'p> {
@@ -305,10 +305,7 @@ impl<'p> Model<'p> {
             (CommandKind::Forward, _) => {
                 self.set(step, StepStatus::Rejected);
                 self.emit(format!("StepRejected {}", show(cmd)));
-                // A refused pivot whose earlier attempt may still apply cannot be undone nor
-                // gone past: an operator decides.
-                let open_pivot = step_kind == StepKind::Pivot && self.open.contains(&step);
-                if step_kind == StepKind::Retriable || open_pivot {
+                if step_kind == StepKind::Retriable {
                     self.stuck(step, kind);
                 } else {
                     self.fail(step);

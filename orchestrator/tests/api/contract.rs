@@ -207,7 +207,7 @@ async fn readyz_names_each_check_and_needs_a_definition() {
     assert_eq!(
         report,
         json!({"status": "ready", "checks": {
-            "database": "ok", "nats": "ok", "definitions": "3 loaded", "reply_consumer_pulling": "ok"
+            "database": "ok", "nats": "ok", "definitions": "4 loaded", "reply_consumer_pulling": "ok"
         }})
     );
     stop.send(()).unwrap();

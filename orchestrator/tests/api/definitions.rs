@@ -29,7 +29,7 @@ async fn definitions_lists_the_stored_versions_with_their_sagas_in_flight() {
     o.record_definitions().await.unwrap();
     let (status, list) = call(&o, get("/v1/definitions")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 4, "{list}");
     let place_order = listed(&list, "place_order", 1);
     let hash = place_order["hash"].as_str().unwrap();
     assert!(

@@ -238,18 +238,6 @@ impl Decision<'_> {
                         &step,
                         kind,
                     );
-                } else if self.kind_of(&step) == StepKind::Pivot
-                    && self.state.earlier_attempt_open(&step)
-                {
-                    // An earlier attempt may have applied the pivot, which nothing undoes:
-                    // neither going on nor undoing is safe without knowing.
-                    self.stuck(
-                        format!(
-                            "pivot `{step}` was rejected on attempt {attempt} ({reason}), but an earlier attempt may have applied it (it timed out, failed for a while, or succeeded late): check the participant, then skip or retry"
-                        ),
-                        &step,
-                        kind,
-                    );
                 } else {
                     self.fail(step, reason);
                 }

@@ -1,7 +1,9 @@
 //! Model participants, derived from the catalogue: each keeps the rules of a correct
 //! participant (an inbox by message id, one effect per effect key, a tombstone for a
-//! compensation that comes first) and records what it did, for the guarantees to be
-//! checked against.
+//! compensation that comes first, and a refusal of a pivot's command recorded under its
+//! effect key, so that every attempt gets it) and records what it did, for the guarantees to
+//! be checked against. Other refusals are recorded under the message id only, as the account
+//! does: the core must not take them for proof that an earlier attempt did not apply.
 
 use super::tape::Tape;
 use super::{Fault, Faults, Guarantee, Violation, sample};
@@ -27,18 +29,22 @@ pub(crate) struct Effect {
     pub tombstone: bool,
     /// The output every attempt of the forward command answers.
     pub output: serde_json::Value,
+    /// A pivot's refusal, which every attempt under the key gets.
+    pub refused: Option<String>,
 }
 
 /// Every model participant at once (they share nothing but the world's clock).
 #[derive(Debug, Default)]
 pub(crate) struct Participants {
     /// Recorded replies, by message id.
-    inbox: HashMap<MessageId, ReplyEnvelope>,
+    pub inbox: HashMap<MessageId, ReplyEnvelope>,
     pub effects: BTreeMap<String, Effect>,
     /// The effect keys each step's forward commands came with: one, for a correct core.
     pub keys: BTreeMap<String, BTreeSet<String>>,
     /// Steps whose effect was undone, in the order of the undoing.
     pub undone: Vec<String>,
+    /// The steps whose command is a pivot.
+    pub pivots: BTreeSet<String>,
 }
 
 impl Participants {
@@ -96,11 +102,16 @@ impl Participants {
                 if effect.tombstone {
                     let reason = "compensated before it arrived (tombstone)".to_string();
                     (Outcome::Rejected { reason }, "refused: tombstone")
+                } else if let Some(reason) = effect.refused.clone() {
+                    (Outcome::Rejected { reason }, "refused before")
                 } else if effect.applied > 0 {
                     let output = effect.output.clone();
                     (Outcome::Succeeded { output }, "succeeded: applied before")
                 } else if faults.has(Fault::Refuse) && tape.chance(REFUSE) {
                     let reason = "refused by a business rule".to_string();
+                    if self.pivots.contains(&command.step) {
+                        effect.refused = Some(reason.clone());
+                    }
                     (Outcome::Rejected { reason }, "refused")
                 } else {
                     effect.applied += 1;

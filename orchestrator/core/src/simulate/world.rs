@@ -78,7 +78,15 @@ impl<'a> World<'a> {
             log: Vec::new(),
             state: SagaState::new(saga_id),
             network: Vec::new(),
-            participants: Participants::default(),
+            participants: Participants {
+                pivots: def
+                    .steps
+                    .iter()
+                    .filter(|s| s.kind == crate::StepKind::Pivot)
+                    .map(|s| s.name.clone())
+                    .collect(),
+                ..Participants::default()
+            },
             violations: Vec::new(),
             trace: traced.then(Vec::new),
             ticked: None,
