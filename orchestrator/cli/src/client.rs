@@ -2,8 +2,8 @@
 //! to the account participant over NATS (`account`).
 
 use super::{
-    AccountAction, AccountArgs, DefinitionsAction, DefinitionsArgs, Error, InventoryAction,
-    InventoryArgs, ListArgs, Output, SagaRef, ServerArg, StartArgs, StatusArgs,
+    AccountAction, AccountArgs, DefinitionsAction, DefinitionsArgs, Error, ListArgs, Output,
+    SagaRef, ServerArg, StartArgs, StatusArgs,
 };
 use serde_json::Value;
 use std::process::ExitCode;
@@ -316,36 +316,6 @@ pub(super) fn print_saga(saga: &Value, output: Output) {
             names => println!("  left applied (see to them by hand): {}", names.join(", ")),
         }
     }
-}
-
-pub async fn inventory(args: InventoryArgs) -> Result<ExitCode, Error> {
-    let client = args.admin.connect().await?;
-    use saga_participants::admin;
-    let shows = match args.action {
-        InventoryAction::AddShow { show_id, capacity } => {
-            vec![admin::create_show(&client, &show_id, capacity).await?]
-        }
-        InventoryAction::Shows => admin::shows(&client).await?,
-    };
-    super::print_table(&seat_table(&shows));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Shows as a table: capacity = free + held + sold.
-pub(super) fn seat_table(
-    shows: &[saga_participants::inventory::seats::SeatMap],
-) -> comfy_table::Table {
-    let mut table = super::table(["show", "capacity", "free", "held", "sold"]);
-    for map in shows {
-        table.add_row([
-            map.show_id.clone(),
-            map.capacity.to_string(),
-            map.free().to_string(),
-            map.held.to_string(),
-            map.sold.to_string(),
-        ]);
-    }
-    table
 }
 
 pub async fn account(args: AccountArgs) -> Result<ExitCode, Error> {

@@ -302,7 +302,7 @@ async fn demo(
     super::print_table(&super::client::balance_table(&balances));
     println!("\nshows (capacity = free + held + sold; sold = confirmed bookings):\n");
     let shows = saga_participants::admin::shows(client).await?;
-    super::print_table(&super::client::seat_table(&shows));
+    super::print_table(&super::inventory::seat_table(&shows));
     let unfinished = sagas.len()
         - by_status
             .iter()

@@ -12,6 +12,7 @@ mod client_args;
 mod conformance;
 mod dev;
 mod dlq;
+mod inventory;
 mod nats;
 mod operator;
 mod projections;
@@ -133,7 +134,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Conformance(args) => conformance::run(args).await,
         Command::Account(args) => client::account(args).await,
-        Command::Inventory(args) => client::inventory(args).await,
+        Command::Inventory(args) => inventory::run(args).await,
         Command::Nats(args) => nats::run(args),
         Command::Api(args) => api_token::run(args),
         Command::Bench(args) => {
