@@ -164,6 +164,7 @@ async fn chaos_thousand_sagas_with_kills_duplicates_delays_and_a_nats_restart() 
         copier.finish().await;
     }
     let mut count: HashMap<&str, usize> = HashMap::new();
+    let mut stuck = Vec::new();
     for (id, amount) in &sagas {
         let status = statuses[id].as_str();
         *count.entry(status).or_default() += 1;
@@ -183,13 +184,14 @@ async fn chaos_thousand_sagas_with_kills_duplicates_delays_and_a_nats_restart() 
                 saga["reason"].as_str().is_some_and(|r| !r.is_empty()),
                 "stuck without a reason: {saga}"
             );
+            stuck.push(format!("{id}: {}", saga["reason"]));
         }
     }
     eprintln!("chaos outcome: {count:?}");
     assert_eq!(
         count.get("stuck"),
         None,
-        "no saga should need an operator here: {count:?}"
+        "no saga should need an operator here: {count:?}, stuck: {stuck:#?}"
     );
     // Nothing applied twice: money is conserved and each completed saga approved one order.
     let orders = system.assert_conserved(&deposits).await;
