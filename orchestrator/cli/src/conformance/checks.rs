@@ -2,7 +2,7 @@
 //! says what it saw when the participant breaks the contract.
 
 use super::probe::{self, Heard, Probe};
-use saga_protocol::{CommandKind, MessageId, Outcome, SCHEMA_VERSION};
+use saga_protocol::{MessageId, Outcome, SCHEMA_VERSION};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -81,14 +81,7 @@ async fn duplicate_and_envelope(
     payload: &Value,
 ) -> (Result<String, String>, Result<String, String>) {
     let saga = Uuid::now_v7();
-    let first = probe.envelope(
-        saga,
-        "step",
-        1,
-        CommandKind::Forward,
-        command,
-        payload.clone(),
-    );
+    let first = probe.forward(saga, 1, command, payload.clone());
     let trace = probe::traceparent();
     let heard = match send_and_hear(probe, &first, Some(&trace)).await {
         Ok(heard) => heard,
@@ -104,7 +97,7 @@ async fn duplicate_and_envelope(
                 show(&again.reply.outcome)
             ));
         }
-        let retry = probe.envelope(saga, "step", 2, CommandKind::Forward, command, payload.clone());
+        let retry = probe.forward(saga, 2, command, payload.clone());
         let retried = send_and_hear(probe, &retry, None).await?;
         match (&heard.reply.outcome, &retried.reply.outcome) {
             (Outcome::Succeeded { output }, Outcome::Succeeded { output: again }) if output == again => Ok(
@@ -182,14 +175,7 @@ async fn compensation_first(
     undo_payload: &Value,
 ) -> Result<String, String> {
     let saga = Uuid::now_v7();
-    let compensation = probe.envelope(
-        saga,
-        "step",
-        1,
-        CommandKind::Compensation,
-        undo,
-        undo_payload.clone(),
-    );
+    let compensation = probe.compensation(saga, 1, undo, undo_payload.clone());
     let undone = send_and_hear(probe, &compensation, None).await?;
     if !matches!(undone.reply.outcome, Outcome::Succeeded { .. }) {
         return Err(format!(
@@ -197,14 +183,7 @@ async fn compensation_first(
             show(&undone.reply.outcome)
         ));
     }
-    let late = probe.envelope(
-        saga,
-        "step",
-        1,
-        CommandKind::Forward,
-        command,
-        payload.clone(),
-    );
+    let late = probe.forward(saga, 1, command, payload.clone());
     let refused = send_and_hear(probe, &late, None).await?;
     match &refused.reply.outcome {
         Outcome::Rejected { reason } => Ok(format!("the late {command} was refused: {reason}")),
@@ -224,23 +203,9 @@ async fn compensation_twice(
     undo_payload: &Value,
 ) -> Result<String, String> {
     let saga = Uuid::now_v7();
-    let forward = probe.envelope(
-        saga,
-        "step",
-        1,
-        CommandKind::Forward,
-        command,
-        payload.clone(),
-    );
+    let forward = probe.forward(saga, 1, command, payload.clone());
     send_and_hear(probe, &forward, None).await?;
-    let compensation = probe.envelope(
-        saga,
-        "step",
-        1,
-        CommandKind::Compensation,
-        undo,
-        undo_payload.clone(),
-    );
+    let compensation = probe.compensation(saga, 1, undo, undo_payload.clone());
     let first = send_and_hear(probe, &compensation, None).await?;
     let Outcome::Succeeded { output } = &first.reply.outcome else {
         return Err(format!(
@@ -256,14 +221,7 @@ async fn compensation_twice(
             show(&copy.reply.outcome)
         ));
     }
-    let retry = probe.envelope(
-        saga,
-        "step",
-        2,
-        CommandKind::Compensation,
-        undo,
-        undo_payload.clone(),
-    );
+    let retry = probe.compensation(saga, 2, undo, undo_payload.clone());
     let again = send_and_hear(probe, &retry, None).await?;
     match &again.reply.outcome {
         Outcome::Succeeded { output: second } if second == output => Ok(
@@ -287,14 +245,7 @@ async fn malformed(probe: &mut Probe, command: &str, payload: &Value) -> Result<
         .reason
         .filter(|r| !r.trim().is_empty())
         .ok_or("dead-lettered without a reason (header Saga-Dlq-Reason)")?;
-    let next = probe.envelope(
-        Uuid::now_v7(),
-        "step",
-        1,
-        CommandKind::Forward,
-        command,
-        payload.clone(),
-    );
+    let next = probe.forward(Uuid::now_v7(), 1, command, payload.clone());
     send_and_hear(probe, &next, None).await.map_err(|e| {
         format!("dead-lettered ({reason}), but the next command went unanswered: {e}")
     })?;
@@ -305,11 +256,9 @@ async fn malformed(probe: &mut Probe, command: &str, payload: &Value) -> Result<
 
 /// A command the participant does not offer is dead-lettered, not answered.
 async fn unknown_command(probe: &mut Probe) -> Result<String, String> {
-    let command = probe.envelope(
+    let command = probe.forward(
         Uuid::now_v7(),
-        "step",
         1,
-        CommandKind::Forward,
         "NoSuchCommand",
         Value::Object(Default::default()),
     );

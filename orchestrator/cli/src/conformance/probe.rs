@@ -8,6 +8,7 @@ use saga_protocol::{
     CommandEnvelope, CommandKind, MessageId, ReplyEnvelope, SCHEMA_VERSION, Timestamp, headers,
     subjects,
 };
+use serde_json::Value;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -73,7 +74,7 @@ impl Probe {
 
     /// The envelope of attempt `attempt` of `step`'s `kind` command `command` in saga `saga`,
     /// as the orchestrator builds it.
-    pub fn envelope(
+    fn envelope(
         &self,
         saga: Uuid,
         step: &str,
@@ -96,6 +97,42 @@ impl Probe {
             payload,
             sent_at: Timestamp::now(),
         }
+    }
+
+    /// Attempt `attempt` of the forward command `command` of the one step of saga `saga`.
+    pub fn forward(
+        &self,
+        saga: Uuid,
+        attempt: u32,
+        command: &str,
+        payload: Value,
+    ) -> CommandEnvelope {
+        self.envelope(
+            saga,
+            "step",
+            attempt,
+            CommandKind::Forward,
+            command,
+            payload,
+        )
+    }
+
+    /// Attempt `attempt` of the compensation `command` of the one step of saga `saga`.
+    pub fn compensation(
+        &self,
+        saga: Uuid,
+        attempt: u32,
+        command: &str,
+        payload: Value,
+    ) -> CommandEnvelope {
+        self.envelope(
+            saga,
+            "step",
+            attempt,
+            CommandKind::Compensation,
+            command,
+            payload,
+        )
     }
 
     /// Publishes `command` to the commands stream and waits for the stream to store it. Each
